@@ -93,7 +93,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             services.db.dispose()
 
     app = Litestar(
-        route_handlers=[wellknown.discovery, wellknown.jwks, ops.healthz, ops.readyz],
+        route_handlers=[*wellknown.ROUTES, *ops.ROUTES],
         lifespan=[lifespan],
         debug=False,
         openapi_config=None,

@@ -28,3 +28,6 @@ def readyz(request: Request) -> Response[dict[str, str]]:
     if problems:
         return Response({"status": "unavailable", **problems}, status_code=503)
     return Response({"status": "ok"})
+
+
+ROUTES = [healthz, readyz]

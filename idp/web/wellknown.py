@@ -30,3 +30,6 @@ async def discovery(request: Request) -> Response[bytes]:
 async def jwks(request: Request) -> Response[bytes]:
     """The published public signing keys (active, next and retired)."""
     return _document(request, request.app.state.services.jwks_document(), 300)
+
+
+ROUTES = [discovery, jwks]
