@@ -151,6 +151,42 @@ class Settings:
     session_max_hours: int = setting(
         "IDP_SESSION_MAX_HOURS", 12, _int(1, 24 * 30), "A login session ends this long after login"
     )
+    authorization_code_seconds: int = setting(
+        "IDP_AUTHORIZATION_CODE_SECONDS",
+        60,
+        _int(5, 600),
+        "Lifetime of an authorization code (single use)",
+    )
+    access_token_seconds: int = setting(
+        "IDP_ACCESS_TOKEN_SECONDS", 600, _int(30, 24 * 3600), "Lifetime of a JWT access token"
+    )
+    id_token_seconds: int = setting(
+        "IDP_ID_TOKEN_SECONDS", 3600, _int(30, 24 * 3600), "Lifetime of an ID token"
+    )
+    refresh_token_days: int = setting(
+        "IDP_REFRESH_TOKEN_DAYS",
+        30,
+        _int(1, 365),
+        "Lifetime of a refresh token family (offline_access); each use rotates the token",
+    )
+    require_pkce: bool = setting(
+        "IDP_REQUIRE_PKCE",
+        False,
+        _bool,
+        "Require PKCE (S256) from confidential clients too; public clients always need it",
+    )
+    pairwise_secret: str = setting(
+        "IDP_PAIRWISE_SECRET",
+        "",
+        _text,
+        "Key of pairwise subject identifiers; needed once a client uses subject type pairwise",
+    )
+    backchannel_logout_attempts: int = setting(
+        "IDP_BACKCHANNEL_LOGOUT_ATTEMPTS",
+        6,
+        _int(1, 20),
+        "Deliveries of a back-channel logout token tried before giving up (backing off)",
+    )
     log_level: str = setting(
         "IDP_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "Log level"
     )

@@ -13,15 +13,18 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -172,3 +175,157 @@ class Flow(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime] = mapped_column(index=True)
     completed_at: Mapped[datetime | None]
+
+
+# -- OpenID Connect: clients, codes, grants, tokens, consents, logout outbox ------------------
+
+
+class Client(Base):
+    """A registered relying party (portal app). Secrets are stored as SHA-256 digests."""
+
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    secret_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    # client_secret_basic | client_secret_post | private_key_jwt | none
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32))
+    redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
+    post_logout_redirect_uris: Mapped[list[Any]] = mapped_column(default=list)
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    grant_types: Mapped[list[Any]] = mapped_column(default=list)
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    subject_type: Mapped[str] = mapped_column(String(16), default="public")  # public | pairwise
+    sector_identifier: Mapped[str | None] = mapped_column(String(255))
+    default_acr: Mapped[str | None] = mapped_column(String(255))
+    minimum_acr: Mapped[str | None] = mapped_column(String(255))
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(Text)
+    id_token_signed_response_alg: Mapped[str] = mapped_column(String(16))
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    jwks_uri: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Grant(Base):
+    """What one login gave one client: the family of tokens from one authorization code.
+
+    Access tokens carry its id (``grant_id``); refresh tokens belong to it. Revoking
+    the grant (logout, reuse of a refresh token, a replayed code) revokes them all.
+    """
+
+    __tablename__ = "grants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    login_session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("login_sessions.id", ondelete="SET NULL"), index=True
+    )
+    sid: Mapped[str | None] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(Text)
+    claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # the `claims` request parameter
+    auth_time: Mapped[datetime]
+    acr: Mapped[str | None] = mapped_column(String(255))
+    amr: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoke_reason: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_grants_account_id_client_id", "account_id", "client_id"),)
+
+
+class AuthorizationCode(Base):
+    """An issued authorization code (its digest): single use, short-lived."""
+
+    __tablename__ = "authorization_codes"
+
+    code_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    login_session_id: Mapped[int | None] = mapped_column(
+        ForeignKey("login_sessions.id", ondelete="SET NULL")
+    )
+    sid: Mapped[str | None] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text)
+    nonce: Mapped[str | None] = mapped_column(Text)
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(8))
+    claims: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    auth_time: Mapped[datetime]
+    acr: Mapped[str | None] = mapped_column(String(255))
+    amr: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None]
+    grant_id: Mapped[str | None] = mapped_column(String(64))  # set when redeemed
+
+
+class RefreshToken(Base):
+    """A refresh token (its digest). Rotated on use; a used one presented again is reuse."""
+
+    __tablename__ = "refresh_tokens"
+
+    token_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
+    grant_id: Mapped[str] = mapped_column(
+        ForeignKey("grants.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+
+
+class RevokedAccessToken(Base):
+    """The ``jti`` of a JWT access token revoked before it expired (RFC 7009)."""
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    revoked_at: Mapped[datetime]
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ClientAssertionJti(Base):
+    """A ``private_key_jwt`` assertion's ``jti`` seen before its expiry (replay defence)."""
+
+    __tablename__ = "client_assertion_jtis"
+
+    client_id: Mapped[str] = mapped_column(String(64))
+    jti: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+    __table_args__ = (PrimaryKeyConstraint("client_id", "jti"),)
+
+
+class Consent(Base):
+    """The scopes a citizen allowed a client; asked again only for scopes beyond them."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id", ondelete="CASCADE"))
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    granted_at: Mapped[datetime]
+
+    __table_args__ = (UniqueConstraint("account_id", "client_id"),)
+
+
+class BackchannelLogout(Base):
+    """Outbox of logout tokens (Back-Channel Logout 1.0), delivered with retries."""
+
+    __tablename__ = "backchannel_logouts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    uri: Mapped[str] = mapped_column(Text)
+    logout_token: Mapped[str] = mapped_column(Text)
+    sid: Mapped[str | None] = mapped_column(String(64))
+    account_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)

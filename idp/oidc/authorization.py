@@ -1,0 +1,403 @@
+"""The authorization endpoint (OIDC Core 3.1.2) as a pipeline of named steps.
+
+1. authlib validates the client, the redirect URI (exact match), the response
+   type, scopes, nonce and the PKCE challenge's form. An unknown client or a
+   redirect URI that does not match is an error *page*: nothing is redirected
+   to an unvalidated URI.
+2. Our :data:`CHECKS` run in order; each raises the spec's error, which from
+   here on is redirected to the client.
+3. The interaction policy (idp/oidc/interaction.py) decides whether the citizen
+   must log in, step up or consent. The validated request is kept as a
+   :class:`~idp.db.models.Flow` while they do, and continues at
+   ``/authorize/resume/<flow id>``.
+4. Otherwise authlib issues the code. Every redirect to the client carries
+   ``iss`` (RFC 9207).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.common.urls import add_params_to_uri
+from sqlalchemy.orm import Session
+
+from idp import clock
+from idp.audit.events import record
+from idp.db.models import Account, Flow, LoginSession
+from idp.oidc import consent
+from idp.oidc.adapter import ProtocolRequest
+from idp.oidc.claims import InvalidClaimsParameter, parse_claims_parameter
+from idp.oidc.errors import (
+    AccessDenied,
+    InvalidRequest,
+    OAuth2Error,
+    RequestNotSupported,
+    RequestUriNotSupported,
+)
+from idp.oidc.grants import Authenticated
+from idp.oidc.interaction import Situation, required_interaction
+from idp.oidc.server import Provider, ProtocolResponse
+
+FLOW_KIND = "authorization"
+FLOW_LIFETIME = timedelta(minutes=30)
+PROMPT_VALUES = frozenset({"none", "login", "consent", "create", "select_account"})
+LOCALES = ("de", "en")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorPage:
+    """An error shown to the citizen, never redirected (unknown client, bad redirect URI...)."""
+
+    error: OAuth2Error
+
+
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """The citizen must do something first; the browser goes to ``location``."""
+
+    prompt: str  # login | step_up | consent
+    reason: str
+    flow_id: str
+    location: str
+
+
+Outcome = ProtocolResponse | ErrorPage | Interaction
+
+
+# -- step 2: the checks after authlib's validation, in order ---------------------------------
+
+
+def check_request_object(provider: Provider, request: ProtocolRequest) -> None:
+    """Request objects are not supported (OIDC Core 6): say so with the spec's codes."""
+    data = request.payload.data
+    if "request" in data:
+        raise RequestNotSupported("Request objects are not supported.")
+    if "request_uri" in data:
+        raise RequestUriNotSupported("The 'request_uri' parameter is not supported.")
+
+
+def check_response_mode(provider: Provider, request: ProtocolRequest) -> None:
+    """Only the code flow's default response mode, ``query``."""
+    mode = request.payload.data.get("response_mode")
+    if mode is not None and mode != "query":
+        raise InvalidRequest("Only response_mode=query is supported.")
+
+
+def check_pkce(provider: Provider, request: ProtocolRequest) -> None:
+    """PKCE is required of public clients, and of every client with IDP_REQUIRE_PKCE."""
+    if request.payload.data.get("code_challenge"):
+        return
+    if request.client.public or provider.settings.require_pkce:
+        raise InvalidRequest("PKCE is required: send code_challenge with S256.")
+
+
+def check_prompt(provider: Provider, request: ProtocolRequest) -> None:
+    """``none`` stands alone; unknown values are ignored."""
+    prompts = set(request.payload.data.get("prompt", "").split())
+    if "none" in prompts and len(prompts & PROMPT_VALUES) > 1:
+        raise InvalidRequest("prompt=none cannot be combined with other values.")
+
+
+def check_max_age(provider: Provider, request: ProtocolRequest) -> None:
+    """``max_age`` is a number of seconds."""
+    max_age = request.payload.data.get("max_age")
+    if max_age is not None and not (max_age.isdigit() and len(max_age) <= 10):
+        raise InvalidRequest("max_age must be a non-negative whole number of seconds.")
+
+
+def check_claims(provider: Provider, request: ProtocolRequest) -> None:
+    """The ``claims`` parameter is well-formed (OIDC Core 5.5)."""
+    try:
+        parse_claims_parameter(request.payload.data.get("claims"))
+    except InvalidClaimsParameter as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def check_id_token_hint(provider: Provider, request: ProtocolRequest) -> None:
+    """An ``id_token_hint`` must be an ID token this service issued (expired is fine)."""
+    hint = request.payload.data.get("id_token_hint")
+    if not hint:
+        return
+    claims = provider.tokens.verify(hint, "JWT", allow_expired=True)
+    if claims is None:
+        raise InvalidRequest("The id_token_hint is not an ID token issued here.")
+    request.id_token_hint = claims
+
+
+CHECKS: tuple[Callable[[Provider, ProtocolRequest], None], ...] = (
+    check_request_object,
+    check_response_mode,
+    check_pkce,
+    check_prompt,
+    check_max_age,
+    check_claims,
+    check_id_token_hint,
+)
+
+
+def validate(provider: Provider, request: ProtocolRequest) -> Any:
+    """Steps 1 and 2: authlib's validation, then :data:`CHECKS`; return authlib's grant."""
+    request.id_token_hint = None
+    grant = provider.get_consent_grant(request)
+    for check in CHECKS:
+        try:
+            check(provider, request)
+        except OAuth2Error as error:
+            error.redirect_uri = grant.redirect_uri
+            error.state = request.payload.state
+            raise
+    return grant
+
+
+# -- the endpoint and its continuation -------------------------------------------------------
+
+
+def authorize(provider: Provider, request: ProtocolRequest) -> Outcome:
+    """GET or POST /authorize."""
+    try:
+        grant = validate(provider, request)
+        return _decide(provider, request, grant, None)
+    except OAuth2Error as error:
+        return _error(provider, error)
+
+
+def resume(
+    provider: Provider,
+    uow: Session,
+    flow_id: str,
+    login_session: LoginSession | None,
+    ip: str | None = None,
+) -> Outcome:
+    """/authorize/resume/<flow id>: continue after login, step-up or consent."""
+    flow = open_flow(uow, flow_id)
+    if flow is None:
+        return ErrorPage(InvalidRequest("This sign-in has expired or is finished."))
+    request = flow_request(provider, uow, flow, login_session, ip)
+    try:
+        grant = validate(provider, request)
+        return _decide(provider, request, grant, flow)
+    except OAuth2Error as error:
+        return _error(provider, error)
+
+
+def open_flow(uow: Session, flow_id: str) -> Flow | None:
+    """A live, unfinished authorization flow."""
+    flow = uow.get(Flow, flow_id) if flow_id and len(flow_id) <= 64 else None
+    if flow is None or flow.kind != FLOW_KIND or flow.completed_at is not None:
+        return None
+    if flow.expires_at <= clock.now():
+        return None
+    return flow
+
+
+def flow_request(
+    provider: Provider,
+    uow: Session,
+    flow: Flow,
+    login_session: LoginSession | None,
+    ip: str | None,
+) -> ProtocolRequest:
+    """The stored authorization request, as authlib's request again."""
+    params = [(key, value) for key, value in flow.state["params"]]
+    return ProtocolRequest(
+        "GET",
+        f"{provider.settings.issuer}/authorize",
+        params,
+        {},
+        uow,
+        ip=ip,
+        login_session=login_session,
+    )
+
+
+def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow | None) -> Outcome:
+    """Step 3 and 4: run the interaction policy, then issue the code."""
+    uow = request.uow
+    params = request.payload.data
+    client = request.client
+    login_session = request.login_session
+    account = uow.get(Account, login_session.account_id) if login_session else None
+    if account is not None and account.disabled_at is not None:
+        login_session, account = None, None
+    now = clock.now()
+    scopes = frozenset((request.scope or "").split())
+    acr_status, acr = assess_acr(params, client, login_session, account)
+    situation = Situation(
+        params=params,
+        prompts=frozenset(params.get("prompt", "").split()),
+        client=client,
+        login_session=login_session,
+        account=account,
+        subject=provider.subject(account, client) if account else None,
+        started_at=flow.created_at if flow else now,
+        now=now,
+        scopes=scopes,
+        consented_scopes=(
+            consent.consented_scopes(uow, account.id, client.client_id) if account else frozenset()
+        ),
+        consented_in_flow=bool(flow and flow.state.get("consented")),
+        id_token_hint=request.id_token_hint,
+        acr_status=acr_status,
+    )
+    found = required_interaction(situation)
+    if found is not None:
+        prompt, check = found
+        if "none" in situation.prompts:
+            raise prompt.error(
+                check.description, redirect_uri=grant.redirect_uri, state=params.get("state")
+            )
+        flow = flow or start_flow(uow, request)
+        location = _interaction_location(prompt.name, check.reason, flow, params)
+        return Interaction(prompt.name, check.reason, flow.id, location)
+    assert login_session is not None and account is not None
+    user = Authenticated(account, login_session, login_session.auth_time, acr, _amr(login_session))
+    response = provider.create_authorization_response(request, grant_user=user, grant=grant)
+    if flow is not None:
+        flow.completed_at = now
+        flow.account_id = account.id
+    return _to_client(provider, response)
+
+
+def assess_acr(
+    params: dict[str, str],
+    client: Any,
+    login_session: LoginSession | None,
+    account: Account | None,
+) -> tuple[str, str | None]:
+    """The step-up slot: (status, acr). Placeholder until idp.assurance lands: always met."""
+    return "met", None
+
+
+def _amr(login_session: LoginSession) -> list[str]:
+    return list(dict.fromkeys(entry["method"] for entry in login_session.methods))
+
+
+def start_flow(uow: Session, request: ProtocolRequest) -> Flow:
+    """Keep the validated request while the citizen interacts."""
+    now = clock.now()
+    params = [[key, value] for key, values in request.payload.datalist.items() for value in values]
+    flow = Flow(
+        id=secrets.token_urlsafe(16),
+        kind=FLOW_KIND,
+        state={"params": params, "consented": False},
+        created_at=now,
+        expires_at=now + FLOW_LIFETIME,
+    )
+    flow.return_to = f"/authorize/resume/{flow.id}"
+    uow.add(flow)
+    uow.flush()
+    return flow
+
+
+def _locale(params: dict[str, str]) -> str | None:
+    for tag in params.get("ui_locales", "").split():
+        language = tag.split("-")[0].lower()
+        if language in LOCALES:
+            return language
+    return None
+
+
+def _interaction_location(prompt: str, reason: str, flow: Flow, params: dict[str, str]) -> str:
+    resume_path = f"/authorize/resume/{flow.id}"
+    if prompt == "consent":
+        return "/consent?" + urlencode({"flow": flow.id})
+    if prompt == "step_up":
+        return "/step-up?" + urlencode({"return_to": resume_path, "acr": params.get("acr_values", "")})
+    query = {"return_to": resume_path, "flow": flow.id}
+    if params.get("login_hint"):
+        query["login_hint"] = params["login_hint"]
+    if locale := _locale(params):
+        query["lang"] = locale
+    page = "/register" if reason == "prompt_create" else "/login"
+    return f"{page}?{urlencode(query)}"
+
+
+def _error(provider: Provider, error: OAuth2Error) -> Outcome:
+    """An error redirected to the validated redirect URI, else shown as a page."""
+    if error.redirect_uri:
+        return _to_client(provider, provider.handle_response(*error()))
+    return ErrorPage(error)
+
+
+def _to_client(provider: Provider, response: ProtocolResponse) -> ProtocolResponse:
+    """Add ``iss`` to a redirect to the client (RFC 9207)."""
+    location = response.location
+    if location is not None:
+        response.headers = [
+            (k, v) for k, v in response.headers if k.lower() != "location"
+        ] + [("Location", add_params_to_uri(location, [("iss", provider.settings.issuer)]))]
+    return response
+
+
+# -- consent ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRequest:
+    """What the consent page shows: which app asks for which data."""
+
+    flow_id: str
+    client_name: str
+    client_id: str
+    scopes: tuple[str, ...]
+
+
+def consent_request(
+    provider: Provider, uow: Session, flow_id: str, login_session: LoginSession | None
+) -> ConsentRequest | Outcome:
+    """The consent page's content, or where to go instead (resume when not logged in)."""
+    flow = open_flow(uow, flow_id)
+    if flow is None:
+        return ErrorPage(InvalidRequest("This sign-in has expired or is finished."))
+    if login_session is None:
+        return resume(provider, uow, flow_id, login_session)
+    request = flow_request(provider, uow, flow, login_session, None)
+    try:
+        validate(provider, request)
+    except OAuth2Error as error:
+        return _error(provider, error)
+    flow.account_id = login_session.account_id
+    scopes = tuple(s for s in (request.scope or "").split())
+    return ConsentRequest(flow.id, request.client.name, request.client.client_id, scopes)
+
+
+def consent_decision(
+    provider: Provider,
+    uow: Session,
+    flow_id: str,
+    login_session: LoginSession | None,
+    allow: bool,
+    ip: str | None = None,
+) -> Outcome:
+    """The citizen allowed or denied: remember it and continue, or tell the client."""
+    flow = open_flow(uow, flow_id)
+    if flow is None:
+        return ErrorPage(InvalidRequest("This sign-in has expired or is finished."))
+    if login_session is None or flow.account_id != login_session.account_id:
+        # The page was shown to someone else (or never): start the interaction again.
+        return resume(provider, uow, flow_id, login_session, ip)
+    request = flow_request(provider, uow, flow, login_session, ip)
+    try:
+        grant = validate(provider, request)
+    except OAuth2Error as error:
+        return _error(provider, error)
+    client_id = request.client.client_id
+    if not allow:
+        flow.completed_at = clock.now()
+        record(uow, "oidc.consent_denied", account_id=flow.account_id, client_id=client_id, ip=ip)
+        denied = AccessDenied(
+            "The citizen did not allow access.",
+            redirect_uri=grant.redirect_uri,
+            state=request.payload.state,
+        )
+        return _error(provider, denied)
+    consent.give_consent(
+        uow, login_session.account_id, client_id, frozenset((request.scope or "").split()), ip
+    )
+    flow.state = {**flow.state, "consented": True}
+    return resume(provider, uow, flow_id, login_session, ip)

@@ -1,0 +1,167 @@
+"""Back-Channel Logout 1.0: tell every client of an ended session, through an outbox.
+
+When a login session ends by logout, each client that got tokens in it and
+registered a back-channel logout URI gets a logout token. The tokens are
+written to the outbox in the logout's own transaction; :func:`deliver_due`
+(run by a background task of every worker) POSTs them, retrying with
+back-off, and records each delivery or final failure in the audit trail.
+Grants of the session that were not for ``offline_access`` are revoked.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import httpx
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from idp import clock
+from idp.audit.events import record
+from idp.db.engine import Database
+from idp.db.models import Account, BackchannelLogout, Grant, LoginSession
+from idp.oidc import tokens
+
+if TYPE_CHECKING:
+    from idp.oidc.server import Provider
+
+log = logging.getLogger("idp.oidc.backchannel")
+
+EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_TYPE = "logout+jwt"
+LOGOUT_TOKEN_SECONDS = 120
+FIRST_RETRY = timedelta(seconds=5)
+LEASE = timedelta(seconds=60)
+BATCH = 20
+
+
+def session_ended(uow: Session, provider: Provider, login_session: LoginSession) -> int:
+    """Queue logout tokens for the clients of an ended session; return how many."""
+    grants = uow.scalars(select(Grant).where(Grant.login_session_id == login_session.id)).all()
+    account = uow.get(Account, login_session.account_id)
+    now = clock.now()
+    queued = 0
+    notified: set[str] = set()
+    for grant in grants:
+        if grant.revoked_at is None and "offline_access" not in grant.scope.split():
+            tokens.revoke_grant(uow, grant.id, "logout")
+        client = provider.clients.get(grant.client_id)
+        if client is None or not client.backchannel_logout_uri or client.client_id in notified:
+            continue
+        notified.add(client.client_id)
+        issued = tokens.timestamp(now)
+        claims = {
+            "iss": provider.settings.issuer,
+            "sub": provider.subject(account, client) if account else None,
+            "aud": client.client_id,
+            "iat": issued,
+            "exp": issued + LOGOUT_TOKEN_SECONDS,
+            "jti": tokens.new_id(),
+            "sid": login_session.sid,
+            "events": {EVENT: {}},
+        }
+        token = provider.keys.sign(
+            {k: v for k, v in claims.items() if v is not None},
+            client.id_token_signed_response_alg,
+            LOGOUT_TOKEN_TYPE,
+        )
+        uow.add(
+            BackchannelLogout(
+                client_id=client.client_id,
+                uri=client.backchannel_logout_uri,
+                logout_token=token,
+                sid=login_session.sid,
+                account_id=login_session.account_id,
+                created_at=now,
+                attempts=0,
+                next_attempt_at=now,
+            )
+        )
+        queued += 1
+    return queued
+
+
+def _backoff(attempts: int) -> timedelta:
+    return FIRST_RETRY * (4 ** (attempts - 1))
+
+
+def _claim(db: Database, now: datetime) -> list[BackchannelLogout]:
+    """Lease the due deliveries, so that another worker does not send them too."""
+    with db.unit_of_work() as uow:
+        due = uow.scalars(
+            select(BackchannelLogout)
+            .where(BackchannelLogout.next_attempt_at <= now)
+            .order_by(BackchannelLogout.next_attempt_at)
+            .limit(BATCH)
+        ).all()
+        claimed = []
+        for row in due:
+            leased = uow.execute(
+                update(BackchannelLogout)
+                .where(
+                    BackchannelLogout.id == row.id,
+                    BackchannelLogout.next_attempt_at == row.next_attempt_at,
+                )
+                .values(next_attempt_at=now + LEASE)
+                .execution_options(synchronize_session=False)
+            )
+            if leased.rowcount:
+                claimed.append(row)
+        return claimed
+
+
+def deliver_due(db: Database, max_attempts: int, http: httpx.Client | None = None) -> int:
+    """POST every due logout token once; return how many were delivered."""
+    now = clock.now()
+    delivered = 0
+    client = http or httpx.Client(timeout=5, follow_redirects=False)
+    try:
+        for row in _claim(db, now):
+            error = _post(client, row)
+            with db.unit_of_work() as uow:
+                current = uow.get(BackchannelLogout, row.id)
+                if current is None:
+                    continue
+                current.attempts += 1
+                if error is None:
+                    current.delivered_at = clock.now()
+                    current.next_attempt_at = None
+                    current.last_error = None
+                    delivered += 1
+                    event = "oidc.backchannel_logout_delivered"
+                elif current.attempts >= max_attempts:
+                    current.next_attempt_at = None
+                    current.last_error = error
+                    event = "oidc.backchannel_logout_failed"
+                else:
+                    current.next_attempt_at = clock.now() + _backoff(current.attempts)
+                    current.last_error = error
+                    continue
+                record(
+                    uow,
+                    event,
+                    account_id=current.account_id,
+                    client_id=current.client_id,
+                    data={"sid": current.sid, "attempts": current.attempts, "error": error},
+                )
+    finally:
+        if http is None:
+            client.close()
+    return delivered
+
+
+def _post(client: httpx.Client, row: BackchannelLogout) -> str | None:
+    """Deliver one logout token; None on success (HTTP 200 or 204), else the reason."""
+    try:
+        response = client.post(
+            row.uri,
+            data={"logout_token": row.logout_token},
+            headers={"Cache-Control": "no-store"},
+        )
+    except httpx.HTTPError as exc:
+        return f"{exc.__class__.__name__}: {exc}"[:500]
+    if response.status_code in (200, 204):
+        return None
+    return f"HTTP {response.status_code}"

@@ -1,0 +1,83 @@
+"""Consent: which scopes a citizen allowed which client, remembered until withdrawn.
+
+A new request is asked again only for scopes beyond those allowed. Withdrawing
+forgets the consent and revokes the client's grants for the account, so its
+refresh tokens and access tokens stop working at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from idp import clock
+from idp.audit.events import record
+from idp.db.models import Consent, Grant
+from idp.oidc import tokens
+
+
+@dataclass(frozen=True, slots=True)
+class GivenConsent:
+    client_id: str
+    scopes: tuple[str, ...]
+    granted_at: datetime
+
+
+def consented_scopes(uow: Session, account_id: int, client_id: str) -> frozenset[str]:
+    """The scopes the account allowed the client (empty if none)."""
+    scopes = uow.scalar(
+        select(Consent.scopes).where(Consent.account_id == account_id, Consent.client_id == client_id)
+    )
+    return frozenset(scopes or ())
+
+
+def give_consent(
+    uow: Session, account_id: int, client_id: str, scopes: frozenset[str], ip: str | None = None
+) -> None:
+    """Remember that the account allowed ``scopes`` to the client (added to earlier ones)."""
+    row = uow.scalar(
+        select(Consent).where(Consent.account_id == account_id, Consent.client_id == client_id)
+    )
+    if row is None:
+        row = Consent(account_id=account_id, client_id=client_id, scopes=[])
+        uow.add(row)
+    row.scopes = sorted(set(row.scopes) | scopes)
+    row.granted_at = clock.now()
+    record(
+        uow,
+        "oidc.consent_given",
+        account_id=account_id,
+        client_id=client_id,
+        ip=ip,
+        data={"scopes": sorted(scopes)},
+    )
+
+
+def consents_of(uow: Session, account_id: int) -> list[GivenConsent]:
+    """Every consent the account gave, newest first."""
+    rows = uow.scalars(
+        select(Consent).where(Consent.account_id == account_id).order_by(Consent.granted_at.desc())
+    )
+    return [GivenConsent(r.client_id, tuple(r.scopes), r.granted_at) for r in rows]
+
+
+def withdraw_consent(uow: Session, account_id: int, client_id: str, ip: str | None = None) -> bool:
+    """Forget the consent and revoke the client's grants for the account; True if there was one."""
+    removed = uow.execute(
+        delete(Consent).where(Consent.account_id == account_id, Consent.client_id == client_id)
+    ).rowcount
+    grant_ids = uow.scalars(
+        select(Grant.id).where(
+            Grant.account_id == account_id,
+            Grant.client_id == client_id,
+            Grant.revoked_at.is_(None),
+        )
+    ).all()
+    for grant_id in grant_ids:
+        tokens.revoke_grant(uow, grant_id, "consent_withdrawn")
+    if removed:
+        record(uow, "oidc.consent_withdrawn", account_id=account_id, client_id=client_id, ip=ip)
+    return bool(removed)

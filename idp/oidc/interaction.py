@@ -1,0 +1,153 @@
+"""The interaction policy: when the citizen must log in, step up or consent, as data.
+
+A :class:`Prompt` is made of named :class:`Check`s; each check looks at the
+:class:`Situation` (the validated request, the SSO session, remembered
+consent, the acr assessment) and says whether its prompt is needed, with a
+reason code and a human description. The first prompt with a check that
+applies is the interaction to run; with ``prompt=none`` its ``error`` goes to
+the client instead. Logging in, stepping up and consenting during the current
+authorization satisfy the checks they answer, so no prompt repeats.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from idp.db.models import Account, LoginSession
+from idp.oidc.clients import RegisteredClient
+from idp.oidc.errors import (
+    ConsentRequired,
+    LoginRequired,
+    OAuth2Error,
+    UnmetAuthenticationRequirements,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """Everything the policy looks at for one authorization request."""
+
+    params: dict[str, str]
+    prompts: frozenset[str]
+    client: RegisteredClient
+    login_session: LoginSession | None
+    account: Account | None
+    subject: str | None  # the session account's `sub` as the client sees it
+    started_at: datetime  # when this authorization began
+    now: datetime
+    scopes: frozenset[str]
+    consented_scopes: frozenset[str]
+    consented_in_flow: bool
+    id_token_hint: dict[str, Any] | None
+    acr_status: str  # "met" | "step_up" | "unmet", from the assurance policy
+
+    @property
+    def logged_in_during_flow(self) -> bool:
+        """The citizen authenticated after this authorization began."""
+        session = self.login_session
+        return session is not None and session.auth_time >= self.started_at
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One reason a prompt may be needed."""
+
+    reason: str
+    description: str
+    applies: Callable[[Situation], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """An interaction (login, step_up, consent) and the checks that call for it."""
+
+    name: str
+    error: type[OAuth2Error]  # answered instead when the client sent prompt=none
+    checks: tuple[Check, ...]
+
+
+def _max_age_exceeded(s: Situation) -> bool:
+    max_age = s.params.get("max_age")
+    if max_age is None or s.login_session is None or s.logged_in_during_flow:
+        return False
+    return s.now - s.login_session.auth_time > timedelta(seconds=int(max_age))
+
+
+def _hint_names_someone_else(s: Situation) -> bool:
+    if s.id_token_hint is None or s.logged_in_during_flow or s.subject is None:
+        return False
+    return s.id_token_hint.get("sub") != s.subject
+
+
+LOGIN = Prompt(
+    "login",
+    LoginRequired,
+    (
+        Check("no_session", "The citizen is not logged in.", lambda s: s.login_session is None),
+        Check(
+            "prompt_create",
+            "The client asked for a new account (prompt=create).",
+            lambda s: "create" in s.prompts and not s.logged_in_during_flow,
+        ),
+        Check(
+            "prompt_login",
+            "The client asked for a fresh login (prompt=login).",
+            lambda s: "login" in s.prompts and not s.logged_in_during_flow,
+        ),
+        Check("max_age", "The last login is older than max_age allows.", _max_age_exceeded),
+        Check(
+            "id_token_hint",
+            "The id_token_hint names another user than the one logged in.",
+            _hint_names_someone_else,
+        ),
+    ),
+)
+
+STEP_UP = Prompt(
+    "step_up",
+    UnmetAuthenticationRequirements,
+    (
+        Check(
+            "acr_values",
+            "The session is below the requested authentication level.",
+            lambda s: s.acr_status == "step_up",
+        ),
+    ),
+)
+
+CONSENT = Prompt(
+    "consent",
+    ConsentRequired,
+    (
+        Check(
+            "prompt_consent",
+            "The client asked to show the consent page (prompt=consent).",
+            lambda s: "consent" in s.prompts and not s.consented_in_flow,
+        ),
+        Check(
+            "scopes_not_granted",
+            "The citizen has not yet allowed this client these data.",
+            lambda s: (
+                not s.client.first_party
+                and not s.consented_in_flow
+                and not s.scopes <= s.consented_scopes
+            ),
+        ),
+    ),
+)
+
+POLICY: tuple[Prompt, ...] = (LOGIN, STEP_UP, CONSENT)
+
+
+def required_interaction(
+    situation: Situation, policy: tuple[Prompt, ...] = POLICY
+) -> tuple[Prompt, Check] | None:
+    """The first prompt the situation calls for, with the check that called it; or None."""
+    for prompt in policy:
+        for check in prompt.checks:
+            if check.applies(situation):
+                return prompt, check
+    return None

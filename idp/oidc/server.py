@@ -1,0 +1,210 @@
+"""The provider: authlib's AuthorizationServer wired to our clients, keys and storage.
+
+Built once per process. Framework-free: it takes :class:`ProtocolRequest`s
+(idp/oidc/adapter.py) and answers :class:`ProtocolResponse`s, which the web
+layer turns into HTTP responses.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from authlib.oauth2 import rfc6749
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from joserfc.jwk import KeySet
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError
+
+from idp.db.models import Account, ClientAssertionJti
+from idp.keys.store import KeyStore
+from idp.oidc import claims as claims_module
+from idp.oidc import grants, tokens
+from idp.oidc.adapter import ProtocolRequest
+from idp.oidc.clients import ClientRegistry, RegisteredClient
+from idp.oidc.end_session import EndSession
+from idp.oidc.introspection import Introspection
+from idp.oidc.revocation import Revocation
+from idp.oidc.errors import InvalidClient
+from idp.settings import Settings
+
+JWKS_CACHE_SECONDS = 300
+
+
+@dataclass
+class ProtocolResponse:
+    """authlib's (status, body, headers), kept framework-free."""
+
+    status: int
+    body: Any
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def location(self) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == "location"), None)
+
+
+class RemoteKeySets:
+    """Clients' ``jwks_uri`` key sets, fetched on demand and cached for a few minutes."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[float, KeySet]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, uri: str) -> KeySet:
+        with self._lock:
+            cached = self._cache.get(uri)
+        if cached and cached[0] > time.monotonic():
+            return cached[1]
+        try:
+            response = httpx.get(uri, timeout=5, follow_redirects=False)
+            response.raise_for_status()
+            keyset = KeySet.import_key_set(response.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            raise InvalidClient(description="The client's jwks_uri cannot be read.") from exc
+        with self._lock:
+            self._cache[uri] = (time.monotonic() + JWKS_CACHE_SECONDS, keyset)
+        return keyset
+
+
+class PrivateKeyJwt(JWTBearerClientAssertion):
+    """``private_key_jwt`` client authentication (OIDC Core 9, RFC 7523) with jti replay check."""
+
+    CLIENT_AUTH_METHOD = "private_key_jwt"
+
+    def __init__(self, issuer: str, remote: RemoteKeySets) -> None:
+        # The jti is checked below, where the request's unit of work is at hand.
+        super().__init__(validate_jti=False)
+        self.audiences = [issuer, f"{issuer}/token", f"{issuer}/introspect", f"{issuer}/revoke"]
+        self.remote = remote
+
+    def get_audiences(self) -> list[str]:
+        return self.audiences
+
+    def resolve_client_public_key(self, client: RegisteredClient) -> KeySet:
+        if client.jwks:
+            return KeySet.import_key_set(client.jwks)
+        if client.jwks_uri:
+            return self.remote.get(client.jwks_uri)
+        raise InvalidClient(description="The client has no registered keys.")
+
+    def __call__(self, query_client: Any, request: ProtocolRequest) -> RegisteredClient | None:
+        client = super().__call__(query_client, request)
+        if client is None:
+            return None
+        _, claims = self.extract_assertion(request.form["client_assertion"])
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti or len(jti) > 255:
+            raise InvalidClient(description="The client assertion needs a 'jti'.")
+        expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+        try:
+            with request.uow.begin_nested():
+                request.uow.execute(
+                    insert(ClientAssertionJti).values(
+                        client_id=client.client_id, jti=jti, expires_at=expires
+                    )
+                )
+        except IntegrityError:
+            raise InvalidClient(description="The client assertion was used before.") from None
+        return client
+
+
+class Provider(rfc6749.AuthorizationServer):
+    """authlib's server with our grants, endpoints and client registry."""
+
+    def __init__(self, settings: Settings, keys: KeyStore, clients: ClientRegistry) -> None:
+        super().__init__()
+        self.settings = settings
+        self.keys = keys
+        self.clients = clients
+        self.tokens = tokens.TokenService(settings, keys)
+        self.register_grant(grants.AuthorizationCodeGrant, [grants.PKCE(), grants.OpenIDCode()])
+        self.register_grant(grants.RefreshTokenGrant)
+        self.register_grant(grants.ClientCredentialsGrant)
+        self.register_client_auth_method(
+            "private_key_jwt", PrivateKeyJwt(settings.issuer, RemoteKeySets())
+        )
+        self.register_endpoint(Revocation)
+        self.register_endpoint(Introspection)
+        self.register_endpoint(EndSession)
+
+    # -- authlib's integration points --------------------------------------------------------
+
+    def query_client(self, client_id: str) -> RegisteredClient | None:
+        return self.clients.get(client_id)
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        """authlib's signals are not used: events are audited where they happen."""
+
+    def create_oauth2_request(self, request: ProtocolRequest) -> ProtocolRequest:
+        return request
+
+    def handle_response(self, status: int, body: Any, headers: Any) -> ProtocolResponse:
+        return ProtocolResponse(status, body, list(headers))
+
+    # -- tokens ------------------------------------------------------------------------------
+
+    def subject(self, account: Account, client: RegisteredClient) -> str:
+        """The ``sub`` of ``account`` as ``client`` sees it."""
+        return claims_module.subject(account, client, self.settings.pairwise_secret)
+
+    def token_response(
+        self,
+        request: ProtocolRequest,
+        grant: Any,
+        user: grants.Authenticated,
+        scope: str,
+        *,
+        refresh: bool,
+    ) -> dict[str, Any]:
+        """Access token (and refresh token with ``offline_access``) for a login's grant."""
+        client: RegisteredClient = request.client
+        access_token, lifetime = self.tokens.access_token(
+            client.client_id, self.subject(user.account, client), scope, grant=grant
+        )
+        token: dict[str, Any] = {
+            "access_token": access_token,
+            "token_type": "Bearer",
+            "expires_in": lifetime,
+            "scope": scope,
+        }
+        if refresh and "offline_access" in scope.split() and client.check_grant_type(
+            "refresh_token"
+        ):
+            token["refresh_token"] = tokens.issue_refresh_token(request.uow, grant)
+        return token
+
+    def id_token(
+        self,
+        client: RegisteredClient,
+        user: grants.Authenticated,
+        *,
+        nonce: str | None,
+        sid: str | None,
+        access_token: str | None,
+        requested: dict[str, Any] | None,
+        scope: str,
+    ) -> str:
+        """The ID token for ``user`` and ``client``, with claims requested for it."""
+        extra = claims_module.release(user.account, scope, by_scope=False, requested=requested)
+        return self.tokens.id_token(
+            client,
+            self.subject(user.account, client),
+            auth_time=user.auth_time,
+            nonce=nonce,
+            acr=user.acr,
+            amr=user.amr,
+            sid=sid,
+            access_token=access_token,
+            extra=extra,
+        )
+
+    def account_for(self, request: ProtocolRequest, account_id: int) -> Account | None:
+        """A live (not disabled) account."""
+        return request.uow.scalar(
+            select(Account).where(Account.id == account_id, Account.disabled_at.is_(None))
+        )

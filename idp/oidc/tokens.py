@@ -1,0 +1,366 @@
+"""Tokens: JWT access tokens (RFC 9068), ID tokens, refresh tokens and their grants.
+
+Access tokens are stateless ES256 JWTs (``typ: at+jwt``); nothing is written
+for one. Those issued from a login carry the ``grant_id`` of the
+:class:`~idp.db.models.Grant` they belong to, so revoking the grant revokes
+them too; a single revoked token is remembered by ``jti`` until it expires.
+Refresh tokens and codes are random and stored as SHA-256 digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from authlib.oidc.core.util import create_half_hash
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from idp import clock
+from idp.audit.events import record
+from idp.db.models import Grant, RefreshToken, RevokedAccessToken
+from idp.keys.store import ALGORITHMS, KeyStore
+from idp.oidc.clients import RegisteredClient
+from idp.settings import Settings
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+
+
+def digest(value: str) -> bytes:
+    """The stored form of a code or refresh token."""
+    return hashlib.sha256(value.encode()).digest()
+
+
+def new_id() -> str:
+    """A cheap random identifier (jti, grant id)."""
+    return secrets.token_urlsafe(16)
+
+
+def timestamp(moment: datetime) -> int:
+    return int(moment.timestamp())
+
+
+class TokenService:
+    """Signs and verifies the service's own JWTs; caches the public key set per key version."""
+
+    def __init__(self, settings: Settings, keys: KeyStore) -> None:
+        self.settings = settings
+        self.keys = keys
+        self._keyset: KeySet | None = None
+        self._keyset_version = -2
+
+    @property
+    def keyset(self) -> KeySet:
+        if self._keyset is None or self._keyset_version != self.keys.version:
+            self._keyset = self.keys.public_keyset()
+            self._keyset_version = self.keys.version
+        return self._keyset
+
+    # -- access tokens ---------------------------------------------------------------------
+
+    def access_token(
+        self,
+        client_id: str,
+        sub: str,
+        scope: str,
+        *,
+        grant: Grant | None = None,
+    ) -> tuple[str, int]:
+        """A signed RFC 9068 access token and its lifetime in seconds."""
+        now = timestamp(clock.now())
+        lifetime = self.settings.access_token_seconds
+        claims: dict[str, Any] = {
+            "iss": self.settings.issuer,
+            # Without resource indicators the one resource we know is our own (userinfo).
+            "aud": self.settings.issuer,
+            "sub": sub,
+            "client_id": client_id,
+            "iat": now,
+            "exp": now + lifetime,
+            "jti": new_id(),
+            "scope": scope,
+        }
+        if grant is not None:
+            claims["grant_id"] = grant.id
+            claims["auth_time"] = timestamp(grant.auth_time)
+            if grant.acr:
+                claims["acr"] = grant.acr
+            if grant.amr:
+                claims["amr"] = grant.amr
+        token = self.keys.sign(claims, self.settings.access_token_signing_alg, ACCESS_TOKEN_TYPE)
+        return token, lifetime
+
+    def verify(
+        self, token: str, typ: str | None = None, *, allow_expired: bool = False
+    ) -> dict[str, Any] | None:
+        """The claims of a JWT this service signed (and that has not expired), else None."""
+        if not token or len(token) > 8192 or token.count(".") != 2:
+            return None
+        try:
+            decoded = jwt.decode(token, self.keyset, algorithms=list(ALGORITHMS))
+        except (JoseError, ValueError):
+            return None
+        if typ is not None and decoded.header.get("typ") != typ:
+            return None
+        claims = decoded.claims
+        if claims.get("iss") != self.settings.issuer:
+            return None
+        exp = claims.get("exp")
+        if not isinstance(exp, int) or (not allow_expired and exp <= timestamp(clock.now())):
+            return None
+        return claims
+
+    def verify_access_token(self, token: str) -> dict[str, Any] | None:
+        """The claims of a valid, unexpired access token (revocation not checked)."""
+        return self.verify(token, ACCESS_TOKEN_TYPE)
+
+    # -- ID tokens -------------------------------------------------------------------------
+
+    def id_token(
+        self,
+        client: RegisteredClient,
+        sub: str,
+        *,
+        auth_time: datetime,
+        nonce: str | None = None,
+        acr: str | None = None,
+        amr: list[str] | None = None,
+        sid: str | None = None,
+        access_token: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """An ID token for ``client`` signed with its algorithm (OIDC Core 2, 3.1.3.6)."""
+        now = timestamp(clock.now())
+        alg = client.id_token_signed_response_alg
+        claims: dict[str, Any] = dict(extra or {})
+        claims.update(
+            iss=self.settings.issuer,
+            sub=sub,
+            aud=client.client_id,
+            exp=now + self.settings.id_token_seconds,
+            iat=now,
+            auth_time=timestamp(auth_time),
+        )
+        if nonce:
+            claims["nonce"] = nonce
+        if acr:
+            claims["acr"] = acr
+        if amr:
+            claims["amr"] = amr
+        if sid:
+            claims["sid"] = sid
+        if access_token:
+            claims["at_hash"] = create_half_hash(access_token, alg).decode()
+        return self.keys.sign(claims, alg)
+
+
+# -- grants and refresh tokens -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GrantContext:
+    """What a login established, carried from the code to the grant."""
+
+    account_id: int
+    login_session_id: int | None
+    sid: str | None
+    auth_time: datetime
+    acr: str | None
+    amr: list[str]
+    claims: dict[str, Any] | None
+
+
+def start_grant(
+    session: Session, settings: Settings, client_id: str, scope: str, context: GrantContext
+) -> Grant:
+    """Record a new grant (token family) for a redeemed code."""
+    now = clock.now()
+    grant = Grant(
+        id=new_id(),
+        client_id=client_id,
+        account_id=context.account_id,
+        login_session_id=context.login_session_id,
+        sid=context.sid,
+        scope=scope,
+        claims=context.claims,
+        auth_time=context.auth_time,
+        acr=context.acr,
+        amr=context.amr,
+        created_at=now,
+        expires_at=now + timedelta(days=settings.refresh_token_days),
+    )
+    session.add(grant)
+    session.flush()
+    return grant
+
+
+def issue_refresh_token(session: Session, grant: Grant) -> str:
+    """A new refresh token in ``grant``'s family; valid until the grant expires."""
+    token = secrets.token_urlsafe(32)
+    session.execute(
+        insert(RefreshToken).values(
+            token_digest=digest(token),
+            grant_id=grant.id,
+            created_at=clock.now(),
+            expires_at=grant.expires_at,
+        )
+    )
+    return token
+
+
+def revoke_grant(session: Session, grant_id: str | None, reason: str) -> bool:
+    """Revoke a grant and so every token of its family; True if it was live."""
+    if grant_id is None:
+        return False
+    result = session.execute(
+        update(Grant)
+        .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
+        .values(revoked_at=clock.now(), revoke_reason=reason)
+    )
+    if result.rowcount:
+        grant = session.get(Grant, grant_id)
+        record(
+            session,
+            "grant.revoked",
+            account_id=grant.account_id if grant else None,
+            client_id=grant.client_id if grant else None,
+            data={"grant_id": grant_id, "reason": reason},
+        )
+    return bool(result.rowcount)
+
+
+def use_refresh_token(session: Session, token: str, client_id: str) -> Grant | None:
+    """Consume a refresh token (rotation); the live grant it belongs to, or None.
+
+    A token that was used before is a reuse: its whole family is revoked
+    (RFC 9700 4.14.2). A token of another client is refused untouched.
+    """
+    row = session.execute(
+        select(RefreshToken, Grant)
+        .join(Grant, Grant.id == RefreshToken.grant_id)
+        .where(RefreshToken.token_digest == digest(token))
+    ).first()
+    if row is None:
+        return None
+    refresh, grant = row
+    if grant.client_id != client_id:
+        return None
+    now = clock.now()
+    if grant.revoked_at is not None or refresh.expires_at <= now or grant.expires_at <= now:
+        return None
+    consumed = session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.token_digest == refresh.token_digest, RefreshToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    if not consumed.rowcount:
+        revoke_grant(session, grant.id, "refresh_token_reused")
+        return None
+    return grant
+
+
+def find_refresh_token(session: Session, token: str) -> tuple[RefreshToken, Grant] | None:
+    """The refresh token row and its grant, whatever their state."""
+    row = session.execute(
+        select(RefreshToken, Grant)
+        .join(Grant, Grant.id == RefreshToken.grant_id)
+        .where(RefreshToken.token_digest == digest(token))
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def revoke_access_token(session: Session, claims: dict[str, Any]) -> None:
+    """Remember a single access token as revoked until it expires (RFC 7009)."""
+    jti = claims.get("jti")
+    if not isinstance(jti, str) or session.get(RevokedAccessToken, jti) is not None:
+        return
+    session.add(
+        RevokedAccessToken(
+            jti=jti,
+            revoked_at=clock.now(),
+            expires_at=datetime.fromtimestamp(claims["exp"], clock.now().tzinfo),
+        )
+    )
+
+
+def access_token_live(session: Session, claims: dict[str, Any]) -> bool:
+    """Whether a verified access token is neither revoked itself nor through its grant."""
+    if session.get(RevokedAccessToken, claims["jti"]) is not None:
+        return False
+    grant_id = claims.get("grant_id")
+    if grant_id is None:
+        return True
+    live = session.scalar(
+        select(Grant.id).where(Grant.id == grant_id, Grant.revoked_at.is_(None))
+    )
+    return live is not None
+
+
+# -- tokens presented to introspection and revocation ------------------------------------
+
+
+@dataclass
+class PresentedToken:
+    """An access or refresh token a client presented, with what we know about it."""
+
+    uow: Session
+    type: str  # access_token | refresh_token
+    client_id: str
+    scope: str
+    claims: dict[str, Any] | None = None
+    grant: Grant | None = None
+    refresh: RefreshToken | None = None
+
+    def check_client(self, client: Any) -> bool:
+        return client.client_id == self.client_id
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def is_expired(self) -> bool:
+        now = clock.now()
+        if self.type == "access_token":
+            return False  # verification already refused expired ones
+        assert self.refresh is not None and self.grant is not None
+        return self.refresh.expires_at <= now or self.grant.expires_at <= now
+
+    def is_revoked(self) -> bool:
+        if self.type == "access_token":
+            assert self.claims is not None
+            return not access_token_live(self.uow, self.claims)
+        assert self.refresh is not None and self.grant is not None
+        return self.grant.revoked_at is not None or self.refresh.used_at is not None
+
+    def revoke(self) -> None:
+        """Revoke this token: a refresh token takes its whole grant with it (RFC 7009 2.1)."""
+        if self.type == "refresh_token":
+            assert self.grant is not None
+            revoke_grant(self.uow, self.grant.id, "revoked_by_client")
+        else:
+            assert self.claims is not None
+            revoke_access_token(self.uow, self.claims)
+
+
+def presented_token(uow: Session, service: TokenService, token: str) -> PresentedToken | None:
+    """Find a presented token by its shape: JWT access token or opaque refresh token.
+
+    The ``token_type_hint`` is not needed: the two kinds cannot be confused (RFC 7009 2.1).
+    """
+    if "." in token:
+        claims = service.verify_access_token(token)
+        if claims is None:
+            return None
+        return PresentedToken(
+            uow, "access_token", claims.get("client_id", ""), claims.get("scope", ""), claims
+        )
+    found = find_refresh_token(uow, token)
+    if found is None:
+        return None
+    refresh, grant = found
+    return PresentedToken(uow, "refresh_token", grant.client_id, grant.scope, None, grant, refresh)

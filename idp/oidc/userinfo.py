@@ -1,0 +1,80 @@
+"""The UserInfo endpoint (OIDC Core 5.3): claims about the account behind an access token.
+
+The bearer token comes in the Authorization header or, for POST, in the form
+body (RFC 6750 2.1, 2.2), never both. Claims follow the token's scopes and the
+``claims`` request parameter's ``userinfo`` member.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from idp.db.models import Account, Grant
+from idp.oidc import claims as claims_module
+from idp.oidc import tokens
+from idp.oidc.errors import InvalidRequest, InvalidToken, OAuth2Error
+from idp.oidc.server import Provider, ProtocolResponse
+
+CORS = ("Access-Control-Allow-Origin", "*")
+
+
+def bearer_token(authorization: str | None, form: dict[str, str]) -> str | None:
+    """The access token from the header or the form body; InvalidRequest if in both."""
+    from_header = None
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise InvalidToken("The Authorization header must be 'Bearer <token>'.")
+        from_header = value.strip()
+    from_body = form.get("access_token")
+    if from_header and from_body:
+        raise InvalidRequest("Send the access token in the header or the body, not both.")
+    return from_header or from_body
+
+
+def challenge(error: OAuth2Error | None) -> ProtocolResponse:
+    """A 401/400 with the WWW-Authenticate challenge of RFC 6750 3."""
+    if error is None:
+        return ProtocolResponse(401, {}, [("WWW-Authenticate", "Bearer"), CORS])
+    header = f'Bearer error="{error.error}"'
+    if error.description:
+        header += f', error_description="{error.description}"'
+    body = {"error": error.error}
+    if error.description:
+        body["error_description"] = error.description
+    status = 400 if isinstance(error, InvalidRequest) else 401
+    return ProtocolResponse(status, body, [("WWW-Authenticate", header), CORS])
+
+
+def userinfo(
+    provider: Provider, uow: Session, authorization: str | None, form: dict[str, str]
+) -> ProtocolResponse:
+    """Answer a UserInfo request."""
+    try:
+        token = bearer_token(authorization, form)
+        if not token:
+            return challenge(None)
+        return ProtocolResponse(200, _claims(provider, uow, token), [CORS])
+    except OAuth2Error as error:
+        return challenge(error)
+
+
+def _claims(provider: Provider, uow: Session, token: str) -> dict[str, Any]:
+    claims = provider.tokens.verify_access_token(token)
+    if claims is None:
+        raise InvalidToken("The access token is invalid or expired.")
+    scope = str(claims.get("scope", ""))
+    if "openid" not in scope.split() or "grant_id" not in claims:
+        raise InvalidToken("The access token was not issued for OpenID Connect.")
+    if not tokens.access_token_live(uow, claims):
+        raise InvalidToken("The access token was revoked.")
+    grant = uow.get(Grant, claims["grant_id"])
+    client = provider.clients.get(claims.get("client_id"))
+    account = uow.get(Account, grant.account_id) if grant else None
+    if grant is None or client is None or account is None or account.disabled_at is not None:
+        raise InvalidToken("The access token's account or client is gone.")
+    requested = (grant.claims or {}).get("userinfo")
+    released = claims_module.release(account, scope, by_scope=True, requested=requested)
+    return {"sub": provider.subject(account, client), **released}
