@@ -12,6 +12,7 @@ from litestar import Litestar
 
 from idp.db.engine import Database
 from idp.db.migrate import pending
+from idp.keys.secretbox import SecretBox
 from idp.keys.store import KeyStore
 from idp.oidc.discovery import EncodedDocument, provider_metadata
 from idp.settings import Settings
@@ -32,6 +33,7 @@ class Services:
     db: Database
     keys: KeyStore
     discovery: EncodedDocument
+    secret_box: SecretBox
     # Reloaders of in-process caches; each returns True when it reloaded.
     refreshers: list[Callable[[], bool]] = field(default_factory=list)
     _jwks: EncodedDocument | None = None
@@ -72,6 +74,7 @@ def build_services(settings: Settings) -> Services:
         db=db,
         keys=keys,
         discovery=EncodedDocument(provider_metadata(settings)),
+        secret_box=SecretBox.load_or_create(settings.keys_dir),
     )
     services.refreshers.append(keys.refresh_if_changed)
     return services
