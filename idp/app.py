@@ -9,14 +9,18 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from litestar import Litestar
+from litestar.datastructures import CacheControlHeader
+from litestar.static_files import create_static_files_router
 
 from idp.db.engine import Database
 from idp.db.migrate import pending
+from idp.keys.secret import derive_key, load_secret_key
 from idp.keys.secretbox import SecretBox
 from idp.keys.store import KeyStore
 from idp.oidc.discovery import EncodedDocument, provider_metadata
 from idp.settings import Settings
-from idp.web import ops, wellknown
+from idp.web import csrf, errors, ops, pages, security, wellknown
+from idp.web.rendering import STATIC
 
 log = logging.getLogger("idp")
 
@@ -74,7 +78,7 @@ def build_services(settings: Settings) -> Services:
         db=db,
         keys=keys,
         discovery=EncodedDocument(provider_metadata(settings)),
-        secret_box=SecretBox.load_or_create(settings.keys_dir),
+        secret_box=SecretBox(derive_key(load_secret_key(settings), "factor-secrets")),
     )
     services.refreshers.append(keys.refresh_if_changed)
     return services
@@ -95,13 +99,25 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
                 await poller
             services.db.dispose()
 
+    static = create_static_files_router(
+        path="/static",
+        directories=[STATIC],
+        cache_control=CacheControlHeader(max_age=86400, public=True),
+        include_in_schema=False,
+        opt={"csrf": False},
+    )
     app = Litestar(
-        route_handlers=[*wellknown.ROUTES, *ops.ROUTES],
+        route_handlers=[*wellknown.ROUTES, *ops.ROUTES, *pages.ROUTES, static],
         lifespan=[lifespan],
+        guards=[csrf.guard],
+        before_send=[security.headers_hook(settings.issuer)],
+        exception_handlers=errors.HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
         debug=False,
         openapi_config=None,
     )
     app.state.services = services
+    app.state.csrf_key = derive_key(load_secret_key(settings), "csrf")
     return app
 
 

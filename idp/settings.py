@@ -165,6 +165,19 @@ class Settings:
     session_max_hours: int = setting(
         "IDP_SESSION_MAX_HOURS", 12, _int(1, 24 * 30), "A login session ends this long after login"
     )
+    secret_key: str = setting(
+        "IDP_SECRET_KEY",
+        "",
+        _text,
+        "Secret for CSRF tokens and keyed digests; empty: a random key kept in "
+        "IDP_KEYS_DIR/secret.key (share it between nodes)",
+    )
+    max_body_bytes: int = setting(
+        "IDP_MAX_BODY_BYTES",
+        65536,
+        _int(1024, 16 * 1024 * 1024),
+        "Largest request body accepted (bytes); bigger ones get 413",
+    )
     acr_policy_file: Path | None = setting(
         "IDP_ACR_POLICY_FILE",
         None,
