@@ -9,13 +9,19 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from litestar import Litestar
+from litestar.datastructures import CacheControlHeader
+from litestar.static_files import create_static_files_router
 
+from idp.assurance import Policy, load_policy
 from idp.db.engine import Database
 from idp.db.migrate import pending
+from idp.keys.secret import derive_key, load_secret_key
+from idp.keys.secretbox import SecretBox
 from idp.keys.store import KeyStore
 from idp.oidc.discovery import EncodedDocument, provider_metadata
 from idp.settings import Settings
-from idp.web import ops, wellknown
+from idp.web import account_security, csrf, errors, ops, pages, security, step_up, wellknown
+from idp.web.rendering import STATIC
 
 log = logging.getLogger("idp")
 
@@ -32,6 +38,8 @@ class Services:
     db: Database
     keys: KeyStore
     discovery: EncodedDocument
+    secret_box: SecretBox
+    assurance_policy: Policy
     # Reloaders of in-process caches; each returns True when it reloaded.
     refreshers: list[Callable[[], bool]] = field(default_factory=list)
     _jwks: EncodedDocument | None = None
@@ -72,6 +80,8 @@ def build_services(settings: Settings) -> Services:
         db=db,
         keys=keys,
         discovery=EncodedDocument(provider_metadata(settings)),
+        secret_box=SecretBox(derive_key(load_secret_key(settings), "factor-secrets")),
+        assurance_policy=load_policy(settings),
     )
     services.refreshers.append(keys.refresh_if_changed)
     return services
@@ -92,13 +102,32 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
                 await poller
             services.db.dispose()
 
+    static = create_static_files_router(
+        path="/static",
+        directories=[STATIC],
+        cache_control=CacheControlHeader(max_age=86400, public=True),
+        include_in_schema=False,
+        opt={"csrf": False},
+    )
     app = Litestar(
-        route_handlers=[*wellknown.ROUTES, *ops.ROUTES],
+        route_handlers=[
+            *wellknown.ROUTES,
+            *ops.ROUTES,
+            *pages.ROUTES,
+            *account_security.ROUTES,
+            *step_up.ROUTES,
+            static,
+        ],
         lifespan=[lifespan],
+        guards=[csrf.guard],
+        before_send=[security.headers_hook(settings.issuer)],
+        exception_handlers=errors.HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
         debug=False,
         openapi_config=None,
     )
     app.state.services = services
+    app.state.csrf_key = derive_key(load_secret_key(settings), "csrf")
     return app
 
 

@@ -66,8 +66,11 @@ def serve(settings: Settings, migrate: bool) -> None:
     """Serve HTTP on IDP_HOST:IDP_PORT with IDP_WORKERS processes."""
     import uvicorn
 
+    from idp import logs
     from idp.app import StartupError, build_services, create_app
     from idp.db.migrate import upgrade
+
+    log_config = logs.configure(settings.log_level)
 
     if migrate:
         upgrade(settings.database_url)
@@ -88,6 +91,7 @@ def serve(settings: Settings, migrate: bool) -> None:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
+        "log_config": log_config,
         "proxy_headers": True,
         "server_header": False,
         "access_log": False,

@@ -91,6 +91,20 @@ def _text(value: str) -> str:
     return value
 
 
+def _acr_policy_file(value: str) -> Path | None:
+    """An acr policy table in JSON, checked now so a bad table stops the start."""
+    if not value:
+        return None
+    from idp.assurance.policy import Policy
+
+    path = Path(value)
+    try:
+        Policy.from_json(path.read_text(encoding="utf-8"), {})
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    return path
+
+
 def setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
     """Declare a field read from the environment variable ``env``."""
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
@@ -175,17 +189,42 @@ class Settings:
         _bool,
         "Require PKCE (S256) from confidential clients too; public clients always need it",
     )
-    pairwise_secret: str = setting(
-        "IDP_PAIRWISE_SECRET",
-        "",
-        _text,
-        "Key of pairwise subject identifiers; needed once a client uses subject type pairwise",
-    )
     backchannel_logout_attempts: int = setting(
         "IDP_BACKCHANNEL_LOGOUT_ATTEMPTS",
         6,
         _int(1, 20),
         "Deliveries of a back-channel logout token tried before giving up (backing off)",
+    )
+    secret_key: str = setting(
+        "IDP_SECRET_KEY",
+        "",
+        _text,
+        "Secret for CSRF tokens and keyed digests; empty: a random key kept in "
+        "IDP_KEYS_DIR/secret.key (share it between nodes)",
+    )
+    max_body_bytes: int = setting(
+        "IDP_MAX_BODY_BYTES",
+        65536,
+        _int(1024, 16 * 1024 * 1024),
+        "Largest request body accepted (bytes); bigger ones get 413",
+    )
+    acr_policy_file: Path | None = setting(
+        "IDP_ACR_POLICY_FILE",
+        None,
+        _acr_policy_file,
+        "JSON file replacing the default acr policy table (see README, Assurance levels)",
+    )
+    acr_high_max_age_minutes: int = setting(
+        "IDP_ACR_HIGH_MAX_AGE_MINUTES",
+        60,
+        _int(0, 24 * 60 * 30),
+        "A `high` level reached longer ago counts lower (0: as long as the session)",
+    )
+    acr_substantial_max_age_minutes: int = setting(
+        "IDP_ACR_SUBSTANTIAL_MAX_AGE_MINUTES",
+        240,
+        _int(0, 24 * 60 * 30),
+        "A `substantial` level reached longer ago counts lower (0: as long as the session)",
     )
     log_level: str = setting(
         "IDP_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "Log level"

@@ -76,10 +76,17 @@ def load_session(session: Session, token: str | None, settings: Settings) -> Log
     return row
 
 
-def add_method(row: LoginSession, method: str) -> None:
-    """Record a further authentication (step-up) in this session, now."""
+def add_method(row: LoginSession, method: str, *, binding: str | None = None) -> None:
+    """Record a further authentication (step-up) in this session, now.
+
+    ``binding`` is how a second factor was bound (proofing, high_session, low_session),
+    which the assurance policy needs.
+    """
     now = clock.now()
-    row.methods = [*row.methods, {"method": method, "at": now.isoformat()}]
+    entry = {"method": method, "at": now.isoformat()}
+    if binding is not None:
+        entry["binding"] = binding
+    row.methods = [*row.methods, entry]
     row.last_seen_at = now
 
 

@@ -1,0 +1,122 @@
+"""One error renderer: HTML pages for people, JSON for APIs and protocol endpoints.
+
+Bad input never ends in a 500: the form parser, the CSRF guard and the
+handlers raise :class:`PageError` (or litestar's HTTP exceptions) with a
+status and a message key; this module turns them into a readable answer in
+the page's language. Anything unexpected is logged and answered with a 500
+that reveals nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException
+
+log = logging.getLogger("idp.web")
+
+# Paths whose clients are programs: they get JSON errors.
+JSON_PREFIXES = (
+    "/api/",
+    "/.well-known/",
+    "/jwks.json",
+    "/token",
+    "/par",
+    "/introspect",
+    "/revoke",
+    "/userinfo",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+)
+
+ERROR_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "too_many_requests",
+}
+
+
+class PageError(Exception):
+    """A request that cannot be served as asked: a status and a catalog message key."""
+
+    def __init__(self, status: int, key: str, **params: Any) -> None:
+        super().__init__(key)
+        self.status = status
+        self.key = key
+        self.params = params
+
+
+def wants_json(request: Request) -> bool:
+    """Programs (API, protocol endpoints, JSON-only clients) get JSON, people HTML."""
+    path = request.scope.get("path", "")
+    if path.startswith(JSON_PREFIXES):
+        return True
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _respond(request: Request, status: int, key: str, params: dict[str, Any]) -> Response:
+    from idp.web import i18n
+    from idp.web.rendering import render
+
+    if wants_json(request):
+        return Response(
+            {
+                "error": ERROR_CODES.get(status, "server_error" if status >= 500 else "error"),
+                "error_description": i18n.translate("en", key, **params),
+            },
+            status_code=status,
+            headers={"Cache-Control": "no-store"},
+        )
+    return render(
+        request,
+        "error.html",
+        {"status": status, "message_key": key, "message_params": params},
+        status=status,
+    )
+
+
+def _status_key(status: int) -> str:
+    if status in ERROR_CODES:
+        return f"error.{status}"
+    return "error.500" if status >= 500 else "error.400"
+
+
+def page_error(request: Request, exc: PageError) -> Response:
+    return _respond(request, exc.status, exc.key, exc.params)
+
+
+def http_error(request: Request, exc: HTTPException) -> Response:
+    status = exc.status_code
+    if status >= 500:
+        log.error("internal error on %s: %s", request.scope.get("path"), exc.detail)
+    response = _respond(request, status, _status_key(status), {})
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s", request.scope.get("path"))
+    try:
+        return _respond(request, 500, "error.500", {})
+    except Exception:
+        log.exception("rendering the error page failed")
+        return Response(
+            "Internal server error", status_code=500, media_type="text/plain; charset=utf-8"
+        )
+
+
+HANDLERS: dict[type[Exception] | int, Any] = {
+    PageError: page_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}
