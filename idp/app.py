@@ -18,12 +18,27 @@ from idp.db.migrate import pending
 from idp.keys.secret import derive_key, load_secret_key
 from idp.keys.secretbox import SecretBox
 from idp.keys.store import KeyStore
+from idp.oidc import backchannel
+from idp.oidc.clients import ClientRegistry
 from idp.oidc.discovery import EncodedDocument, provider_metadata
+from idp.oidc.server import Provider
 from idp.settings import Settings
-from idp.web import account_security, csrf, errors, ops, pages, security, step_up, wellknown
+from idp.web import (
+    account_security,
+    authorize,
+    csrf,
+    errors,
+    ops,
+    pages,
+    protocol,
+    security,
+    step_up,
+    wellknown,
+)
 from idp.web.rendering import STATIC
 
 log = logging.getLogger("idp")
+BACKCHANNEL_POLL_SECONDS = 1
 
 
 class StartupError(Exception):
@@ -40,6 +55,8 @@ class Services:
     discovery: EncodedDocument
     secret_box: SecretBox
     assurance_policy: Policy
+    clients: ClientRegistry
+    oidc: Provider
     # Reloaders of in-process caches; each returns True when it reloaded.
     refreshers: list[Callable[[], bool]] = field(default_factory=list)
     _jwks: EncodedDocument | None = None
@@ -75,15 +92,24 @@ def build_services(settings: Settings) -> Services:
     except Exception:
         db.dispose()
         raise
+    secret = load_secret_key(settings)
+    assurance_policy = load_policy(settings)
+    clients = ClientRegistry(db)
+    clients.load()
     services = Services(
         settings=settings,
         db=db,
         keys=keys,
         discovery=EncodedDocument(provider_metadata(settings)),
-        secret_box=SecretBox(derive_key(load_secret_key(settings), "factor-secrets")),
-        assurance_policy=load_policy(settings),
+        secret_box=SecretBox(derive_key(secret, "factor-secrets")),
+        assurance_policy=assurance_policy,
+        clients=clients,
+        oidc=Provider(
+            settings, keys, clients, assurance_policy, derive_key(secret, "pairwise-subjects")
+        ),
     )
     services.refreshers.append(keys.refresh_if_changed)
+    services.refreshers.append(clients.refresh_if_changed)
     return services
 
 
@@ -93,13 +119,18 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        poller = asyncio.create_task(_poll(services))
+        tasks = [
+            asyncio.create_task(_poll(services)),
+            asyncio.create_task(_deliver_logouts(services)),
+        ]
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             services.db.dispose()
 
     static = create_static_files_router(
@@ -116,6 +147,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             *pages.ROUTES,
             *account_security.ROUTES,
             *step_up.ROUTES,
+            *protocol.ROUTES,
+            *authorize.ROUTES,
             static,
         ],
         lifespan=[lifespan],
@@ -138,6 +171,17 @@ async def _poll(services: Services) -> None:
             await asyncio.to_thread(services.refresh)
         except Exception:
             log.exception("refreshing caches failed; keeping the loaded ones")
+
+
+async def _deliver_logouts(services: Services) -> None:
+    """Send due back-channel logout tokens from the outbox, every second."""
+    attempts = services.settings.backchannel_logout_attempts
+    while True:
+        await asyncio.sleep(BACKCHANNEL_POLL_SECONDS)
+        try:
+            await asyncio.to_thread(backchannel.deliver_due, services.db, attempts)
+        except Exception:
+            log.exception("delivering back-channel logout tokens failed; retrying later")
 
 
 def app_from_env() -> Litestar:

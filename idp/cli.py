@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -14,6 +15,22 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from idp.db.engine import Database
 from idp.keys.store import ALGORITHMS, KeyStore, KeyStoreError
+from idp.oidc.clients import (
+    AUTH_METHODS,
+    GRANT_TYPES,
+    PUBLIC_METHOD,
+    SCOPES,
+    SECRET_METHODS,
+    SIGNING_ALGS,
+    SUBJECT_TYPES,
+    ClientConfigurationError,
+    add_client,
+    describe,
+    find_client,
+    list_clients,
+    remove_client,
+    update_client,
+)
 from idp.settings import Settings, SettingsError
 
 CONFIG_ERROR = 2
@@ -184,3 +201,212 @@ def keys_retire(settings: Settings, kid: str) -> None:
     except KeyStoreError as exc:
         fail(str(exc))
     click.echo(f"idp: {kid} is now {state}")
+
+
+# -- clients ------------------------------------------------------------------------------
+
+
+@main.group()
+def clients() -> None:
+    """Relying parties (portal apps): add, list, show, update, remove."""
+
+
+def _jwks(value: str | None) -> dict[str, Any] | None:
+    """A JWKS given inline as JSON or as a file name."""
+    if value is None:
+        return None
+    text = value if value.lstrip().startswith("{") else Path(value).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        fail("--jwks must be a JSON key set or a file holding one")
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        fail('--jwks must be a JSON object with a "keys" list')
+    return data
+
+
+def registration_options(adding: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The registration options shared by `clients add` and `clients update`."""
+    multiple = {"multiple": True, "default": None if not adding else ()}
+    options = [
+        click.option("--name", required=adding, help="Name shown to citizens on the consent page."),
+        click.option(
+            "--redirect-uri", "redirect_uris", **multiple, help="Exact redirect URI (repeatable)."
+        ),
+        click.option(
+            "--post-logout-redirect-uri",
+            "post_logout_redirect_uris",
+            **multiple,
+            help="Where RP-initiated logout may return to (repeatable).",
+        ),
+        click.option(
+            "--scope",
+            "scopes",
+            **multiple,
+            type=click.Choice(SCOPES),
+            help="Allowed scope (repeatable; default openid, profile, email).",
+        ),
+        click.option(
+            "--grant-type",
+            "grant_types",
+            **multiple,
+            type=click.Choice(GRANT_TYPES),
+            help="Allowed grant type (repeatable; default authorization_code, refresh_token).",
+        ),
+        click.option(
+            "--auth-method",
+            type=click.Choice(AUTH_METHODS),
+            help="Token endpoint authentication (default client_secret_basic; --public: none).",
+        ),
+        click.option("--jwks", help="private_key_jwt: the client's public JWKS (JSON or file)."),
+        click.option("--jwks-uri", help="private_key_jwt: URL of the client's public JWKS."),
+        click.option(
+            "--first-party/--third-party",
+            default=None,
+            help="A city app: no consent page (default third party).",
+        ),
+        click.option(
+            "--subject-type", type=click.Choice(SUBJECT_TYPES), help="public (default) or pairwise."
+        ),
+        click.option("--sector-identifier", help="Pairwise sector (default: the redirect host)."),
+        click.option("--default-acr", help="acr asked for when a request names none."),
+        click.option("--minimum-acr", help="acr every login for this client must reach."),
+        click.option("--backchannel-logout-uri", help="Back-Channel Logout 1.0 endpoint."),
+        click.option(
+            "--id-token-alg", type=click.Choice(SIGNING_ALGS), help="ID token algorithm (RS256)."
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
+    ]
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return decorate
+
+
+def _fields(values: dict[str, Any]) -> dict[str, Any]:
+    """Registration fields from the options that were given."""
+    mapping = {
+        "id_token_alg": "id_token_signed_response_alg",
+        "auth_method": "token_endpoint_auth_method",
+    }
+    fields: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, tuple):
+            value = list(value)
+        if name == "jwks":
+            value = _jwks(value)
+        fields[mapping.get(name, name)] = value
+    return fields
+
+
+def _print_client(as_json: bool, row: Any, secret: str | None) -> None:
+    data = describe(row)
+    if secret is not None:
+        data["client_secret"] = secret
+    lines = [f"client_id: {row.client_id}", f"name: {row.name}"]
+    lines.append(f"auth method: {row.token_endpoint_auth_method}")
+    lines.append(f"redirect URIs: {' '.join(row.redirect_uris) or '-'}")
+    if secret is not None:
+        lines.append(f"client_secret: {secret}")
+        lines.append(
+            "Keep the secret now: it is stored only as a digest and cannot be shown again."
+        )
+    emit(as_json, data, "\n".join(lines))
+
+
+@clients.command("add")
+@click.option("--client-id", help="Choose the client_id (default: random).")
+@click.option("--public", is_flag=True, help="A public client: no secret, PKCE (auth method none).")
+@registration_options(adding=True)
+@with_settings
+def clients_add(settings: Settings, public: bool, as_json: bool, **values: Any) -> None:
+    """Register a client; a confidential client's secret is shown once."""
+    fields = _fields(values)
+    method = PUBLIC_METHOD if public else fields.get("token_endpoint_auth_method")
+    fields["token_endpoint_auth_method"] = method or SECRET_METHODS[0]
+    fields["scopes"] = fields.get("scopes") or ["openid", "profile", "email"]
+    fields["grant_types"] = fields.get("grant_types") or ["authorization_code", "refresh_token"]
+    db = Database(settings.database_url)
+    try:
+        with db.unit_of_work() as session:
+            row, secret = add_client(session, actor="cli", **fields)
+    except ClientConfigurationError as exc:
+        fail(str(exc))
+    finally:
+        db.dispose()
+    _print_client(as_json, row, secret)
+
+
+@clients.command("update")
+@click.argument("client_id")
+@click.option("--new-secret", is_flag=True, help="Issue a new secret (the old one stops working).")
+@registration_options(adding=False)
+@with_settings
+def clients_update(
+    settings: Settings, client_id: str, new_secret: bool, as_json: bool, **values: Any
+) -> None:
+    """Change a client's registration; options not given stay as they are."""
+    db = Database(settings.database_url)
+    try:
+        with db.unit_of_work() as session:
+            row, secret = update_client(
+                session, client_id, new_secret=new_secret, actor="cli", **_fields(values)
+            )
+    except ClientConfigurationError as exc:
+        fail(str(exc))
+    finally:
+        db.dispose()
+    _print_client(as_json, row, secret)
+
+
+@clients.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_settings
+def clients_list(settings: Settings, as_json: bool) -> None:
+    """Every registered client."""
+    db = Database(settings.database_url)
+    try:
+        with db.unit_of_work() as session:
+            rows = list_clients(session)
+    finally:
+        db.dispose()
+    lines = [f"{r.client_id}  {r.token_endpoint_auth_method:19}  {r.name}" for r in rows]
+    emit(as_json, {"clients": [describe(r) for r in rows]}, "\n".join(lines) or "no clients")
+
+
+@clients.command("show")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_settings
+def clients_show(settings: Settings, client_id: str, as_json: bool) -> None:
+    """One client's registration (never its secret)."""
+    db = Database(settings.database_url)
+    try:
+        with db.unit_of_work() as session:
+            data = describe(find_client(session, client_id))
+    except ClientConfigurationError as exc:
+        fail(str(exc))
+    finally:
+        db.dispose()
+    emit(as_json, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
+
+
+@clients.command("remove")
+@click.argument("client_id")
+@with_settings
+def clients_remove(settings: Settings, client_id: str) -> None:
+    """Delete a client with its codes, grants, tokens and consents."""
+    db = Database(settings.database_url)
+    try:
+        with db.unit_of_work() as session:
+            remove_client(session, client_id, actor="cli")
+    except ClientConfigurationError as exc:
+        fail(str(exc))
+    finally:
+        db.dispose()
+    click.echo(f"idp: removed client {client_id}")

@@ -269,9 +269,7 @@ class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
 
     token_digest: Mapped[bytes] = mapped_column(LargeBinary(32), primary_key=True)
-    grant_id: Mapped[str] = mapped_column(
-        ForeignKey("grants.id", ondelete="CASCADE"), index=True
-    )
+    grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
@@ -329,6 +327,8 @@ class BackchannelLogout(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(index=True)
     delivered_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
 # --- Second factors and verified identity (assurance) --------------------------------
 
 

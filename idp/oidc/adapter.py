@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from authlib.oauth2.rfc6749 import OAuth2Request
@@ -22,6 +23,19 @@ from sqlalchemy.orm import Session
 from idp.db.models import Grant, LoginSession
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+@dataclass
+class ProtocolResponse:
+    """authlib's (status, body, headers), before it becomes an HTTP response."""
+
+    status: int
+    body: Any
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def location(self) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == "location"), None)
 
 
 class Payload(OAuth2Payload):
@@ -103,14 +117,15 @@ def protocol_request(
     )
 
 
-def to_response(status: int, body: Any, headers: Iterable[tuple[str, str]]) -> Response[bytes]:
-    """authlib's response triple as a litestar response; JSON bodies are encoded here."""
-    header_map = dict(headers)
-    media_type = header_map.pop("Content-Type", None)
+def to_response(response: ProtocolResponse) -> Response[bytes]:
+    """A protocol response as a litestar response; JSON bodies are encoded here."""
+    headers = dict(response.headers)
+    media_type = headers.pop("Content-Type", None)
+    body = response.body
     if isinstance(body, dict | list):
         content = json.dumps(body, separators=(",", ":")).encode()
         media_type = media_type or "application/json"
     else:
         content = body.encode() if isinstance(body, str) else (body or b"")
         media_type = media_type or "text/plain"
-    return Response(content, status_code=status, headers=header_map, media_type=media_type)
+    return Response(content, status_code=response.status, headers=headers, media_type=media_type)

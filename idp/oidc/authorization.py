@@ -26,22 +26,25 @@ from urllib.parse import urlencode
 from authlib.common.urls import add_params_to_uri
 from sqlalchemy.orm import Session
 
-from idp import clock
+from idp import assurance, clock
+from idp.accounts import factors
 from idp.audit.events import record
 from idp.db.models import Account, Flow, LoginSession
 from idp.oidc import consent
-from idp.oidc.adapter import ProtocolRequest
+from idp.oidc.adapter import ProtocolRequest, ProtocolResponse
 from idp.oidc.claims import InvalidClaimsParameter, parse_claims_parameter
+from idp.oidc.clients import RegisteredClient
 from idp.oidc.errors import (
     AccessDenied,
     InvalidRequest,
     OAuth2Error,
     RequestNotSupported,
     RequestUriNotSupported,
+    UnmetAuthenticationRequirements,
 )
 from idp.oidc.grants import Authenticated
 from idp.oidc.interaction import Situation, required_interaction
-from idp.oidc.server import Provider, ProtocolResponse
+from idp.oidc.server import Provider
 
 FLOW_KIND = "authorization"
 FLOW_LIFETIME = timedelta(minutes=30)
@@ -172,11 +175,15 @@ def resume(
     flow_id: str,
     login_session: LoginSession | None,
     ip: str | None = None,
+    *,
+    step_up_cancelled: bool = False,
 ) -> Outcome:
     """/authorize/resume/<flow id>: continue after login, step-up or consent."""
     flow = open_flow(uow, flow_id)
     if flow is None:
         return ErrorPage(InvalidRequest("This sign-in has expired or is finished."))
+    if step_up_cancelled:
+        flow.state = {**flow.state, "step_up_cancelled": True}
     request = flow_request(provider, uow, flow, login_session, ip)
     try:
         grant = validate(provider, request)
@@ -226,10 +233,26 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
         login_session, account = None, None
     now = clock.now()
     scopes = frozenset((request.scope or "").split())
-    acr_status, acr = assess_acr(params, client, login_session, account)
+    prompts = frozenset(params.get("prompt", "").split())
+    decision, amr, wanted_acr = assess_acr(provider, uow, params, client, login_session, account)
+    acr_status = "met"
+    if decision is not None and decision.status != "met":
+        cancelled = bool(flow and flow.state.get("step_up_cancelled"))
+        if decision.required and (decision.status == "unmet" or cancelled):
+            raise UnmetAuthenticationRequirements(
+                decision.description, redirect_uri=grant.redirect_uri, state=params.get("state")
+            )
+        # A voluntary request the session does not meet is offered a step-up, once;
+        # without interaction (prompt=none, cancelled) the flow goes on with decision.acr.
+        if (
+            decision.status == "step_up"
+            and not cancelled
+            and (decision.required or "none" not in prompts)
+        ):
+            acr_status = "step_up"
     situation = Situation(
         params=params,
-        prompts=frozenset(params.get("prompt", "").split()),
+        prompts=prompts,
         client=client,
         login_session=login_session,
         account=account,
@@ -252,10 +275,11 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
                 check.description, redirect_uri=grant.redirect_uri, state=params.get("state")
             )
         flow = flow or start_flow(uow, request)
-        location = _interaction_location(prompt.name, check.reason, flow, params)
+        location = _interaction_location(prompt.name, check.reason, flow, params, wanted_acr)
         return Interaction(prompt.name, check.reason, flow.id, location)
     assert login_session is not None and account is not None
-    user = Authenticated(account, login_session, login_session.auth_time, acr, _amr(login_session))
+    acr = decision.acr if decision is not None else None
+    user = Authenticated(account, login_session, login_session.auth_time, acr, amr)
     response = provider.create_authorization_response(request, grant_user=user, grant=grant)
     if flow is not None:
         flow.completed_at = now
@@ -264,17 +288,29 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
 
 
 def assess_acr(
+    provider: Provider,
+    uow: Session,
     params: dict[str, str],
-    client: Any,
+    client: RegisteredClient,
     login_session: LoginSession | None,
     account: Account | None,
-) -> tuple[str, str | None]:
-    """The step-up slot: (status, acr). Placeholder until idp.assurance lands: always met."""
-    return "met", None
+) -> tuple[assurance.Decision | None, list[str], str | None]:
+    """The step-up slot: the assurance policy's decision for this request and session.
 
-
-def _amr(login_session: LoginSession) -> list[str]:
-    return list(dict.fromkeys(entry["method"] for entry in login_session.methods))
+    Returns (decision, amr, the acr level a step-up aims for); no decision without a session.
+    """
+    if login_session is None or account is None:
+        return None, [], None
+    requirement = assurance.requested_acr(
+        params.get("acr_values"),
+        parse_claims_parameter(params.get("claims")),
+        (client.default_acr,) if client.default_acr else (),
+        client.minimum_acr,
+    )
+    facts = factors.facts(uow, account, login_session)
+    decision = assurance.evaluate(requirement, facts, provider.assurance_policy)
+    wanted = assurance.LEVELS[requirement.target - 1] if requirement.target else None
+    return decision, assurance.amr(facts), wanted
 
 
 def start_flow(uow: Session, request: ProtocolRequest) -> Flow:
@@ -302,12 +338,14 @@ def _locale(params: dict[str, str]) -> str | None:
     return None
 
 
-def _interaction_location(prompt: str, reason: str, flow: Flow, params: dict[str, str]) -> str:
+def _interaction_location(
+    prompt: str, reason: str, flow: Flow, params: dict[str, str], wanted_acr: str | None
+) -> str:
     resume_path = f"/authorize/resume/{flow.id}"
     if prompt == "consent":
         return "/consent?" + urlencode({"flow": flow.id})
     if prompt == "step_up":
-        return "/step-up?" + urlencode({"return_to": resume_path, "acr": params.get("acr_values", "")})
+        return "/step-up?" + urlencode({"return_to": resume_path, "acr": wanted_acr or ""})
     query = {"return_to": resume_path, "flow": flow.id}
     if params.get("login_hint"):
         query["login_hint"] = params["login_hint"]
@@ -328,9 +366,9 @@ def _to_client(provider: Provider, response: ProtocolResponse) -> ProtocolRespon
     """Add ``iss`` to a redirect to the client (RFC 9207)."""
     location = response.location
     if location is not None:
-        response.headers = [
-            (k, v) for k, v in response.headers if k.lower() != "location"
-        ] + [("Location", add_params_to_uri(location, [("iss", provider.settings.issuer)]))]
+        response.headers = [(k, v) for k, v in response.headers if k.lower() != "location"] + [
+            ("Location", add_params_to_uri(location, [("iss", provider.settings.issuer)]))
+        ]
     return response
 
 

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("idp.oidc.backchannel")
 
 EVENT = "http://schemas.openid.net/event/backchannel-logout"
-LOGOUT_TOKEN_TYPE = "logout+jwt"
+LOGOUT_JWT = "logout+jwt"
 LOGOUT_TOKEN_SECONDS = 120
 FIRST_RETRY = timedelta(seconds=5)
 LEASE = timedelta(seconds=60)
@@ -65,7 +65,7 @@ def session_ended(uow: Session, provider: Provider, login_session: LoginSession)
         token = provider.keys.sign(
             {k: v for k, v in claims.items() if v is not None},
             client.id_token_signed_response_alg,
-            LOGOUT_TOKEN_TYPE,
+            LOGOUT_JWT,
         )
         uow.add(
             BackchannelLogout(
@@ -114,11 +114,13 @@ def _claim(db: Database, now: datetime) -> list[BackchannelLogout]:
 
 def deliver_due(db: Database, max_attempts: int, http: httpx.Client | None = None) -> int:
     """POST every due logout token once; return how many were delivered."""
-    now = clock.now()
+    due = _claim(db, clock.now())
+    if not due:
+        return 0
     delivered = 0
     client = http or httpx.Client(timeout=5, follow_redirects=False)
     try:
-        for row in _claim(db, now):
+        for row in due:
             error = _post(client, row)
             with db.unit_of_work() as uow:
                 current = uow.get(BackchannelLogout, row.id)

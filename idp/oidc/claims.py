@@ -87,18 +87,16 @@ def parse_claims_parameter(value: str | None) -> dict[str, Any] | None:
     return claims
 
 
-def subject(account: Account, client: RegisteredClient, pairwise_secret: str) -> str:
+def subject(account: Account, client: RegisteredClient, pairwise_key: bytes) -> str:
     """The ``sub`` this client sees: the account's public subject or a pairwise one (OIDC 8.1)."""
     if client.subject_type != "pairwise":
         return account.subject
-    return pairwise_subject(account.subject, client.sector_identifier or "", pairwise_secret)
+    return pairwise_subject(account.subject, client.sector_identifier or "", pairwise_key)
 
 
-def pairwise_subject(public_subject: str, sector: str, secret: str) -> str:
-    """A stable per-sector identifier that sectors cannot correlate without the secret."""
-    if not secret:
-        raise ValueError("IDP_PAIRWISE_SECRET is not set")
-    mac = hmac.new(secret.encode(), f"{sector}\0{public_subject}".encode(), hashlib.sha256)
+def pairwise_subject(public_subject: str, sector: str, key: bytes) -> str:
+    """A stable per-sector identifier that sectors cannot correlate without the key."""
+    mac = hmac.new(key, f"{sector}\0{public_subject}".encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 

@@ -30,11 +30,22 @@ from idp.db.models import Client
 CACHE_NAME = "clients"
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt", "none")
 SECRET_METHODS = ("client_secret_basic", "client_secret_post")
+KEY_METHOD = "private_key_jwt"
+PUBLIC_METHOD = "none"  # public clients: no authentication, PKCE instead
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 SCOPES = ("openid", "profile", "email", "address", "phone", "offline_access")
 SUBJECT_TYPES = ("public", "pairwise")
 SIGNING_ALGS = ("RS256", "ES256")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+DEFAULTS: dict[str, Any] = {
+    "redirect_uris": list,
+    "post_logout_redirect_uris": list,
+    "scopes": lambda: ["openid"],
+    "grant_types": lambda: ["authorization_code"],
+    "first_party": False,
+    "subject_type": "public",
+    "id_token_signed_response_alg": "RS256",
+}
 
 
 class ClientConfigurationError(ValueError):
@@ -95,7 +106,7 @@ class RegisteredClient(ClientMixin):
 
     @property
     def public(self) -> bool:
-        return self.token_endpoint_auth_method == "none"
+        return self.token_endpoint_auth_method == PUBLIC_METHOD
 
     # -- authlib's ClientMixin ----------------------------------------------------------
 
@@ -206,13 +217,14 @@ def _sector(row: Client) -> str | None:
     return hosts.pop()
 
 
-def _validate(row: Client, pairwise_secret: str) -> None:
+def _validate(row: Client) -> None:
     """Check a whole registration; raise ClientConfigurationError."""
     if not row.name.strip():
         raise ClientConfigurationError("a client needs a name")
     row.redirect_uris = [_check_uri(u, "redirect URI") for u in dict.fromkeys(row.redirect_uris)]
     row.post_logout_redirect_uris = [
-        _check_uri(u, "post-logout redirect URI") for u in dict.fromkeys(row.post_logout_redirect_uris)
+        _check_uri(u, "post-logout redirect URI")
+        for u in dict.fromkeys(row.post_logout_redirect_uris)
     ]
     row.scopes = _subset(row.scopes, SCOPES, "scope")
     row.grant_types = _subset(row.grant_types, GRANT_TYPES, "grant type")
@@ -220,10 +232,9 @@ def _validate(row: Client, pairwise_secret: str) -> None:
         raise ClientConfigurationError(f"unknown auth method {row.token_endpoint_auth_method!r}")
     if "authorization_code" in row.grant_types and not row.redirect_uris:
         raise ClientConfigurationError("the authorization_code grant needs a redirect URI")
-    if row.token_endpoint_auth_method == "none":
-        if "client_credentials" in row.grant_types:
-            raise ClientConfigurationError("a public client cannot use client_credentials")
-    if row.token_endpoint_auth_method == "private_key_jwt":
+    if row.token_endpoint_auth_method == PUBLIC_METHOD and "client_credentials" in row.grant_types:
+        raise ClientConfigurationError("a public client cannot use client_credentials")
+    if row.token_endpoint_auth_method == KEY_METHOD:
         if bool(row.jwks) == bool(row.jwks_uri):
             raise ClientConfigurationError("private_key_jwt needs exactly one of jwks or jwks_uri")
         if row.jwks_uri:
@@ -232,8 +243,6 @@ def _validate(row: Client, pairwise_secret: str) -> None:
         _check_uri(row.backchannel_logout_uri, "back-channel logout URI")
     if row.subject_type not in SUBJECT_TYPES:
         raise ClientConfigurationError(f"subject type must be one of {', '.join(SUBJECT_TYPES)}")
-    if row.subject_type == "pairwise" and not pairwise_secret:
-        raise ClientConfigurationError("pairwise subjects need IDP_PAIRWISE_SECRET to be set")
     row.sector_identifier = _sector(row)
     if row.id_token_signed_response_alg not in SIGNING_ALGS:
         raise ClientConfigurationError(f"ID token alg must be one of {', '.join(SIGNING_ALGS)}")
@@ -250,16 +259,17 @@ def _apply_secret(row: Client) -> str | None:
 
 
 def add_client(
-    session: Session, *, pairwise_secret: str, actor: str | None = None, **fields: Any
+    session: Session, *, actor: str | None = None, **fields: Any
 ) -> tuple[Client, str | None]:
     """Register a client; return the row and its secret (None for public/private_key_jwt)."""
     now = clock.now()
     client_id = fields.pop("client_id", None) or secrets.token_urlsafe(16)
     if session.get(Client, client_id) is not None:
         raise ClientConfigurationError(f"client {client_id!r} exists already")
-    fields.setdefault("id_token_signed_response_alg", "RS256")
+    for name, value in DEFAULTS.items():
+        fields.setdefault(name, value() if callable(value) else value)
     row = Client(client_id=client_id, created_at=now, updated_at=now, **fields)
-    _validate(row, pairwise_secret)
+    _validate(row)
     secret = _apply_secret(row)
     session.add(row)
     session.flush()
@@ -272,7 +282,6 @@ def update_client(
     session: Session,
     client_id: str,
     *,
-    pairwise_secret: str,
     new_secret: bool = False,
     actor: str | None = None,
     **changes: Any,
@@ -282,7 +291,7 @@ def update_client(
     method_before = row.token_endpoint_auth_method
     for name, value in changes.items():
         setattr(row, name, value)
-    _validate(row, pairwise_secret)
+    _validate(row)
     secret = None
     if new_secret or row.token_endpoint_auth_method != method_before:
         secret = _apply_secret(row)

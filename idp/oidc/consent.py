@@ -29,7 +29,9 @@ class GivenConsent:
 def consented_scopes(uow: Session, account_id: int, client_id: str) -> frozenset[str]:
     """The scopes the account allowed the client (empty if none)."""
     scopes = uow.scalar(
-        select(Consent.scopes).where(Consent.account_id == account_id, Consent.client_id == client_id)
+        select(Consent.scopes).where(
+            Consent.account_id == account_id, Consent.client_id == client_id
+        )
     )
     return frozenset(scopes or ())
 

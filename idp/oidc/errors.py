@@ -1,7 +1,8 @@
 """Protocol errors, one class per spec error code, rendered in one place (idp/web/protocol.py).
 
 authlib's own error classes are re-exported under their spec names; the codes
-authlib lacks (RFC 6750, OpenID Connect Unmet Authentication Requirements 1.0) are defined here the same way. Each carries
+authlib lacks (RFC 6750, OpenID Connect Unmet Authentication Requirements 1.0)
+are defined here the same way. Each carries
 ``error`` and ``error_description``; ``redirect_uri`` is set only once the
 client and its redirect URI are validated, which is what decides between
 redirecting to the client and showing an error page.

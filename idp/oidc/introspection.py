@@ -11,6 +11,7 @@ from idp.oidc import tokens
 from idp.oidc.adapter import ProtocolRequest
 from idp.oidc.clients import RegisteredClient
 
+BEARER = {"token_type": "Bearer"}
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 
@@ -37,13 +38,8 @@ class Introspection(IntrospectionEndpoint):
     def introspect_token(self, token: tokens.PresentedToken) -> dict[str, Any]:
         if token.claims is not None:
             claims = token.claims
-            payload = {
-                key: claims[key]
-                for key in ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti")
-                if key in claims
-            }
-            payload["token_type"] = "Bearer"
-            return payload
+            fields = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti")
+            return {**BEARER, **{key: claims[key] for key in fields if key in claims}}
         assert token.grant is not None and token.refresh is not None
         client = self.server.clients.get(token.client_id)
         account = token.uow.get(Account, token.grant.account_id)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,32 +19,20 @@ from joserfc.jwk import KeySet
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from idp.assurance import Policy
 from idp.db.models import Account, ClientAssertionJti
 from idp.keys.store import KeyStore
 from idp.oidc import claims as claims_module
 from idp.oidc import grants, tokens
-from idp.oidc.adapter import ProtocolRequest
+from idp.oidc.adapter import ProtocolRequest, ProtocolResponse
 from idp.oidc.clients import ClientRegistry, RegisteredClient
 from idp.oidc.end_session import EndSession
+from idp.oidc.errors import InvalidClient
 from idp.oidc.introspection import Introspection
 from idp.oidc.revocation import Revocation
-from idp.oidc.errors import InvalidClient
 from idp.settings import Settings
 
 JWKS_CACHE_SECONDS = 300
-
-
-@dataclass
-class ProtocolResponse:
-    """authlib's (status, body, headers), kept framework-free."""
-
-    status: int
-    body: Any
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-    @property
-    def location(self) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == "location"), None)
 
 
 class RemoteKeySets:
@@ -116,11 +103,20 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
 class Provider(rfc6749.AuthorizationServer):
     """authlib's server with our grants, endpoints and client registry."""
 
-    def __init__(self, settings: Settings, keys: KeyStore, clients: ClientRegistry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeyStore,
+        clients: ClientRegistry,
+        assurance_policy: Policy,
+        pairwise_key: bytes,
+    ) -> None:
         super().__init__()
         self.settings = settings
         self.keys = keys
         self.clients = clients
+        self.assurance_policy = assurance_policy
+        self.pairwise_key = pairwise_key
         self.tokens = tokens.TokenService(settings, keys)
         self.register_grant(grants.AuthorizationCodeGrant, [grants.PKCE(), grants.OpenIDCode()])
         self.register_grant(grants.RefreshTokenGrant)
@@ -150,7 +146,7 @@ class Provider(rfc6749.AuthorizationServer):
 
     def subject(self, account: Account, client: RegisteredClient) -> str:
         """The ``sub`` of ``account`` as ``client`` sees it."""
-        return claims_module.subject(account, client, self.settings.pairwise_secret)
+        return claims_module.subject(account, client, self.pairwise_key)
 
     def token_response(
         self,
@@ -172,8 +168,10 @@ class Provider(rfc6749.AuthorizationServer):
             "expires_in": lifetime,
             "scope": scope,
         }
-        if refresh and "offline_access" in scope.split() and client.check_grant_type(
-            "refresh_token"
+        if (
+            refresh
+            and "offline_access" in scope.split()
+            and client.check_grant_type("refresh_token")
         ):
             token["refresh_token"] = tokens.issue_refresh_token(request.uow, grant)
         return token

@@ -29,7 +29,7 @@ from idp.keys.store import ALGORITHMS, KeyStore
 from idp.oidc.clients import RegisteredClient
 from idp.settings import Settings
 
-ACCESS_TOKEN_TYPE = "at+jwt"
+AT_JWT = "at+jwt"
 
 
 def digest(value: str) -> bytes:
@@ -93,7 +93,7 @@ class TokenService:
                 claims["acr"] = grant.acr
             if grant.amr:
                 claims["amr"] = grant.amr
-        token = self.keys.sign(claims, self.settings.access_token_signing_alg, ACCESS_TOKEN_TYPE)
+        token = self.keys.sign(claims, self.settings.access_token_signing_alg, AT_JWT)
         return token, lifetime
 
     def verify(
@@ -118,7 +118,7 @@ class TokenService:
 
     def verify_access_token(self, token: str) -> dict[str, Any] | None:
         """The claims of a valid, unexpired access token (revocation not checked)."""
-        return self.verify(token, ACCESS_TOKEN_TYPE)
+        return self.verify(token, AT_JWT)
 
     # -- ID tokens -------------------------------------------------------------------------
 
@@ -296,9 +296,7 @@ def access_token_live(session: Session, claims: dict[str, Any]) -> bool:
     grant_id = claims.get("grant_id")
     if grant_id is None:
         return True
-    live = session.scalar(
-        select(Grant.id).where(Grant.id == grant_id, Grant.revoked_at.is_(None))
-    )
+    live = session.scalar(select(Grant.id).where(Grant.id == grant_id, Grant.revoked_at.is_(None)))
     return live is not None
 
 

@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from idp.db.models import Account, Grant
 from idp.oidc import claims as claims_module
 from idp.oidc import tokens
+from idp.oidc.adapter import ProtocolResponse
 from idp.oidc.errors import InvalidRequest, InvalidToken, OAuth2Error
-from idp.oidc.server import Provider, ProtocolResponse
+from idp.oidc.server import Provider
 
 CORS = ("Access-Control-Allow-Origin", "*")
 

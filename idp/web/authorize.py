@@ -1,0 +1,225 @@
+"""Browser-facing OpenID Connect pages: /authorize, its continuation, consent, logout, apps.
+
+Thin: parse, call one function of idp/oidc, answer with a redirect or a page.
+/authorize and /end-session accept cross-site GET and POST from relying
+parties (no CSRF token: they change nothing without the citizen's own
+interaction); the consent, logout confirmation and withdrawal forms are ours
+and carry the CSRF token.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio.to_thread
+from authlib.oauth2 import OAuth2Error
+from litestar import Request, Response, get, post, route
+from litestar.enums import HttpMethod
+from litestar.params import FromPath
+from litestar.response import Redirect
+
+from idp.db.models import Account
+from idp.oidc import authorization, consent
+from idp.oidc.adapter import ProtocolResponse, protocol_request, read_params, to_response
+from idp.oidc.authorization import ConsentRequest, ErrorPage, Interaction
+from idp.oidc.claims import SCOPE_CLAIMS
+from idp.web.errors import PageError
+from idp.web.forms import FORM, Form
+from idp.web.rendering import render
+from idp.web.session import clear_session_cookie, current_session
+
+CROSS_SITE = {"csrf": False}
+END_SESSION_FIELDS = ("client_id", "post_logout_redirect_uri", "state", "ui_locales")
+SHOWN_SCOPES = ("openid", *SCOPE_CLAIMS, "offline_access")
+
+
+def _answer(request: Request, outcome: Any) -> Response:
+    """A redirect to the client, to an interaction page, or an error page."""
+    if isinstance(outcome, ProtocolResponse):
+        return to_response(outcome)
+    if isinstance(outcome, Interaction):
+        return Redirect(outcome.location, status_code=303)
+    assert isinstance(outcome, ErrorPage)
+    return _error_page(request, outcome.error)
+
+
+def _error_page(request: Request, error: OAuth2Error) -> Response:
+    return render(
+        request,
+        "authorize_error.html",
+        {"error": error.error, "description": error.description or ""},
+        status=400,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+@route("/authorize", http_method=[HttpMethod.GET, HttpMethod.POST], opt=CROSS_SITE)
+async def authorize(request: Request) -> Response:
+    """The authorization endpoint (OIDC Core 3.1.2.1), GET or POST."""
+    params = await read_params(request)
+    return await anyio.to_thread.run_sync(partial(_authorize, request, params))
+
+
+def _authorize(request: Request, params: list[tuple[str, str]]) -> Response:
+    services = request.app.state.services
+    with services.db.unit_of_work() as uow:
+        login = current_session(request, uow)
+        oauth_request = protocol_request(request, params, uow, login)
+        outcome = authorization.authorize(services.oidc, oauth_request)
+    return _answer(request, outcome)
+
+
+@get("/authorize/resume/{flow_id:str}", sync_to_thread=True)
+def resume(request: Request, flow_id: FromPath[str]) -> Response:
+    """Continue an authorization after login, step-up or consent."""
+    services = request.app.state.services
+    cancelled = request.query_params.get("step_up") == "cancelled"
+    with services.db.unit_of_work() as uow:
+        login = current_session(request, uow)
+        outcome = authorization.resume(
+            services.oidc, uow, flow_id, login, _ip(request), step_up_cancelled=cancelled
+        )
+    return _answer(request, outcome)
+
+
+@get("/consent")
+async def consent_page(request: Request) -> Response:
+    """Which app asks for which data: allow or deny."""
+    # Async with an explicit thread: litestar wraps a sync_to_thread GET twice when a
+    # POST handler shares its path, and the page would answer 500.
+    return await anyio.to_thread.run_sync(_consent_page, request)
+
+
+def _consent_page(request: Request) -> Response:
+    services = request.app.state.services
+    flow_id = request.query_params.get("flow", "")
+    with services.db.unit_of_work() as uow:
+        login = current_session(request, uow)
+        found = authorization.consent_request(services.oidc, uow, flow_id, login)
+    if not isinstance(found, ConsentRequest):
+        return _answer(request, found)
+    return render(
+        request,
+        "consent.html",
+        {
+            "consent": found,
+            "scopes": [s for s in SHOWN_SCOPES if s in found.scopes],
+            "claims": SCOPE_CLAIMS,
+        },
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@post("/consent", sync_to_thread=True, dependencies=FORM)
+def consent_submit(request: Request, form: Form) -> Response:
+    """The citizen's decision."""
+    decision = form.get("decision")
+    if decision not in ("allow", "deny"):
+        raise PageError(400, "error.400")
+    services = request.app.state.services
+    with services.db.unit_of_work() as uow:
+        login = current_session(request, uow)
+        outcome = authorization.consent_decision(
+            services.oidc, uow, form.get("flow", ""), login, decision == "allow", _ip(request)
+        )
+    return _answer(request, outcome)
+
+
+# -- RP-initiated logout -------------------------------------------------------------------
+
+
+@route("/end-session", http_method=[HttpMethod.GET, HttpMethod.POST], opt=CROSS_SITE)
+async def end_session(request: Request) -> Response:
+    """RP-Initiated Logout 1.0: log out with a hint at once, without one after confirmation."""
+    params = await read_params(request)
+    return await anyio.to_thread.run_sync(partial(_end_session, request, params, False))
+
+
+@post("/end-session/confirm", dependencies=FORM)
+async def end_session_confirm(request: Request, form: Form) -> Response:
+    """The citizen confirmed a logout that came without id_token_hint."""
+    params = [(k, form[k]) for k in END_SESSION_FIELDS if form.get(k)]
+    return await anyio.to_thread.run_sync(partial(_end_session, request, params, True))
+
+
+def _end_session(request: Request, params: list[tuple[str, str]], confirmed: bool) -> Response:
+    services = request.app.state.services
+    provider = services.oidc
+    with services.db.unit_of_work() as uow:
+        login = current_session(request, uow)
+        oauth_request = protocol_request(request, params, uow, login)
+        try:
+            validated = provider.validate_endpoint_request("end_session", oauth_request)
+        except OAuth2Error as error:
+            return _error_page(request, error)
+        if validated.needs_confirmation and not confirmed and login is not None:
+            fields = {k: v for k, v in params if k in END_SESSION_FIELDS}
+            client_name = validated.client.name if validated.client else None
+            return render(
+                request, "end_session.html", {"fields": fields, "client_name": client_name}
+            )
+        outcome = provider.create_endpoint_response("end_session", validated)
+    if isinstance(outcome, ProtocolResponse):
+        response: Response = to_response(outcome)
+    else:
+        response = render(request, "end_session_done.html")
+    if oauth_request.session_ended:
+        clear_session_cookie(response, services.settings)
+    return response
+
+
+# -- the citizen's apps ---------------------------------------------------------------------
+
+
+@get("/account/apps", sync_to_thread=True)
+def apps(request: Request) -> Response:
+    """The apps the citizen allowed data to, with a way to withdraw."""
+    services = request.app.state.services
+    with services.db.unit_of_work() as uow:
+        login = current_session(request, uow)
+        if login is None:
+            return Redirect("/login?" + urlencode({"return_to": "/account/apps"}), status_code=303)
+        given = consent.consents_of(uow, login.account_id)
+        account = uow.get(Account, login.account_id)
+    rows = []
+    for item in given:
+        client = services.clients.get(item.client_id)
+        rows.append(
+            {
+                "client_id": item.client_id,
+                "name": client.name if client else item.client_id,
+                "scopes": [s for s in SHOWN_SCOPES if s in item.scopes],
+                "granted_at": item.granted_at,
+            }
+        )
+    return render(request, "apps.html", {"apps": rows, "email": account.email if account else ""})
+
+
+@post("/account/apps/withdraw", sync_to_thread=True, dependencies=FORM)
+def withdraw(request: Request, form: Form) -> Response:
+    """Withdraw consent from one app; its tokens stop working."""
+    services = request.app.state.services
+    with services.db.unit_of_work() as uow:
+        login = current_session(request, uow)
+        if login is None:
+            return Redirect("/login?" + urlencode({"return_to": "/account/apps"}), status_code=303)
+        consent.withdraw_consent(uow, login.account_id, form.get("client_id", ""), _ip(request))
+    return Redirect("/account/apps", status_code=303)
+
+
+ROUTES = [
+    authorize,
+    resume,
+    consent_page,
+    consent_submit,
+    end_session,
+    end_session_confirm,
+    apps,
+    withdraw,
+]

@@ -1,0 +1,131 @@
+"""Factories for OpenID Connect tests: clients, accounts, sessions, and a scripted browser."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+
+from idp import clock
+from idp.accounts import sessions
+from idp.db.engine import Database
+from idp.db.models import Account
+from idp.oidc.clients import add_client
+from idp.settings import Settings
+
+REDIRECT_URI = "https://rp.example.de/callback"
+
+
+@dataclass(frozen=True)
+class ClientInfo:
+    client_id: str
+    client_secret: str | None
+    redirect_uri: str
+
+
+def client(db: Database, **fields: Any) -> ClientInfo:
+    """Register a client; defaults: confidential, basic auth, openid profile email offline_access."""
+    values: dict[str, Any] = {
+        "name": "Wohngeld",
+        "token_endpoint_auth_method": "client_secret_basic",
+        "redirect_uris": [REDIRECT_URI],
+        "post_logout_redirect_uris": ["https://rp.example.de/logged-out"],
+        "scopes": ["openid", "profile", "email", "address", "phone", "offline_access"],
+        "grant_types": ["authorization_code", "refresh_token"],
+    }
+    values.update(fields)
+    with db.unit_of_work() as session:
+        row, secret = add_client(session, **values)
+        return ClientInfo(row.client_id, secret, row.redirect_uris[0] if row.redirect_uris else "")
+
+
+def account(
+    db: Database,
+    email: str | None = None,
+    *,
+    given_name: str | None = "Erika",
+    family_name: str | None = "Mustermann",
+    verified: bool = True,
+    proofing: str = "low",
+) -> int:
+    """An account; returns its id."""
+    now = clock.now()
+    with db.unit_of_work() as session:
+        row = Account(
+            subject=secrets.token_urlsafe(16),
+            email=email or f"{secrets.token_hex(4)}@example.de",
+            email_verified_at=now if verified else None,
+            proofing_level=proofing,
+            given_name=given_name,
+            family_name=family_name,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def login_token(db: Database, account_id: int, settings: Settings) -> str:
+    """Open a password session for the account; returns the cookie token."""
+    with db.unit_of_work() as session:
+        token, _ = sessions.start_session(
+            session, session.get(Account, account_id), ["pwd"], settings
+        )
+        return token
+
+
+CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def form_fields(html: str) -> dict[str, str]:
+    """The hidden fields of the first form on a page."""
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+
+
+class Browser:
+    """A person's browser against the IdP: follows the IdP's redirects, stops at the client."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, follow_redirects=False, timeout=10)
+        self.pages: list[str] = []
+
+    def log_in(self, token: str) -> None:
+        """Carry a session cookie (as if the citizen had logged in)."""
+        self.http.cookies.set("idp_session", token)
+
+    def open(self, url: str, *, consent: str | None = "allow") -> httpx.Response:
+        """GET ``url`` and follow redirects within the IdP, answering the consent page;
+        return the first response that leaves the IdP (or a page that needs a person)."""
+        response = self.http.get(url)
+        for _ in range(10):
+            self.pages.append(str(response.url))
+            if response.status_code in (302, 303):
+                target = urljoin(str(response.url), response.headers["location"])
+                if not target.startswith(self.base_url):
+                    return response
+                response = self.http.get(target)
+                continue
+            if (
+                urlsplit(str(response.url)).path == "/consent"
+                and consent
+                and response.status_code == 200
+            ):
+                response = self.http.post(
+                    "/consent", data={**form_fields(response.text), "decision": consent}
+                )
+                continue
+            return response
+        raise AssertionError(f"redirect loop: {self.pages}")
+
+
+def callback_params(response: httpx.Response) -> dict[str, str]:
+    """The query parameters of a redirect to the client."""
+    assert response.status_code in (302, 303), response.text[:500]
+    query = parse_qs(urlsplit(response.headers["location"]).query)
+    return {k: v[0] for k, v in query.items()}
