@@ -1,0 +1,66 @@
+"""`idp clients ...` as a real process against the test database."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from idp.db.models import Client
+from tests.test_cli import run
+
+
+def cli(db, keys_dir, *args):
+    return run("clients", *args, env={"IDP_DATABASE_URL": db.url, "IDP_KEYS_DIR": str(keys_dir)})
+
+
+def test_a_confidential_client_gets_its_secret_once_and_only_its_digest_is_stored(db, keys_dir):
+    added = cli(
+        db,
+        keys_dir,
+        "add",
+        "--name",
+        "Wohngeld",
+        "--redirect-uri",
+        "https://wohngeld.example.de/cb",
+        "--scope",
+        "openid",
+        "--scope",
+        "email",
+        "--json",
+    )
+    assert added.returncode == 0, added.stderr
+    data = json.loads(added.stdout)
+    secret = data["client_secret"]
+    with db.unit_of_work() as session:
+        row = session.get(Client, data["client_id"])
+        assert row.secret_digest == hashlib.sha256(secret.encode()).digest()
+        assert row.scopes == ["openid", "email"]
+    shown = json.loads(cli(db, keys_dir, "show", data["client_id"], "--json").stdout)
+    assert "client_secret" not in shown and shown["name"] == "Wohngeld"
+    assert secret not in cli(db, keys_dir, "list").stdout
+
+    updated = cli(
+        db, keys_dir, "update", data["client_id"], "--new-secret", "--first-party", "--json"
+    )
+    new = json.loads(updated.stdout)
+    assert new["client_secret"] != secret and new["first_party"] is True
+
+    assert cli(db, keys_dir, "remove", data["client_id"]).returncode == 0
+    assert "no clients" in cli(db, keys_dir, "list").stdout
+
+
+def test_a_bad_registration_is_refused_with_one_line(db, keys_dir):
+    result = cli(
+        db,
+        keys_dir,
+        "add",
+        "--name",
+        "App",
+        "--public",
+        "--redirect-uri",
+        "http://app.example.de/cb",
+    )
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "https" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,160 @@
+"""Token, introspection and revocation endpoints for programs (in-process over HTTP)."""
+
+from __future__ import annotations
+
+import time
+
+from joserfc import jwt
+from joserfc.jwk import ECKey
+from sqlalchemy import func, select
+
+from idp.db.models import Grant, RefreshToken
+from tests.oidc import factories
+
+
+def service_client(db, **fields):
+    return factories.client(
+        db,
+        name="Fachverfahren",
+        grant_types=["client_credentials"],
+        scopes=["profile"],
+        redirect_uris=[],
+        **fields,
+    )
+
+
+def test_client_credentials_issues_an_rfc9068_jwt_and_writes_nothing(client, db, services):
+    info = service_client(db)
+    response = client.post(
+        "/token",
+        data={"grant_type": "client_credentials", "scope": "profile"},
+        auth=(info.client_id, info.client_secret),
+    )
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["token_type"] == "Bearer" and "refresh_token" not in body
+    token = jwt.decode(body["access_token"], services.keys.public_keyset(), algorithms=["ES256"])
+    assert token.header["typ"] == "at+jwt"
+    assert token.claims["sub"] == info.client_id == token.claims["client_id"]
+    assert token.claims["scope"] == "profile"
+    with db.unit_of_work() as session:
+        assert session.scalar(select(func.count()).select_from(Grant)) == 0
+        assert session.scalar(select(func.count()).select_from(RefreshToken)) == 0
+
+
+def test_client_credentials_refuses_a_scope_beyond_the_registration(client, db):
+    info = service_client(db)
+    response = client.post(
+        "/token",
+        data={"grant_type": "client_credentials", "scope": "email"},
+        auth=(info.client_id, info.client_secret),
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_scope"
+
+
+def test_an_unknown_grant_type_is_unsupported(client, db):
+    info = service_client(db)
+    response = client.post(
+        "/token", data={"grant_type": "password"}, auth=(info.client_id, info.client_secret)
+    )
+    assert response.json()["error"] == "unsupported_grant_type"
+
+
+def test_client_secret_post_works_for_a_client_registered_so(client, db):
+    info = service_client(db, token_endpoint_auth_method="client_secret_post")
+    data = {"grant_type": "client_credentials", "client_id": info.client_id}
+    ok = client.post("/token", data={**data, "client_secret": info.client_secret})
+    assert ok.status_code == 200
+    basic = client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        auth=(info.client_id, info.client_secret),
+    )
+    assert basic.status_code == 401, "a client authenticates only with its registered method"
+
+
+def test_private_key_jwt_authenticates_and_refuses_a_replayed_assertion(client, db, settings):
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
+    public = {"keys": [key.as_dict(private=False)]}
+    info = factories.client(
+        db,
+        grant_types=["client_credentials"],
+        scopes=["profile"],
+        redirect_uris=[],
+        token_endpoint_auth_method="private_key_jwt",
+        jwks=public,
+    )
+    now = int(time.time())
+    claims = {
+        "iss": info.client_id,
+        "sub": info.client_id,
+        "aud": f"{settings.issuer}/token",
+        "iat": now,
+        "exp": now + 60,
+        "jti": "assertion-1",
+    }
+    assertion = jwt.encode({"alg": "ES256", "kid": "k1"}, claims, key)
+    data = {
+        "grant_type": "client_credentials",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
+    assert client.post("/token", data=data).status_code == 200
+    replay = client.post("/token", data=data)
+    assert replay.status_code in (400, 401)
+    assert replay.json()["error"] == "invalid_client"
+
+
+def test_introspection_reports_active_then_inactive_after_revocation(client, db):
+    info = service_client(db)
+    auth = (info.client_id, info.client_secret)
+    token = client.post(
+        "/token", data={"grant_type": "client_credentials", "scope": "profile"}, auth=auth
+    ).json()["access_token"]
+    active = client.post("/introspect", data={"token": token}, auth=auth).json()
+    assert active["active"] is True
+    assert active["client_id"] == info.client_id and active["scope"] == "profile"
+    assert client.post("/revoke", data={"token": token}, auth=auth).status_code == 200
+    assert client.post("/introspect", data={"token": token}, auth=auth).json() == {"active": False}
+
+
+def test_introspection_of_another_clients_token_is_inactive(client, db):
+    mine = service_client(db)
+    other = service_client(db)
+    token = client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        auth=(mine.client_id, mine.client_secret),
+    ).json()["access_token"]
+    answer = client.post(
+        "/introspect", data={"token": token}, auth=(other.client_id, other.client_secret)
+    )
+    assert answer.json() == {"active": False}
+
+
+def test_revoking_an_unknown_token_is_fine_per_rfc7009(client, db):
+    info = service_client(db)
+    response = client.post(
+        "/revoke", data={"token": "not-a-token"}, auth=(info.client_id, info.client_secret)
+    )
+    assert response.status_code == 200
+
+
+def test_userinfo_without_a_token_asks_for_bearer(client):
+    response = client.get("/userinfo")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_userinfo_refuses_a_client_credentials_token(client, db):
+    info = service_client(db)
+    token = client.post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        auth=(info.client_id, info.client_secret),
+    ).json()["access_token"]
+    response = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
