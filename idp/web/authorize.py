@@ -88,15 +88,9 @@ def resume(request: Request, flow_id: FromPath[str]) -> Response:
     return _answer(request, outcome)
 
 
-@get("/consent")
-async def consent_page(request: Request) -> Response:
+@get("/consent", sync_to_thread=True)
+def consent_page(request: Request) -> Response:
     """Which app asks for which data: allow or deny."""
-    # Async with an explicit thread: litestar wraps a sync_to_thread GET twice when a
-    # POST handler shares its path, and the page would answer 500.
-    return await anyio.to_thread.run_sync(_consent_page, request)
-
-
-def _consent_page(request: Request) -> Response:
     services = request.app.state.services
     flow_id = request.query_params.get("flow", "")
     with services.db.unit_of_work() as uow:

@@ -28,7 +28,7 @@ class ClientInfo:
 
 
 def client(db: Database, **fields: Any) -> ClientInfo:
-    """Register a client; defaults: confidential, basic auth, openid profile email offline_access."""
+    """Register a client; defaults: confidential, basic auth, every scope."""
     values: dict[str, Any] = {
         "name": "Wohngeld",
         "token_endpoint_auth_method": "client_secret_basic",
