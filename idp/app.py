@@ -16,9 +16,10 @@ from idp.db.engine import Database
 from idp.db.migrate import pending
 from idp.keys.secret import derive_key, load_secret_key
 from idp.keys.store import KeyStore
+from idp.mail.outbox import MailSender
 from idp.oidc.discovery import EncodedDocument, provider_metadata
 from idp.settings import Settings
-from idp.web import csrf, errors, ops, pages, security, wellknown
+from idp.web import accounts, csrf, errors, ops, pages, security, wellknown
 from idp.web.rendering import STATIC
 
 log = logging.getLogger("idp")
@@ -84,16 +85,19 @@ def build_services(settings: Settings) -> Services:
 def create_app(settings: Settings, services: Services | None = None) -> Litestar:
     """The litestar application for ``settings``."""
     services = services or build_services(settings)
+    mailer = MailSender(services.db, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         poller = asyncio.create_task(_poll(services))
+        sender = asyncio.create_task(mailer.run())
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (poller, sender):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             services.db.dispose()
 
     static = create_static_files_router(
@@ -104,7 +108,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         opt={"csrf": False},
     )
     app = Litestar(
-        route_handlers=[*wellknown.ROUTES, *ops.ROUTES, *pages.ROUTES, static],
+        route_handlers=[*wellknown.ROUTES, *ops.ROUTES, *pages.ROUTES, *accounts.ROUTES, static],
         lifespan=[lifespan],
         guards=[csrf.guard],
         before_send=[security.headers_hook(settings.issuer)],
@@ -115,6 +119,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     )
     app.state.services = services
     app.state.csrf_key = derive_key(load_secret_key(settings), "csrf")
+    app.state.mailer = mailer
     return app
 
 
