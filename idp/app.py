@@ -12,14 +12,26 @@ from litestar import Litestar
 from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 
+from idp.assurance import Policy, load_policy
 from idp.db.engine import Database
 from idp.db.migrate import pending
 from idp.keys.secret import derive_key, load_secret_key
+from idp.keys.secretbox import SecretBox
 from idp.keys.store import KeyStore
 from idp.mail.outbox import MailSender
 from idp.oidc.discovery import EncodedDocument, provider_metadata
 from idp.settings import Settings
-from idp.web import accounts, csrf, errors, ops, pages, security, wellknown
+from idp.web import (
+    account_security,
+    accounts,
+    csrf,
+    errors,
+    ops,
+    pages,
+    security,
+    step_up,
+    wellknown,
+)
 from idp.web.rendering import STATIC
 
 log = logging.getLogger("idp")
@@ -37,6 +49,8 @@ class Services:
     db: Database
     keys: KeyStore
     discovery: EncodedDocument
+    secret_box: SecretBox
+    assurance_policy: Policy
     # Reloaders of in-process caches; each returns True when it reloaded.
     refreshers: list[Callable[[], bool]] = field(default_factory=list)
     _jwks: EncodedDocument | None = None
@@ -77,6 +91,8 @@ def build_services(settings: Settings) -> Services:
         db=db,
         keys=keys,
         discovery=EncodedDocument(provider_metadata(settings)),
+        secret_box=SecretBox(derive_key(load_secret_key(settings), "factor-secrets")),
+        assurance_policy=load_policy(settings),
     )
     services.refreshers.append(keys.refresh_if_changed)
     return services
@@ -108,7 +124,15 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         opt={"csrf": False},
     )
     app = Litestar(
-        route_handlers=[*wellknown.ROUTES, *ops.ROUTES, *pages.ROUTES, *accounts.ROUTES, static],
+        route_handlers=[
+            *wellknown.ROUTES,
+            *ops.ROUTES,
+            *pages.ROUTES,
+            *accounts.ROUTES,
+            *account_security.ROUTES,
+            *step_up.ROUTES,
+            static,
+        ],
         lifespan=[lifespan],
         guards=[csrf.guard],
         before_send=[security.headers_hook(settings.issuer)],

@@ -43,6 +43,7 @@ from idp.assurance.policy import (
     requested_acr,
     session_acr,
     session_facts,
+    useful_bindings,
 )
 from idp.settings import Settings
 
@@ -67,6 +68,7 @@ __all__ = [
     "requested_acr",
     "session_acr",
     "session_facts",
+    "useful_bindings",
 ]
 
 

@@ -352,6 +352,16 @@ def _alternatives(target: int, facts: SessionFacts, policy: Policy) -> tuple[Mis
     return tuple(m for m in ("eid", "in_person") if m in found)
 
 
+def useful_bindings(acr: str, facts: SessionFacts, policy: Policy) -> frozenset[str]:
+    """Bindings of second factors that can lift this account to ``acr`` (what step-up offers)."""
+    target = rank(acr)
+    found: set[str] = set()
+    for rule in policy.rules:
+        if rank(rule.acr) >= target and facts.proofing in rule.proofing:
+            found |= rule.bindings
+    return frozenset(found)
+
+
 def _proofing_acr(proofing: Iterable[str]) -> str | None:
     best = max((PROOFING_LEVELS.index(p) for p in proofing), default=0)
     return LEVELS[best - 1] if best else None

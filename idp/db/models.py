@@ -216,3 +216,89 @@ class MailMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_mail_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+
+
+# --- Second factors and verified identity (assurance) --------------------------------
+
+
+class SecondFactor(Base):
+    """A citizen's second factor: a TOTP app, a passkey, or a set of recovery codes.
+
+    ``binding`` records how the factor was bound (``proofing``, ``high_session``,
+    ``low_session``): the assurance policy lets only the first two lift a session.
+    """
+
+    __tablename__ = "second_factors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[str] = mapped_column(String(16))  # totp | passkey | recovery_codes
+    label: Mapped[str] = mapped_column(String(64))
+    binding: Mapped[str] = mapped_column(String(16))
+    amr: Mapped[str] = mapped_column(String(8))  # RFC 8176 value recorded when used
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    # Consecutive wrong codes, and until when the factor refuses codes after too many.
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None]
+    # TOTP: the secret, AES-GCM encrypted; the last accepted time step (replay defence).
+    totp_secret: Mapped[bytes | None] = mapped_column(LargeBinary(128))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Passkey (WebAuthn credential).
+    credential_id: Mapped[bytes | None] = mapped_column(LargeBinary(1024), unique=True)
+    public_key: Mapped[bytes | None] = mapped_column(LargeBinary(2048))
+    sign_count: Mapped[int | None] = mapped_column(BigInteger)
+    transports: Mapped[list[Any] | None] = mapped_column()
+
+
+class RecoveryCode(Base):
+    """One single-use recovery code of a set; only its SHA-256 digest is kept."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    factor_id: Mapped[int] = mapped_column(
+        ForeignKey("second_factors.id", ondelete="CASCADE"), index=True
+    )
+    code_digest: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    used_at: Mapped[datetime | None]
+
+
+class VerifiedIdentity(Base):
+    """Identity data proven by the eID or by a clerk checking an ID document.
+
+    Filled by the eID and in-person paths; the newest row not revoked is the
+    account's verified identity. Self-asserted data never lives here. The ID
+    card's serial number is never stored (PAuswG section 20).
+    """
+
+    __tablename__ = "verified_identities"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    given_name: Mapped[str] = mapped_column(String(255))
+    family_name: Mapped[str] = mapped_column(String(255))
+    birth_family_name: Mapped[str | None] = mapped_column(String(255))
+    birthdate: Mapped[str | None] = mapped_column(String(10))  # YYYY-MM-DD
+    place_of_birth_locality: Mapped[str | None] = mapped_column(String(255))
+    place_of_birth_country: Mapped[str | None] = mapped_column(String(3))
+    street_address: Mapped[str | None] = mapped_column(String(255))
+    postal_code: Mapped[str | None] = mapped_column(String(16))
+    locality: Mapped[str | None] = mapped_column(String(255))
+    country: Mapped[str | None] = mapped_column(String(3))
+    nationalities: Mapped[list[Any]] = mapped_column(default=list)  # ISO 3166-1 alpha-3
+    # Evidence: eid (online ID card) or pipp (physical in-person proofing).
+    evidence_method: Mapped[str] = mapped_column(String(8))
+    verified_at: Mapped[datetime]
+    verifier: Mapped[str] = mapped_column(String(255))  # the office or eID service
+    document_type: Mapped[str | None] = mapped_column(String(32))  # idcard, passport, ...
+    document_issuer_country: Mapped[str | None] = mapped_column(String(3))
+    document_expiry: Mapped[str | None] = mapped_column(String(10))  # YYYY-MM-DD
+    trust_framework: Mapped[str] = mapped_column(String(32))
+    assurance_level: Mapped[str] = mapped_column(String(32))
+    txn: Mapped[str] = mapped_column(String(64), unique=True)  # reference in audit and claims
+    revoked_at: Mapped[datetime | None]

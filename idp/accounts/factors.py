@@ -1,0 +1,140 @@
+"""Second factors an account has: listing, binding, removal, and the guard on wrong codes.
+
+Each factor records how it was bound when enrolled: ``high_session`` when the
+session that added it was at eIDAS high, otherwise ``low_session``; identity
+proofing (eID, in person) calls :func:`bind_at_proofing`, which marks every
+factor the citizen has at that moment ``proofing``. The assurance policy lets
+only ``proofing`` and ``high_session`` factors lift a session to high, so a
+stolen password cannot be turned into a high session by adding a factor.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session
+
+from idp import assurance, clock
+from idp.audit import events
+from idp.db.models import Account, LoginSession, RecoveryCode, SecondFactor
+
+# Wrong codes in a row before a factor pauses, and for how long (NIST 800-63B 5.2.2).
+MAX_FAILURES = 5
+LOCK = timedelta(minutes=15)
+
+
+class FactorError(Exception):
+    """A second factor could not be enrolled or used; the message is for the citizen."""
+
+
+class TooManyAttempts(FactorError):
+    """Too many wrong codes: the factor refuses codes until ``until``."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__("too many wrong codes")
+        self.until = until
+
+
+def factors(session: Session, account_id: int) -> list[SecondFactor]:
+    """The account's second factors, oldest first."""
+    return list(
+        session.scalars(
+            select(SecondFactor)
+            .where(SecondFactor.account_id == account_id)
+            .order_by(SecondFactor.created_at, SecondFactor.id)
+        )
+    )
+
+
+def enrolled_bindings(session: Session, account_id: int) -> set[str]:
+    """Bindings of the factors the account can use now (for the assurance policy)."""
+    unused_codes = exists(
+        select(RecoveryCode.id).where(
+            RecoveryCode.factor_id == SecondFactor.id, RecoveryCode.used_at.is_(None)
+        )
+    )
+    return set(
+        session.scalars(
+            select(SecondFactor.binding)
+            .where(
+                SecondFactor.account_id == account_id,
+                or_(SecondFactor.kind != "recovery_codes", unused_codes),
+            )
+            .distinct()
+        )
+    )
+
+
+def facts(
+    session: Session, account: Account, login: LoginSession, now: datetime | None = None
+) -> assurance.SessionFacts:
+    """The assurance facts of a login session and its account."""
+    return assurance.session_facts(
+        account.proofing_level,
+        login.methods,
+        enrolled_bindings(session, account.id),
+        now or clock.now(),
+    )
+
+
+def binding_for(
+    session: Session, account: Account, login: LoginSession, policy: assurance.Policy
+) -> str:
+    """How a factor enrolled now in ``login`` is bound: high_session only from a high session."""
+    level = assurance.session_acr(facts(session, account, login), policy)
+    return "high_session" if level == assurance.HIGH else "low_session"
+
+
+def bind_at_proofing(session: Session, account_id: int) -> int:
+    """Identity proofing happened now: bind every factor the account has; return how many."""
+    result = session.execute(
+        update(SecondFactor).where(SecondFactor.account_id == account_id).values(binding="proofing")
+    )
+    events.record(session, "factor.bound", account_id=account_id, data={"factors": result.rowcount})
+    return result.rowcount
+
+
+def remove(session: Session, account_id: int, factor_id: int) -> bool:
+    """Delete one of the account's factors; False if it has no such factor."""
+    factor = session.get(SecondFactor, factor_id)
+    if factor is None or factor.account_id != account_id:
+        return False
+    session.delete(factor)
+    events.record(
+        session,
+        "factor.removed",
+        account_id=account_id,
+        data={"kind": factor.kind, "binding": factor.binding},
+    )
+    return True
+
+
+def check_not_locked(factor: SecondFactor) -> None:
+    """Raise TooManyAttempts while the factor is paused after wrong codes."""
+    if factor.locked_until is not None and clock.now() < factor.locked_until:
+        raise TooManyAttempts(factor.locked_until)
+
+
+def note_failure(session: Session, factor: SecondFactor) -> None:
+    """Count a wrong code; pause the factor after MAX_FAILURES in a row."""
+    factor.failures += 1
+    if factor.failures >= MAX_FAILURES:
+        factor.locked_until = clock.now() + LOCK
+        factor.failures = 0
+        events.record(
+            session, "factor.locked", account_id=factor.account_id, data={"kind": factor.kind}
+        )
+
+
+def note_success(session: Session, factor: SecondFactor) -> None:
+    """A code was right: reset the count, remember the use."""
+    factor.failures = 0
+    factor.locked_until = None
+    factor.last_used_at = clock.now()
+    events.record(
+        session,
+        "factor.used",
+        account_id=factor.account_id,
+        data={"kind": factor.kind, "binding": factor.binding},
+    )

@@ -1,0 +1,41 @@
+"""Identity proofing happened: record the verified identity and raise the account.
+
+The eID and in-person paths call :func:`record_proofing` once they have proven
+who the citizen is. The account becomes ``high``, the second factors it has
+now are bound (they may lift later sessions to high), and the act is audited.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy.orm import Session
+
+from idp import clock
+from idp.accounts import factors
+from idp.audit import events
+from idp.db.models import Account, VerifiedIdentity
+
+
+def record_proofing(session: Session, account: Account, identity: VerifiedIdentity) -> None:
+    """Store ``identity`` (with its evidence) for ``account`` and raise the account to high."""
+    identity.account_id = account.id
+    identity.txn = identity.txn or secrets.token_urlsafe(16)
+    session.add(identity)
+    account.proofing_level = "high"
+    account.updated_at = clock.now()
+    bound = factors.bind_at_proofing(session, account.id)
+    events.record(
+        session,
+        "account.proofed",
+        account_id=account.id,
+        data={
+            "method": identity.evidence_method,
+            "verifier": identity.verifier,
+            "document_type": identity.document_type,
+            "issuing_state": identity.document_issuer_country,
+            "document_expiry": identity.document_expiry,
+            "txn": identity.txn,
+            "factors_bound": bound,
+        },
+    )

@@ -1,0 +1,107 @@
+"""Recovery codes: ten single-use look-up secrets (NIST 800-63B 5.1.2), shown once.
+
+Each code has 50 random bits in an alphabet without look-alike letters,
+grouped ``xxxxx-xxxxx`` for reading; only SHA-256 digests are stored. A new
+set replaces the old one. A used code is recorded like a one-time password
+(``otp``) with the set's binding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from idp import clock
+from idp.accounts import factors
+from idp.audit import events
+from idp.db.models import Account, RecoveryCode, SecondFactor
+
+COUNT = 10
+ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32: no i, l, o, u
+LENGTH = 10
+# What people mistype for the letters the alphabet leaves out.
+_LOOKALIKES = str.maketrans({"i": "1", "l": "1", "o": "0", "u": "v"})
+
+
+def _digest(code: str) -> bytes:
+    return hashlib.sha256(code.encode()).digest()
+
+
+def normalise(code: str) -> str:
+    """A typed code as stored: lower case, no spaces or dashes, look-alikes mapped."""
+    return "".join(c for c in code.lower() if c.isalnum()).translate(_LOOKALIKES)
+
+
+def generate(session: Session, account: Account, binding: str) -> list[str]:
+    """A new set of codes for ``account`` (the old set stops working); shown once."""
+    session.execute(
+        delete(SecondFactor).where(
+            SecondFactor.account_id == account.id, SecondFactor.kind == "recovery_codes"
+        )
+    )
+    factor = SecondFactor(
+        account_id=account.id,
+        kind="recovery_codes",
+        label="Recovery codes",
+        binding=binding,
+        amr="otp",
+        created_at=clock.now(),
+        failures=0,
+    )
+    session.add(factor)
+    session.flush()
+    codes = []
+    for _ in range(COUNT):
+        raw = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
+        session.add(RecoveryCode(factor_id=factor.id, code_digest=_digest(raw)))
+        codes.append(f"{raw[:5]}-{raw[5:]}")
+    events.record(
+        session,
+        "factor.enrolled",
+        account_id=account.id,
+        data={"kind": "recovery_codes", "binding": binding, "factor": factor.id},
+    )
+    return codes
+
+
+def remaining(session: Session, account_id: int) -> int:
+    """How many unused codes the account has."""
+    return (
+        session.scalar(
+            select(func.count(RecoveryCode.id))
+            .join(SecondFactor, RecoveryCode.factor_id == SecondFactor.id)
+            .where(SecondFactor.account_id == account_id, RecoveryCode.used_at.is_(None))
+        )
+        or 0
+    )
+
+
+def use(session: Session, account: Account, code: str) -> SecondFactor | None:
+    """Spend one of the account's codes; its set, or None if the code is wrong or used.
+
+    Raises TooManyAttempts while the set is paused after wrong codes.
+    """
+    factor = session.scalar(
+        select(SecondFactor)
+        .where(SecondFactor.account_id == account.id, SecondFactor.kind == "recovery_codes")
+        .with_for_update()
+    )
+    if factor is None:
+        return None
+    factors.check_not_locked(factor)
+    row = session.scalar(
+        select(RecoveryCode).where(
+            RecoveryCode.factor_id == factor.id,
+            RecoveryCode.code_digest == _digest(normalise(code)),
+            RecoveryCode.used_at.is_(None),
+        )
+    )
+    if row is None:
+        factors.note_failure(session, factor)
+        return None
+    row.used_at = clock.now()
+    factors.note_success(session, factor)
+    return factor

@@ -1,0 +1,134 @@
+"""Verified identity data released as claims (OpenID Connect for Identity Assurance 1.0)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyotp
+
+from idp import clock
+from idp.accounts import factors, proofing, totp
+from idp.assurance.verified_claims import current_identity, identity_claims
+from idp.keys.secretbox import SecretBox
+from tests.assurance import factories
+
+REQUEST = {
+    "verified_claims": {
+        "verification": {"trust_framework": None, "time": None},
+        "claims": {"given_name": None, "birthdate": {"essential": True}},
+    }
+}
+
+
+def _proofed(session, method="pipp", **values):
+    owner = factories.account(session)
+    owner.given_name = "Selbst"  # self-asserted, must never appear as verified
+    proofing.record_proofing(session, owner, factories.verified_identity(method, **values))
+    session.flush()
+    return owner
+
+
+def test_nothing_is_released_without_the_identity_scope(db):
+    with db.unit_of_work() as session:
+        owner = _proofed(session)
+        identity = current_identity(session, owner.id)
+        assert identity_claims(identity, ["openid", "profile"], None, target="userinfo") == {}
+
+
+def test_userinfo_gets_every_verified_claim_with_its_evidence(db):
+    with db.unit_of_work() as session:
+        owner = _proofed(session)
+        claims = identity_claims(
+            current_identity(session, owner.id), ["openid", "identity"], None, target="userinfo"
+        )
+    assert claims["given_name"] == "Erika" and claims["birthdate"] == "1964-08-12"
+    assert claims["address"]["locality"] == "Köln"
+    verification = claims["verified_claims"]["verification"]
+    assert (verification["trust_framework"], verification["assurance_level"]) == ("eidas", "high")
+    evidence = verification["evidence"][0]
+    assert evidence["method"] == "pipp"
+    assert evidence["check_details"][0]["check_method"] == "vpip"
+    assert evidence["check_details"][0]["organization"] == "Bürgerbüro Mitte"
+    assert evidence["document_details"]["type"] == "idcard"
+    assert "Selbst" not in repr(claims)
+
+
+def test_an_eid_verification_names_the_eid_as_evidence(db):
+    with db.unit_of_work() as session:
+        owner = _proofed(session, "eid")
+        claims = identity_claims(
+            current_identity(session, owner.id), ["identity"], None, target="userinfo"
+        )
+    evidence = claims["verified_claims"]["verification"]["evidence"][0]
+    assert (evidence["method"], evidence["check_details"][0]["check_method"]) == ("eid", "vcrypt")
+
+
+def test_a_verified_claims_request_gets_exactly_what_it_asked_for(db):
+    with db.unit_of_work() as session:
+        owner = _proofed(session)
+        claims = identity_claims(
+            current_identity(session, owner.id), ["identity"], REQUEST, target="id_token"
+        )
+    assert set(claims) == {"verified_claims"}
+    assert claims["verified_claims"]["claims"] == {"given_name": "Erika", "birthdate": "1964-08-12"}
+    assert set(claims["verified_claims"]["verification"]) == {"trust_framework", "time"}
+
+
+def test_a_trust_framework_we_do_not_meet_gets_no_verified_claims(db):
+    request = {
+        "verified_claims": {
+            "verification": {"trust_framework": {"value": "de_aml"}},
+            "claims": {"given_name": None},
+        }
+    }
+    with db.unit_of_work() as session:
+        owner = _proofed(session)
+        assert (
+            identity_claims(
+                current_identity(session, owner.id), ["identity"], request, target="userinfo"
+            )
+            == {}
+        )
+
+
+def test_the_id_token_gets_verified_claims_only_when_asked(db):
+    with db.unit_of_work() as session:
+        owner = _proofed(session)
+        identity = current_identity(session, owner.id)
+        assert identity_claims(identity, ["identity"], None, target="id_token") == {}
+
+
+def test_self_asserted_data_is_never_presented_as_verified(db):
+    with db.unit_of_work() as session:
+        owner = factories.account(session)
+        owner.given_name = "Selbst"
+        assert current_identity(session, owner.id) is None
+        assert identity_claims(None, ["identity"], REQUEST, target="userinfo") == {}
+
+
+def test_a_revoked_verification_is_no_longer_released(db):
+    with db.unit_of_work() as session:
+        owner = _proofed(session)
+        current_identity(session, owner.id).revoked_at = clock.now()
+        session.flush()
+        assert current_identity(session, owner.id) is None
+
+
+def test_proofing_raises_the_account_and_binds_its_factors(db, settings):
+    box = SecretBox(b"k" * 32)
+    with db.unit_of_work() as session:
+        owner = factories.account(session)
+
+        enrolment = totp.begin(session, owner, box, settings.issuer)
+        totp.confirm(
+            session,
+            owner,
+            enrolment.flow_id,
+            pyotp.TOTP(enrolment.secret).now(),
+            box,
+            "low_session",
+        )
+        clock.travel(timedelta(seconds=1))
+        proofing.record_proofing(session, owner, factories.verified_identity())
+        assert owner.proofing_level == "high"
+        assert factors.enrolled_bindings(session, owner.id) == {"proofing"}
