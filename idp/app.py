@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from litestar import Litestar
+from litestar import Litestar, Router
 from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 
@@ -123,7 +123,11 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         include_in_schema=False,
         opt={"csrf": False},
     )
-    app = Litestar(
+    # One router for every handler: litestar 2.25 re-registers (and wraps in a thread a
+    # second time) a sync handler whose path gets another method registered after it,
+    # which breaks GET+POST pairs with sync_to_thread=True when listed flat.
+    routes = Router(
+        path="/",
         route_handlers=[
             *wellknown.ROUTES,
             *ops.ROUTES,
@@ -133,6 +137,9 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             *step_up.ROUTES,
             static,
         ],
+    )
+    app = Litestar(
+        route_handlers=[routes],
         lifespan=[lifespan],
         guards=[csrf.guard],
         before_send=[security.headers_hook(settings.issuer)],

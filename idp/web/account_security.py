@@ -45,7 +45,7 @@ def _done(value: str | None) -> str | None:
     return value if value in ("totp", "passkey", "removed") else None
 
 
-@get(HOME, sync_to_thread=False)
+@get(HOME, sync_to_thread=True)
 def overview(request: Request) -> Response:
     """The citizen's second factors and the level of this session."""
     with request.app.state.services.db.unit_of_work() as uow:
@@ -68,7 +68,7 @@ def overview(request: Request) -> Response:
         )
 
 
-@get(f"{HOME}/totp", sync_to_thread=False)
+@get(f"{HOME}/totp", sync_to_thread=True)
 def totp_form(request: Request) -> Response:
     """Start adding an authenticator app: QR code, key, first code."""
     services = request.app.state.services
@@ -112,7 +112,7 @@ def totp_confirm(request: Request, form: Form) -> Response:
     return Redirect(f"{HOME}?done=totp", status_code=303)
 
 
-@get(f"{HOME}/passkey", sync_to_thread=False)
+@get(f"{HOME}/passkey", sync_to_thread=True)
 def passkey_form(request: Request) -> Response:
     """Start adding a passkey (the browser's part runs in passkeys.js)."""
     services = request.app.state.services

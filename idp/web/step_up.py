@@ -85,7 +85,7 @@ def _page(
     )
 
 
-@get("/step-up", sync_to_thread=False)
+@get("/step-up", sync_to_thread=True)
 def step_up_page(request: Request) -> Response:
     """Ask for what the session lacks for ``acr``, or go on if nothing is."""
     wanted = _wanted(request.query_params.get("acr"))
