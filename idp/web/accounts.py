@@ -1,11 +1,9 @@
 """Citizen pages of guest accounts: register, verify email, log in and out, reset, account.
 
 Handlers parse the form, call one function of ``idp.accounts`` in one unit of
-work and render; domain errors become messages next to their fields. Posts
-run in worker threads (argon2id releases the GIL). GET handlers that share
-their path with a POST stay on the event loop: litestar 2.25 wraps a
-``sync_to_thread`` handler twice when two methods share a path, and the
-page then fails; their work is one indexed read.
+work and render; domain errors become messages next to their fields.
+Handlers that touch the database or hash passwords run in worker threads
+(argon2id releases the GIL).
 """
 
 from __future__ import annotations
@@ -202,7 +200,7 @@ def _verify_invalid(request: Request) -> Response:
     return render(request, "verify_invalid.html", status=400)
 
 
-@get("/verify-email", sync_to_thread=False)
+@get("/verify-email", sync_to_thread=True)
 def verify_page(
     request: Request,
     flow: FromQuery[str | None] = None,
@@ -339,7 +337,7 @@ def login_submit(request: Request, form: Form) -> Response:
     return response
 
 
-@get("/logout", sync_to_thread=False)
+@get("/logout", sync_to_thread=True)
 def logout_page(request: Request) -> Response:
     """Ask before logging out (a link must not end a session by itself)."""
     with _services(request).db.unit_of_work() as uow:
@@ -392,7 +390,7 @@ def forgot_submit(request: Request, form: Form) -> Response:
     return render(request, "forgot_sent.html")
 
 
-@get("/password/reset", sync_to_thread=False)
+@get("/password/reset", sync_to_thread=True)
 def reset_page(
     request: Request, flow: FromQuery[str | None] = None, token: FromQuery[str | None] = None
 ) -> Response:
