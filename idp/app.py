@@ -18,6 +18,7 @@ from idp.db.migrate import pending
 from idp.keys.secret import derive_key, load_secret_key
 from idp.keys.secretbox import SecretBox
 from idp.keys.store import KeyStore
+from idp.mail.outbox import MailSender
 from idp.oidc import backchannel
 from idp.oidc.clients import ClientRegistry
 from idp.oidc.discovery import EncodedDocument, provider_metadata
@@ -25,6 +26,7 @@ from idp.oidc.server import Provider
 from idp.settings import Settings
 from idp.web import (
     account_security,
+    accounts,
     authorize,
     csrf,
     errors,
@@ -116,11 +118,13 @@ def build_services(settings: Settings) -> Services:
 def create_app(settings: Settings, services: Services | None = None) -> Litestar:
     """The litestar application for ``settings``."""
     services = services or build_services(settings)
+    mailer = MailSender(services.db, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         tasks = [
             asyncio.create_task(_poll(services)),
+            asyncio.create_task(mailer.run()),
             asyncio.create_task(_deliver_logouts(services)),
         ]
         try:
@@ -149,6 +153,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             *wellknown.ROUTES,
             *ops.ROUTES,
             *pages.ROUTES,
+            *accounts.ROUTES,
             *account_security.ROUTES,
             *step_up.ROUTES,
             *protocol.ROUTES,
@@ -168,6 +173,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     )
     app.state.services = services
     app.state.csrf_key = derive_key(load_secret_key(settings), "csrf")
+    app.state.mailer = mailer
     return app
 
 
