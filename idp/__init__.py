@@ -1,0 +1,1 @@
+"""idp: a citizen identity service and OpenID Connect provider."""

@@ -1,0 +1,5 @@
+"""``python -m idp`` is the ``idp`` command."""
+
+from idp.cli import main
+
+main()

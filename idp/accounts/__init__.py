@@ -1,0 +1,1 @@
+"""Citizen accounts: registration, credentials, sessions, recovery."""

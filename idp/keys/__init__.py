@@ -1,0 +1,1 @@
+"""Signing keys: the on-disk store, rotation, JWKS and JWT signing."""

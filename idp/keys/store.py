@@ -1,0 +1,252 @@
+"""The signing key store: private keys on disk, their states in the database.
+
+Each algorithm (RS256, ES256) has at most one ``active`` key (signs), one
+``next`` key (published ahead of use so caches learn it) and any number of
+``retired`` keys (published so tokens signed earlier still verify). A
+``removed`` key is neither used nor published and its file is deleted.
+Keys are loaded once (start-up, and when another process rotated them);
+signing never touches the disk or the database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet, RSAKey
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from idp import clock
+from idp.db import versions
+from idp.db.engine import Database
+from idp.db.models import SigningKey
+
+ALGORITHMS = ("RS256", "ES256")
+CACHE_NAME = "keys"
+
+
+class KeyStoreError(Exception):
+    """The key store cannot do what was asked (unknown kid, unreadable file...)."""
+
+
+def _generate(alg: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
+    if alg == "RS256":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _jwk(alg: str, private_key: Any) -> RSAKey | ECKey:
+    key_type = RSAKey if alg == "RS256" else ECKey
+    return key_type.import_key(private_key)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedKey:
+    kid: str
+    alg: str
+    state: str
+    jwk: RSAKey | ECKey
+
+
+class KeyStore:
+    """Loads, creates, rotates and publishes signing keys; signs JWTs."""
+
+    def __init__(self, folder: Path, passphrase: str, db: Database) -> None:
+        self.folder = folder
+        self.passphrase = passphrase.encode() if passphrase else b""
+        self.db = db
+        self._active: dict[str, LoadedKey] = {}
+        self._published: list[LoadedKey] = []
+        self.jwks: dict[str, Any] = {"keys": []}
+        self.jwks_json: bytes = b'{"keys":[]}'
+        self.version = -1
+
+    # -- files -----------------------------------------------------------------
+
+    def _path(self, kid: str) -> Path:
+        return self.folder / f"{kid}.pem"
+
+    def _pem(self, private_key: Any) -> bytes:
+        encryption = (
+            serialization.BestAvailableEncryption(self.passphrase)
+            if self.passphrase
+            else serialization.NoEncryption()
+        )
+        return private_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+
+    def _read(self, kid: str) -> Any:
+        try:
+            data = self._path(kid).read_bytes()
+        except OSError as exc:
+            raise KeyStoreError(f"cannot read key file {self._path(kid)}: {exc.strerror}") from None
+        try:
+            return serialization.load_pem_private_key(data, password=self.passphrase or None)
+        except (ValueError, TypeError):
+            raise KeyStoreError(
+                f"cannot decrypt {self._path(kid)}: check IDP_KEYS_PASSPHRASE"
+            ) from None
+
+    def _create(self, session: Session, alg: str, state: str, now: datetime) -> SigningKey:
+        private_key = _generate(alg)
+        kid = _jwk(alg, private_key).thumbprint()
+        pem = self._pem(private_key)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        path = self._path(kid)
+        # 0600 from the first byte: the file never exists with wider permissions.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            file.write(pem)
+        row = SigningKey(
+            kid=kid,
+            alg=alg,
+            state=state,
+            created_at=now,
+            activated_at=now if state == "active" else None,
+        )
+        session.add(row)
+        return row
+
+    # -- state changes (CLI, first start) ------------------------------------------
+
+    def ensure(self) -> list[str]:
+        """Create an active and a next key for every algorithm lacking them; return new kids."""
+        created: list[str] = []
+        now = clock.now()
+        with self.db.unit_of_work() as session:
+            rows = session.scalars(select(SigningKey).where(SigningKey.state != "removed")).all()
+            for alg in ALGORITHMS:
+                states = {row.state for row in rows if row.alg == alg}
+                for state in ("active", "next"):
+                    if state not in states:
+                        created.append(self._create(session, alg, state, now).kid)
+            if created:
+                versions.bump(session, CACHE_NAME)
+        return created
+
+    def rotate(self, alg: str | None = None) -> list[str]:
+        """Next becomes active, active becomes retired, a new next is made; return new actives."""
+        activated: list[str] = []
+        now = clock.now()
+        with self.db.unit_of_work() as session:
+            for algorithm in [alg] if alg else list(ALGORITHMS):
+                activated.append(self._rotate(session, algorithm, now))
+            versions.bump(session, CACHE_NAME)
+        return activated
+
+    def _rotate(self, session: Session, alg: str, now: datetime) -> str:
+        rows = session.scalars(
+            select(SigningKey)
+            .where(SigningKey.alg == alg, SigningKey.state.in_(("active", "next")))
+            .with_for_update()
+        ).all()
+        by_state = {row.state: row for row in rows}
+        if "active" in by_state:
+            by_state["active"].state = "retired"
+            by_state["active"].retired_at = now
+        new_active = by_state.get("next") or self._create(session, alg, "next", now)
+        new_active.state = "active"
+        new_active.activated_at = now
+        session.flush()
+        self._create(session, alg, "next", now)
+        return new_active.kid
+
+    def retire(self, kid: str) -> str:
+        """Take a key out of use: active or next -> retired (the algorithm rotates past it);
+        retired -> removed (no longer published, file deleted). Returns the new state."""
+        now = clock.now()
+        with self.db.unit_of_work() as session:
+            row = session.get(SigningKey, kid, with_for_update=True)
+            if row is None or row.state == "removed":
+                raise KeyStoreError(f"no such key: {kid}")
+            if row.state == "active":
+                self._rotate(session, row.alg, now)
+            elif row.state == "next":
+                row.state = "retired"
+                row.retired_at = now
+                session.flush()
+                self._create(session, row.alg, "next", now)
+            else:
+                row.state = "removed"
+                row.removed_at = now
+                self._path(kid).unlink(missing_ok=True)
+            state = row.state
+            versions.bump(session, CACHE_NAME)
+        return state
+
+    def rows(self) -> list[SigningKey]:
+        """Every key's metadata, newest first."""
+        with self.db.unit_of_work() as session:
+            return list(
+                session.scalars(
+                    select(SigningKey).order_by(SigningKey.created_at.desc(), SigningKey.kid)
+                )
+            )
+
+    # -- loading and use -------------------------------------------------------------
+
+    def load(self) -> None:
+        """(Re)read key metadata and private keys; rebuild the JWKS. Not for hot paths."""
+        with self.db.unit_of_work() as session:
+            version = versions.current(session, CACHE_NAME)
+            rows = session.scalars(
+                select(SigningKey)
+                .where(SigningKey.state != "removed")
+                .order_by(SigningKey.created_at, SigningKey.kid)
+            ).all()
+        previous = {key.kid: key.jwk for key in self._published}
+        loaded = []
+        for row in rows:
+            jwk = previous.get(row.kid) or _jwk(row.alg, self._read(row.kid))
+            loaded.append(LoadedKey(row.kid, row.alg, row.state, jwk))
+        order = {"active": 0, "next": 1, "retired": 2}
+        loaded.sort(key=lambda key: order[key.state])
+        self._published = loaded
+        self._active = {key.alg: key for key in loaded if key.state == "active"}
+        self.jwks = {
+            "keys": [
+                {**key.jwk.as_dict(private=False), "kid": key.kid, "alg": key.alg, "use": "sig"}
+                for key in loaded
+            ]
+        }
+        self.jwks_json = json.dumps(self.jwks, separators=(",", ":")).encode()
+        self.version = version
+
+    def refresh_if_changed(self) -> bool:
+        """Reload when another process changed the keys; True if it did."""
+        with self.db.unit_of_work() as session:
+            version = versions.current(session, CACHE_NAME)
+        if version == self.version:
+            return False
+        self.load()
+        return True
+
+    @property
+    def loaded(self) -> bool:
+        return all(alg in self._active for alg in ALGORITHMS)
+
+    def active(self, alg: str) -> LoadedKey:
+        """The key that signs with ``alg`` now."""
+        try:
+            return self._active[alg]
+        except KeyError:
+            raise KeyStoreError(f"no active {alg} key; run `idp keys list`") from None
+
+    def sign(self, claims: dict[str, Any], alg: str, typ: str = "JWT") -> str:
+        """A compact JWS of ``claims`` signed by the active ``alg`` key."""
+        key = self.active(alg)
+        header = {"alg": alg, "kid": key.kid, "typ": typ}
+        return jwt.encode(header, claims, key.jwk, algorithms=[alg])
+
+    def public_keyset(self) -> KeySet:
+        """The published public keys, for verifying our own tokens."""
+        return KeySet.import_key_set(self.jwks)

@@ -1,0 +1,1 @@
+"""OpenID Connect protocol: discovery, endpoints, grants, interaction policy."""

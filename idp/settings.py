@@ -1,0 +1,223 @@
+"""One typed settings object, read once from ``IDP_*`` environment variables.
+
+Every value is parsed and validated at start-up; a bad value raises
+:class:`SettingsError` naming the variable, which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL, e.g. https://id.example.de")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query or fragment")
+    return value.rstrip("/")
+
+
+def _database_url(value: str) -> str:
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(
+            "is not a database URL; use sqlite:///var/idp.db or postgresql+psycopg://user@host/db"
+        ) from None
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError("only sqlite and postgresql databases are supported")
+    if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
+        raise ValueError("use the psycopg 3 driver: postgresql+psycopg://...")
+    return value
+
+
+def _int(low: int, high: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise ValueError(f"must be a whole number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low} and {high}, got {number}")
+        return number
+
+    return parse
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
+    return parse
+
+
+def _path(value: str) -> Path:
+    if not value:
+        raise ValueError("must not be empty")
+    return Path(value)
+
+
+def _text(value: str) -> str:
+    return value
+
+
+def _acr_policy_file(value: str) -> Path | None:
+    """An acr policy table in JSON, checked now so a bad table stops the start."""
+    if not value:
+        return None
+    from idp.assurance.policy import Policy
+
+    path = Path(value)
+    try:
+        Policy.from_json(path.read_text(encoding="utf-8"), {})
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    return path
+
+
+def setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
+    """Declare a field read from the environment variable ``env``."""
+    return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The service's configuration. Build it with :meth:`from_env`."""
+
+    issuer: str = setting(
+        "IDP_ISSUER", "http://127.0.0.1:8000", _url, "Public base URL, the `iss` of every token"
+    )
+    environment: str = setting(
+        "IDP_ENV",
+        "development",
+        _choice("development", "production"),
+        "`development` writes mail to var/mail and allows http issuers",
+    )
+    database_url: str = setting(
+        "IDP_DATABASE_URL",
+        "sqlite:///var/idp.db",
+        _database_url,
+        "SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
+    )
+    keys_dir: Path = setting(
+        "IDP_KEYS_DIR", Path("keys"), _path, "Folder of the private signing keys"
+    )
+    keys_passphrase: str = setting(
+        "IDP_KEYS_PASSPHRASE", "", _text, "If set, private key files are encrypted with it"
+    )
+    id_token_signing_alg: str = setting(
+        "IDP_ID_TOKEN_SIGNING_ALG",
+        "RS256",
+        _choice("RS256", "ES256"),
+        "Default ID token algorithm (clients may choose the other)",
+    )
+    access_token_signing_alg: str = setting(
+        "IDP_ACCESS_TOKEN_SIGNING_ALG",
+        "ES256",
+        _choice("RS256", "ES256"),
+        "Algorithm of JWT access tokens",
+    )
+    host: str = setting("IDP_HOST", "127.0.0.1", _text, "Address `idp serve` binds to")
+    port: int = setting("IDP_PORT", 8000, _int(1, 65535), "Port `idp serve` listens on")
+    workers: int = setting("IDP_WORKERS", 1, _int(1, 64), "Worker processes of `idp serve`")
+    cache_poll_seconds: int = setting(
+        "IDP_CACHE_POLL_SECONDS",
+        2,
+        _int(1, 3600),
+        "How often a worker checks whether keys or clients changed",
+    )
+    session_idle_minutes: int = setting(
+        "IDP_SESSION_IDLE_MINUTES",
+        30,
+        _int(1, 24 * 60),
+        "A login session ends after this idle time",
+    )
+    session_max_hours: int = setting(
+        "IDP_SESSION_MAX_HOURS", 12, _int(1, 24 * 30), "A login session ends this long after login"
+    )
+    acr_policy_file: Path | None = setting(
+        "IDP_ACR_POLICY_FILE",
+        None,
+        _acr_policy_file,
+        "JSON file replacing the default acr policy table (see README, Assurance levels)",
+    )
+    acr_high_max_age_minutes: int = setting(
+        "IDP_ACR_HIGH_MAX_AGE_MINUTES",
+        60,
+        _int(0, 24 * 60 * 30),
+        "A `high` level reached longer ago counts lower (0: as long as the session)",
+    )
+    acr_substantial_max_age_minutes: int = setting(
+        "IDP_ACR_SUBSTANTIAL_MAX_AGE_MINUTES",
+        240,
+        _int(0, 24 * 60 * 30),
+        "A `substantial` level reached longer ago counts lower (0: as long as the session)",
+    )
+    log_level: str = setting(
+        "IDP_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "Log level"
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every field from ``environ`` (default ``os.environ``); raise SettingsError."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            if f.name in overrides:
+                continue
+            raw = environ.get(f.metadata["env"])
+            if raw is None:
+                continue
+            try:
+                values[f.name] = f.metadata["parse"](raw)
+            except ValueError as exc:
+                raise SettingsError(f.metadata["env"], str(exc)) from None
+        settings = cls(**values, **overrides)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Cross-field rules that a single parser cannot see."""
+        if self.environment == "production" and not self.issuer.startswith("https://"):
+            raise SettingsError("IDP_ISSUER", "must use https in production")
+
+    @property
+    def development(self) -> bool:
+        return self.environment == "development"
+
+    @classmethod
+    def documentation(cls) -> list[tuple[str, str, str]]:
+        """(variable, default, description) for each setting, for the README and --help."""
+        return [
+            (f.metadata["env"], str(f.default), f.metadata["doc"]) for f in dataclasses.fields(cls)
+        ]

@@ -1,0 +1,1 @@
+"""HTTP layer: litestar controllers, templates and static files."""

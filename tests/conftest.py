@@ -1,0 +1,170 @@
+"""Shared fixtures: a real database (SQLite file, or PostgreSQL from
+IDP_TEST_DATABASE_URL), migrated once; the app over HTTP (litestar's test
+client, or a real uvicorn on a free loopback port)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from litestar.testing import TestClient
+from sqlalchemy import delete, insert, select, text
+
+from idp import clock
+from idp.app import Services, build_services, create_app
+from idp.db.engine import Database
+from idp.db.migrate import upgrade
+from idp.db.models import AuditHead, Base, SigningKey
+from idp.keys.store import KeyStore
+from idp.settings import Settings
+
+os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
+
+
+def _reset_postgres(url: str) -> None:
+    db = Database(url)
+    with db.engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated, empty database for this test session."""
+    url = os.environ.get("IDP_TEST_DATABASE_URL")
+    if url:
+        _reset_postgres(url)
+    else:
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'idp.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="session")
+def _key_rows(database_url: str, keys_dir: Path) -> list[dict]:
+    """Signing keys made once per session (RSA generation is slow); restored per test."""
+    db = Database(database_url)
+    KeyStore(keys_dir, "", db).ensure()
+    with db.unit_of_work() as session:
+        rows = [
+            {c.name: getattr(row, c.name) for c in SigningKey.__table__.columns}
+            for row in session.scalars(select(SigningKey))
+        ]
+    db.dispose()
+    return rows
+
+
+@pytest.fixture(scope="session")
+def _db(database_url: str) -> Iterator[Database]:
+    db = Database(database_url)
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def db(_db: Database, _key_rows: list[dict]) -> Iterator[Database]:
+    """The test database, emptied before each test (keys restored)."""
+    clock.reset()
+    with _db.unit_of_work() as session:
+        if _db.dialect == "postgresql":
+            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(Base.metadata.sorted_tables):
+                session.execute(delete(table))
+        session.execute(insert(SigningKey), _key_rows)
+        session.add(AuditHead(id=1, last_id=0, last_hash=b"\x00" * 32))
+    yield _db
+    clock.reset()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def make_settings(database_url: str, keys_dir: Path, **overrides) -> Settings:
+    """Test settings; any field can be overridden."""
+    values = {
+        "issuer": "http://127.0.0.1:8000",
+        "database_url": database_url,
+        "keys_dir": keys_dir,
+        "cache_poll_seconds": 1,
+    }
+    values.update(overrides)
+    return Settings.from_env({}, **values)
+
+
+@pytest.fixture
+def settings(db: Database, keys_dir: Path) -> Settings:
+    return make_settings(db.url, keys_dir)
+
+
+@pytest.fixture
+def services(settings: Settings) -> Iterator[Services]:
+    services = build_services(settings)
+    yield services
+    services.db.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings, services: Services) -> Iterator[TestClient]:
+    """The app in-process over HTTP (ASGI), base URL = issuer."""
+    with TestClient(create_app(settings, services), base_url=settings.issuer) as test_client:
+        yield test_client
+
+
+class LiveServer:
+    """A real uvicorn serving the app on a loopback port, in a thread."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.url = settings.issuer
+        config = uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=settings.port,
+            log_level="warning",
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("live server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def live_settings(db: Database, keys_dir: Path) -> Settings:
+    port = free_port()
+    return make_settings(db.url, keys_dir, issuer=f"http://127.0.0.1:{port}", port=port)
+
+
+@pytest.fixture
+def live_server(live_settings: Settings) -> Iterator[LiveServer]:
+    """A real server on a free loopback port; its URL is the issuer."""
+    with LiveServer(live_settings) as server:
+        yield server

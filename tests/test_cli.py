@@ -1,0 +1,90 @@
+"""The idp command line, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import free_port
+
+IDP = [sys.executable, "-m", "idp"]
+
+
+def run(*args, env=None, timeout=60):
+    return subprocess.run(
+        [*IDP, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+    )
+
+
+def test_a_bad_database_url_stops_serve_with_one_line_and_status_2():
+    result = run("serve", env={"IDP_DATABASE_URL": "nonsense"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "IDP_DATABASE_URL" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_unmigrated_database_and_says_what_to_run(tmp_path):
+    env = {"IDP_DATABASE_URL": f"sqlite:///{tmp_path}/new.db", "IDP_KEYS_DIR": str(tmp_path)}
+    result = run("serve", env=env)
+    assert result.returncode == 2
+    assert "idp db upgrade" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_every_command():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("serve", "db", "keys"):
+        assert command in result.stdout
+
+
+def test_migrate_create_keys_rotate_and_serve(tmp_path: Path):
+    port = free_port()
+    env = {
+        "IDP_DATABASE_URL": f"sqlite:///{tmp_path}/idp.db",
+        "IDP_KEYS_DIR": str(tmp_path / "keys"),
+        "IDP_ISSUER": f"http://127.0.0.1:{port}",
+        "IDP_PORT": str(port),
+    }
+    assert run("db", "upgrade", env=env).returncode == 0
+    assert run("keys", "ensure", env=env).returncode == 0
+    listed = json.loads(run("keys", "list", "--json", env=env).stdout)["keys"]
+    assert sorted(k["state"] for k in listed) == ["active", "active", "next", "next"]
+    assert run("keys", "rotate", "--alg", "ES256", env=env).returncode == 0
+    states = [k["state"] for k in json.loads(run("keys", "list", "--json", env=env).stdout)["keys"]]
+    assert states.count("retired") == 1
+
+    server = subprocess.Popen(
+        [*IDP, "serve"], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        for _ in range(100):
+            try:
+                metadata = httpx.get(f"http://127.0.0.1:{port}/.well-known/openid-configuration")
+                break
+            except httpx.TransportError:
+                server.poll()
+                assert server.returncode is None, server.stderr.read().decode()
+                time.sleep(0.1)
+        assert metadata.json()["issuer"] == env["IDP_ISSUER"]
+        jwks = httpx.get(f"http://127.0.0.1:{port}/jwks.json").json()
+        assert {k["kid"] for k in jwks["keys"]} == {k["kid"] for k in listed} | {
+            k["kid"] for k in json.loads(run("keys", "list", "--json", env=env).stdout)["keys"]
+        }
+        ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        assert ready.status_code == 200
+    finally:
+        server.terminate()
+        server.wait(10)

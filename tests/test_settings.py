@@ -1,0 +1,48 @@
+"""Settings: typed, validated, one readable message per bad value."""
+
+from __future__ import annotations
+
+import pytest
+
+from idp.settings import Settings, SettingsError
+
+
+def test_defaults_serve_the_embedded_database_on_loopback():
+    settings = Settings.from_env({})
+    assert settings.issuer == "http://127.0.0.1:8000"
+    assert settings.database_url == "sqlite:///var/idp.db"
+    assert settings.id_token_signing_alg == "RS256"
+    assert settings.access_token_signing_alg == "ES256"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("IDP_DATABASE_URL", "nonsense", "not a database URL"),
+        ("IDP_DATABASE_URL", "mysql://x/y", "only sqlite and postgresql"),
+        ("IDP_ISSUER", "id.example.de", "absolute http(s) URL"),
+        ("IDP_PORT", "eighty", "whole number"),
+        ("IDP_PORT", "70000", "between 1 and 65535"),
+        ("IDP_ENV", "staging", "one of development, production"),
+    ],
+)
+def test_a_bad_value_names_the_variable_and_the_problem(variable, value, message):
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({variable: value})
+    assert error.value.variable == variable
+    assert message in str(error.value)
+
+
+def test_production_requires_an_https_issuer():
+    with pytest.raises(SettingsError, match="IDP_ISSUER: must use https"):
+        Settings.from_env({"IDP_ENV": "production", "IDP_ISSUER": "http://id.example.de"})
+    settings = Settings.from_env({"IDP_ENV": "production", "IDP_ISSUER": "https://id.example.de/"})
+    assert settings.issuer == "https://id.example.de"
+
+
+def test_readme_documents_every_setting():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    for variable, _default, _doc in Settings.documentation():
+        assert f"`{variable}`" in readme, f"{variable} missing from README's table"
