@@ -294,8 +294,11 @@ def cli_has(idp: Path, env: dict, *words: str) -> bool:
     return r.returncode == 0
 
 
-def prepare_ours(idp: Path, outdir: Path, db_url: str | None) -> tuple[dict, dict]:
-    """Migrate, create the bench client and account. Returns (env, client)."""
+def prepare_ours(idp: Path, outdir: Path, db_url: str | None) -> tuple[dict, dict | None, str]:
+    """Migrate, create keys, the bench client and account.
+
+    Returns (env, client or None, why no client). Without a client (or account)
+    the server still runs the endpoints that need none (discovery, JWKS)."""
     tmp = Path(tempfile.mkdtemp(prefix="idp-bench-", dir=outdir))
     (tmp / "keys").mkdir()
     env = {
@@ -303,27 +306,38 @@ def prepare_ours(idp: Path, outdir: Path, db_url: str | None) -> tuple[dict, dic
         "IDP_DATABASE_URL": db_url or f"sqlite:///{tmp / 'idp.db'}",
         "IDP_KEYS_DIR": str(tmp / "keys"),
         "IDP_ISSUER": "http://127.0.0.1:1",  # replaced per start
-        "AUTHLIB_INSECURE_TRANSPORT": "1",  # plain-http loopback issuer
+        # plain-http issuer on loopback: development mode (production refuses http)
+        "IDP_ENV": "development",
+        "AUTHLIB_INSECURE_TRANSPORT": "1",
+        # the anchor signs ID tokens with ES256: the same work on both sides
+        "IDP_ID_TOKEN_SIGNING_ALG": "ES256",
+        "IDP_LOG_LEVEL": os.environ.get("IDP_LOG_LEVEL", "warning"),
     }
-    r = run_cli(idp, ["db", "upgrade"], env)
-    if r.returncode != 0:
-        raise RuntimeError(f"`idp db upgrade` failed: {(r.stderr or r.stdout)[-800:]}")
+    for step in (["db", "upgrade"], ["keys", "ensure"]):
+        r = run_cli(idp, step, env)
+        if r.returncode != 0:
+            raise RuntimeError(f"`idp {' '.join(step)}` failed: {(r.stderr or r.stdout)[-800:]}")
+    if not cli_has(idp, env, "clients", "add"):
+        return env, None, "`idp clients add` does not exist yet, so there is no client to call it with"
     grants = ["authorization_code", "refresh_token", "client_credentials"]
     args = ["clients", "add", "--name", "bench", "--redirect-uri", REDIRECT_URI]
     for g in grants:
         args += ["--grant-type", g]
     r = run_cli(idp, [*args, "--json"], env)
     if r.returncode != 0:
-        raise RuntimeError(f"`idp clients add` failed: {(r.stderr or r.stdout)[-800:]}")
+        return env, None, f"`idp clients add` failed: {(r.stderr or r.stdout)[-400:]}"
     client = last_json(r.stdout)
+    if not cli_has(idp, env, "users", "create"):
+        client["_no_account"] = "`idp users create` does not exist yet, so there is no account to log in with"
+        return env, client, ""
     r = run_cli(idp, ["users", "create", "--email", EMAIL, "--password", PASSWORD, "--verified", "--json"], env)
     if r.returncode != 0:
-        raise RuntimeError(f"`idp users create` failed: {(r.stderr or r.stdout)[-800:]}")
-    env["_BENCH_TMP"] = str(tmp)
-    return env, client
+        client["_no_account"] = f"`idp users create` failed: {(r.stderr or r.stdout)[-400:]}"
+    return env, client, ""
 
 
-def start_ours(idp: Path, env: dict, client: dict, workers: int, outdir: Path) -> Server:
+def start_ours(idp: Path, env: dict, client: dict | None, no_client: str, workers: int,
+               outdir: Path) -> Server:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = {
@@ -345,10 +359,15 @@ def start_ours(idp: Path, env: dict, client: dict, workers: int, outdir: Path) -
             os.killpg(proc.pid, signal.SIGKILL)
         raise RuntimeError(f"`idp serve` did not start: {e}\n{tail(logf)}") from e
     name = "ours" if workers == 1 else f"ours-{workers}w"
-    return Server(
+    srv = Server(
         name, f"idp ({workers} worker{'s' if workers > 1 else ''})", issuer, proc,
-        client["client_id"], client["client_secret"], workers,
+        client["client_id"] if client else "", client["client_secret"] if client else "", workers,
     )
+    if client is None:
+        srv.meta["no_client"] = no_client
+    elif client.get("_no_account"):
+        srv.meta["no_account"] = client["_no_account"]
+    return srv
 
 
 def service_argon2(idp: Path | None) -> tuple[dict, str]:
@@ -379,9 +398,11 @@ except Exception as e:
     pass
 import idp, argon2
 for m in pkgutil.walk_packages(idp.__path__, "idp."):
+    if m.name.endswith("__main__") or ".migrations" in m.name:
+        continue
     try:
         mod = importlib.import_module(m.name)
-    except Exception:
+    except BaseException:
         continue
     for k, v in vars(mod).items():
         if isinstance(v, argon2.PasswordHasher):
@@ -498,8 +519,21 @@ def prep_jwks(server: Server, meta: dict, state: dict) -> dict:
     return {"url": url, "script": "get.lua", "env": {}}
 
 
+def need(server: Server, *what: str) -> None:
+    for w in what:
+        if server.meta.get(w):
+            raise RuntimeError(server.meta[w])
+
+
+def endpoint_url(meta: dict, key: str) -> str:
+    url = meta.get(key)
+    check(bool(url), f"the discovery document has no {key}")
+    return url
+
+
 def prep_cc(server: Server, meta: dict, state: dict) -> dict:
-    url = meta["token_endpoint"]
+    need(server, "no_client")
+    url = endpoint_url(meta, "token_endpoint")
     body = "grant_type=client_credentials"
     r = httpx.post(url, content=body, headers={"Authorization": server.auth,
                    "Content-Type": "application/x-www-form-urlencoded"})
@@ -510,14 +544,14 @@ def prep_cc(server: Server, meta: dict, state: dict) -> dict:
 
 
 def user_tokens(server: Server, state: dict) -> dict:
+    need(server, "no_client", "no_account")
     if "tokens" not in state:
         state["tokens"] = mint_tokens(server, 1)[0]
     return state["tokens"]
 
 
 def prep_userinfo(server: Server, meta: dict, state: dict) -> dict:
-    url = meta.get("userinfo_endpoint")
-    check(bool(url), "discovery has no userinfo_endpoint")
+    url = endpoint_url(meta, "userinfo_endpoint")
     at = user_tokens(server, state)["access_token"]
     r = httpx.get(url, headers={"Authorization": f"Bearer {at}"})
     check(r.status_code == 200 and "sub" in r.json(), f"userinfo -> {r.status_code}: {r.text[:200]}")
@@ -526,8 +560,7 @@ def prep_userinfo(server: Server, meta: dict, state: dict) -> dict:
 
 
 def prep_introspection(server: Server, meta: dict, state: dict) -> dict:
-    url = meta.get("introspection_endpoint")
-    check(bool(url), "discovery has no introspection_endpoint")
+    url = endpoint_url(meta, "introspection_endpoint")
     at = user_tokens(server, state)["access_token"]
     body = "token=" + quote(at, safe="") + "&token_type_hint=access_token"
     r = httpx.post(url, content=body, headers={"Authorization": server.auth,
@@ -537,7 +570,8 @@ def prep_introspection(server: Server, meta: dict, state: dict) -> dict:
 
 
 def prep_refresh(server: Server, meta: dict, state: dict) -> dict:
-    url = meta["token_endpoint"]
+    need(server, "no_client", "no_account")
+    url = endpoint_url(meta, "token_endpoint")
     n = state["refresh_pool"]
     toks = mint_tokens(server, n + 1)
     check(all("refresh_token" in t for t in toks), "the code exchange returned no refresh_token")
@@ -653,7 +687,8 @@ def summarize(results: list[Result], server: str) -> Result | None:
     rs = [r for r in results if r.server == server and r.ok]
     if not rs:
         return None
-    return Result(server, 0, True, rps=statistics.mean(r.rps for r in rs),
+    spread = (max(r.rps for r in rs) - min(r.rps for r in rs)) / statistics.mean(r.rps for r in rs)
+    return Result(server, 0, True, extra={"spread": spread, "n": len(rs)}, rps=statistics.mean(r.rps for r in rs),
                   p50_ms=statistics.mean(r.p50_ms for r in rs), p99_ms=statistics.mean(r.p99_ms for r in rs),
                   server_cpu_us=statistics.mean(r.server_cpu_us for r in rs))
 
@@ -684,7 +719,8 @@ def write_report(path: Path, ctx: dict) -> None:
       f"p={ctx['argon2']['parallelism']} — {ctx['argon2_source']}; the anchor verifies with the same parameters "
       "(npm `argon2`, on libuv's thread pool)")
     a("")
-    a("Columns: requests/s (logins/s for the login), latency p50/p99 in ms, server CPU per request "
+    a("Summary cells: mean requests/s over the rounds (mean p99 ms, ± half the spread between rounds). "
+      "Per-run columns: requests/s (logins/s for the login), latency p50/p99 in ms, server CPU per request "
       "(all the server's processes, from /proc), load generator CPU in % of one core. "
       "Ratio = ours/anchor of the mean over rounds (> 1.00: ours is faster).")
     a("")
@@ -711,10 +747,15 @@ def write_report(path: Path, ctx: dict) -> None:
         digits = 1 if ep.kind == "login" else 0
         anc = summarize(res, "anchor")
         row = [ep.title + (" (logins/s)" if ep.kind == "login" else "")]
+        def cell(sm: Result | None) -> str:
+            if not sm:
+                return "not measured"
+            sp = f", ±{sm.extra['spread'] * 50:.0f}%" if sm.extra["n"] > 1 else ""
+            return f"{fmt(sm.rps, digits)} ({fmt(sm.p99_ms, 1)}{sp})"
+
         for n in ours_names:
-            sm = summarize(res, n)
-            row.append(f"{fmt(sm.rps, digits)} ({fmt(sm.p99_ms, 1)})" if sm else "not measured")
-        row.append(f"{fmt(anc.rps, digits)} ({fmt(anc.p99_ms, 1)})" if anc else "not measured")
+            row.append(cell(summarize(res, n)))
+        row.append(cell(anc))
         for n in ours_names:
             sm = summarize(res, n)
             row.append(f"**{sm.rps / anc.rps:.2f}x**" if sm and anc else "—")
@@ -869,9 +910,9 @@ def main() -> int:
                            "no IDP_BENCH_IDP)")
         else:
             try:
-                env, client = prepare_ours(idp, outdir, os.environ.get("IDP_BENCH_DATABASE_URL"))
+                env, client, no_client = prepare_ours(idp, outdir, os.environ.get("IDP_BENCH_DATABASE_URL"))
                 for w in [int(x) for x in a.workers.split(",") if x]:
-                    servers.append(start_ours(idp, env, client, w, outdir))
+                    servers.append(start_ours(idp, env, client, no_client, w, outdir))
                     log(f"idp ({w} workers) up at {servers[-1].issuer}")
             except Exception as e:
                 ours_reason = f"idp could not be started: {e}"
@@ -892,7 +933,9 @@ def main() -> int:
             else:
                 servers_info.append(
                     f"{s.label}: `idp serve`, IDP_WORKERS={s.workers}, database "
-                    f"{'PostgreSQL (IDP_BENCH_DATABASE_URL)' if db else 'SQLite file'}")
+                    f"{'PostgreSQL (IDP_BENCH_DATABASE_URL)' if db else 'SQLite file (fresh)'}, "
+                    "IDP_ENV=development (plain-http issuer on loopback), IDP_ID_TOKEN_SIGNING_ALG=ES256 "
+                    "(as the anchor), IDP_LOG_LEVEL=warning")
 
         # a freshly started server (node's JIT, Python's imports and caches) settles first
         for s in servers:
@@ -924,7 +967,7 @@ def main() -> int:
                 if ep.kind == "wrk" and preps.get(s.name) and not preps[s.name].get("fresh_each_run"):
                     p = preps[s.name]
                     run_wrk(s, p["url"], p["script"], p["env"], warmup, a.connections, a.threads)
-                elif ep.kind == "login":
+                elif ep.kind == "login" and not (s.meta.get("no_client") or s.meta.get("no_account")):
                     with contextlib.suppress(Exception):
                         asyncio.run(login_driver.run_logins(s.target(), warmup, a.login_concurrency))
             for rnd in range(1, rounds + 1):
@@ -942,6 +985,19 @@ def main() -> int:
                                 continue
                         r = run_wrk(s, p["url"], p["script"], p["env"], seconds, a.connections, a.threads)
                     else:
+                        try:
+                            need(s, "no_client", "no_account")
+                            async def probe(s=s):
+                                async with login_driver.new_client() as c:
+                                    t = s.target()
+                                    await t.discover(c)
+                                    await login_driver.login(c, t)
+                            asyncio.run(probe())
+                        except Exception as e:
+                            r = Result(s.name, rnd, False, reason=f"{type(e).__name__}: {e}")
+                            results[ep.key].append(r)
+                            log(f"{ep.key:18s} round {rnd} {s.name:8s} not measured: {r.reason}")
+                            continue
                         r = run_login(s, login_seconds, a.login_concurrency)
                     r.round = rnd
                     for pid in r.max_rss_kib:
