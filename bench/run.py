@@ -128,9 +128,25 @@ def rss_kib(pid: int) -> int | None:
 def proc_name(pid: int) -> str:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
+            cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return "?"
+    if "multiprocessing.spawn" in cmd:
+        return f"worker process (pid {pid})"
+    if "multiprocessing.resource_tracker" in cmd:
+        return "multiprocessing resource tracker"
+    if "idp serve" in cmd:
+        return f"`idp serve` main process (pid {pid})"
+    return f"`{cmd[:60]}` (pid {pid})"
+
+
+def machine_busy_seconds() -> float:
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal: user + nice + system + steal. irq and
+    # softirq are left out: on loopback they are mostly the run's own network stack work,
+    # which /proc/<pid>/stat does not charge to the processes.
+    return (v[0] + v[1] + v[2] + v[7]) / CLK_TCK
 
 
 class Sampler:
@@ -154,6 +170,7 @@ class Sampler:
     def __enter__(self) -> Sampler:
         self.pids = descendants(self.root)
         self.cpu0 = cpu_seconds(self.pids)
+        self.busy0 = machine_busy_seconds()
         self.t0 = time.perf_counter()
         self._thread.start()
         return self
@@ -163,6 +180,7 @@ class Sampler:
         self._thread.join()
         self.wall = time.perf_counter() - self.t0
         self.cpu = cpu_seconds(descendants(self.root)) - self.cpu0
+        self.busy = machine_busy_seconds() - self.busy0
 
 
 @dataclass
@@ -437,6 +455,7 @@ class Result:
     server_cpu_us: float = 0.0  # server CPU per request (all its processes)
     driver_cpu_share: float = 0.0  # load generator CPU, fraction of one core
     max_rss_kib: dict = field(default_factory=dict)
+    other_cpu_share: float = 0.0  # CPU used by anything else on the machine, cores
     reason: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -464,6 +483,7 @@ def run_wrk(server: Server, url: str, script: str, env_extra: dict, seconds: flo
         p99_ms=j["latency_us"]["p99"] / 1000, requests=j["requests"], errors=nerr,
         server_cpu_us=(s.cpu / j["requests"] * 1e6) if j["requests"] else 0.0,
         driver_cpu_share=drv, max_rss_kib=dict(s.max_rss), extra={"wrk": j},
+        other_cpu_share=max(0.0, (s.busy - s.cpu) / s.wall - drv),
     )
     if j["requests"] and nerr > 0.01 * j["requests"]:
         res.ok = False
@@ -479,6 +499,7 @@ def run_login(server: Server, seconds: float, concurrency: int) -> Result:
         requests=j["logins"], errors=j["errors"],
         server_cpu_us=(s.cpu / j["logins"] * 1e6) if j["logins"] else 0.0,
         driver_cpu_share=j["driver_cpu_share"], max_rss_kib=dict(s.max_rss), extra=j,
+        other_cpu_share=max(0.0, (s.busy - s.cpu) / s.wall - j["driver_cpu_share"]),
     )
     if j["logins"] == 0 or j["errors"] > 0.01 * max(1, j["logins"]):
         res.ok = False
@@ -679,6 +700,13 @@ def machine() -> dict:
     }
 
 
+OTHER_CPU_WARN = 0.15
+
+
+def label_of(ctx: dict, name: str) -> str:
+    return next((s.label for s in ctx["servers"] if s.name == name), name)
+
+
 def fmt(v: float, digits: int = 0) -> str:
     return f"{v:,.{digits}f}"
 
@@ -719,9 +747,18 @@ def write_report(path: Path, ctx: dict) -> None:
       f"p={ctx['argon2']['parallelism']} — {ctx['argon2_source']}; the anchor verifies with the same parameters "
       "(npm `argon2`, on libuv's thread pool)")
     a("")
+    disturbed = [(k, r) for k, v in ctx["results"].items() for r in v if r.ok and r.other_cpu_share > OTHER_CPU_WARN]
+    if disturbed:
+        a(f"**{len(disturbed)} run(s) shared the machine with other work** (other CPU > "
+          f"{OTHER_CPU_WARN * 100:.0f}% of a core, marked ⚠ below): "
+          + ", ".join(f"{k} {label_of(ctx, r.server)} round {r.round} ({r.other_cpu_share * 100:.0f}%)"
+                      for k, r in disturbed) + ". Their numbers are low; rerun on a quiet machine.")
+        a("")
     a("Summary cells: mean requests/s over the rounds (mean p99 ms, ± half the spread between rounds). "
       "Per-run columns: requests/s (logins/s for the login), latency p50/p99 in ms, server CPU per request "
-      "(all the server's processes, from /proc), load generator CPU in % of one core. "
+      "(all the server's processes, from /proc), load generator CPU in % of one core; "
+      "other CPU: what everything else on the machine used meanwhile (% of one core, ⚠ above "
+      f"{OTHER_CPU_WARN * 100:.0f}%). "
       "Ratio = ours/anchor of the mean over rounds (> 1.00: ours is faster).")
     a("")
     if ctx["notes"]:
@@ -774,15 +811,16 @@ def write_report(path: Path, ctx: dict) -> None:
         res = ctx["results"].get(ep.key, [])
         unit = "logins/s" if ep.kind == "login" else "req/s"
         a(f"| run | server | {unit} | p50 ms | p99 ms | {'logins' if ep.kind == 'login' else 'requests'} | errors | "
-          "server CPU/req | load gen CPU |")
-        a("|---|---|---|---|---|---|---|---|---|")
+          "server CPU/req | load gen CPU | other CPU |")
+        a("|---|---|---|---|---|---|---|---|---|---|")
         for r in res:
             if r.ok:
                 a(f"| {r.round} | {label.get(r.server, r.server)} | {fmt(r.rps, 1 if ep.kind == 'login' else 0)} | "
                   f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.requests:,} | {r.errors} | "
-                  f"{fmt(r.server_cpu_us)} µs | {r.driver_cpu_share * 100:.0f}% |")
+                  f"{fmt(r.server_cpu_us)} µs | {r.driver_cpu_share * 100:.0f}% | "
+                  f"{r.other_cpu_share * 100:.0f}%{' ⚠' if r.other_cpu_share > OTHER_CPU_WARN else ''} |")
             else:
-                a(f"| {r.round} | {label.get(r.server, r.server)} | not measured | | | | | | |")
+                a(f"| {r.round} | {label.get(r.server, r.server)} | not measured | | | | | | | |")
         for r in res:
             if not r.ok:
                 a("")
@@ -803,7 +841,9 @@ def write_report(path: Path, ctx: dict) -> None:
         a("")
     a("## Memory (RSS) under load")
     a("")
-    a("Largest VmRSS seen per server process during the measured runs (sampled every 0.25 s).")
+    a("Largest VmRSS seen per server process during the measured runs (sampled every 0.25 s). "
+      "With IDP_WORKERS=1 the main process serves; with more, the worker processes serve and the main "
+      "process supervises.")
     a("")
     a("| server | process | max RSS |")
     a("|---|---|---|")
