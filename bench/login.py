@@ -31,7 +31,9 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 
-ALLOW_WORDS = re.compile(r"allow|accept|approve|confirm|consent|yes|grant|erlauben|zustimm|bestätig|akzept", re.I)
+ALLOW_WORDS = re.compile(
+    r"allow|accept|approve|confirm|consent|yes|grant|erlauben|zustimm|bestätig|akzept", re.I
+)
 DENY_WORDS = re.compile(r"deny|reject|cancel|abort|no\b|ablehnen|abbrechen", re.I)
 EMAIL_NAMES = ("email", "username", "login", "user")
 
@@ -65,7 +67,9 @@ class FormParser(HTMLParser):
         elif tag == "input":
             t = (a.get("type") or "text").lower()
             if t in ("submit", "image"):
-                self._form.buttons.append((a.get("name", ""), a.get("value", ""), a.get("value", "")))
+                self._form.buttons.append(
+                    (a.get("name", ""), a.get("value", ""), a.get("value", ""))
+                )
             elif t in ("checkbox", "radio"):
                 if "checked" in a:
                     self._form.fields.append((t, a.get("name", ""), a.get("value", "on")))
@@ -160,7 +164,9 @@ def _fill(form: Form, target: Target) -> list[tuple[str, str]]:
 async def login(client: httpx.AsyncClient, target: Target, max_steps: int = 20) -> dict:
     """Run one full login with the given (fresh) client; return the token response."""
     verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
     state = secrets.token_urlsafe(16)
     params = {
         "response_type": "code",
@@ -284,7 +290,9 @@ async def run_logins(target: Target, seconds: float, concurrency: int) -> dict:
     async def user():
         # one connection pool per virtual user (a browser keeps its connection),
         # an empty cookie jar per login (a new browser session each time)
-        async with httpx.AsyncClient(follow_redirects=False, timeout=30.0, transport=Counting()) as c:
+        async with httpx.AsyncClient(
+            follow_redirects=False, timeout=30.0, transport=Counting()
+        ) as c:
             while time.perf_counter() < deadline:
                 c.cookies.clear()
                 t0 = time.perf_counter()

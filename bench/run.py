@@ -54,10 +54,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 EMAIL = "bench@example.test"
-PASSWORD = "correct horse battery staple"  # noqa: S105 (bench fixture)
+PASSWORD = "correct horse battery staple"
 REDIRECT_URI = "http://127.0.0.1:9/cb"  # never contacted: the driver stops at the redirect
 ANCHOR_CLIENT_ID = "bench-client"
-ANCHOR_CLIENT_SECRET = "bench-secret-0123456789abcdef0123456789abcdef"  # noqa: S105
+ANCHOR_CLIENT_SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
 
 # argon2id parameters used when the service does not say which it uses
 # (OWASP's m=19 MiB, t=2, p=1).
@@ -268,8 +268,12 @@ def start_anchor(outdir: Path, argon2: dict) -> Server:
         "ANCHOR_ARGON2_P": str(argon2["parallelism"]),
     }
     proc = subprocess.Popen(
-        ["node", "server.js"], cwd=ANCHOR_DIR, env=env, stdout=logf.open("w"),
-        stderr=subprocess.STDOUT, start_new_session=True,
+        ["node", "server.js"],
+        cwd=ANCHOR_DIR,
+        env=env,
+        stdout=logf.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         wait_ready(issuer, proc)
@@ -279,8 +283,13 @@ def start_anchor(outdir: Path, argon2: dict) -> Server:
     pkg = json.loads((ANCHOR_DIR / "node_modules/oidc-provider/package.json").read_text())
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     return Server(
-        "anchor", f"node-oidc-provider {pkg['version']} (node {node}, 1 process)", issuer, proc,
-        ANCHOR_CLIENT_ID, ANCHOR_CLIENT_SECRET, 1,
+        "anchor",
+        f"node-oidc-provider {pkg['version']} (node {node}, 1 process)",
+        issuer,
+        proc,
+        ANCHOR_CLIENT_ID,
+        ANCHOR_CLIENT_SECRET,
+        1,
         meta={"version": pkg["version"], "node": node},
     )
 
@@ -289,14 +298,23 @@ def start_anchor(outdir: Path, argon2: dict) -> Server:
 
 
 def find_idp(explicit: str | None) -> Path | None:
-    for cand in (explicit, os.environ.get("IDP_BENCH_IDP"), ROOT / ".venv/bin/idp", shutil.which("idp")):
+    for cand in (
+        explicit,
+        os.environ.get("IDP_BENCH_IDP"),
+        ROOT / ".venv/bin/idp",
+        shutil.which("idp"),
+    ):
         if cand and Path(cand).exists():
             return Path(cand)
     return None
 
 
-def run_cli(idp: Path, args: list[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(idp), *args], env=env, capture_output=True, text=True, timeout=timeout)
+def run_cli(
+    idp: Path, args: list[str], env: dict, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(idp), *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def last_json(text: str) -> dict:
@@ -336,7 +354,11 @@ def prepare_ours(idp: Path, outdir: Path, db_url: str | None) -> tuple[dict, dic
         if r.returncode != 0:
             raise RuntimeError(f"`idp {' '.join(step)}` failed: {(r.stderr or r.stdout)[-800:]}")
     if not cli_has(idp, env, "clients", "add"):
-        return env, None, "`idp clients add` does not exist yet, so there is no client to call it with"
+        return (
+            env,
+            None,
+            "`idp clients add` does not exist yet, so there is no client to call it with",
+        )
     grants = ["authorization_code", "refresh_token", "client_credentials"]
     args = ["clients", "add", "--name", "bench", "--redirect-uri", REDIRECT_URI]
     for g in grants:
@@ -346,16 +368,23 @@ def prepare_ours(idp: Path, outdir: Path, db_url: str | None) -> tuple[dict, dic
         return env, None, f"`idp clients add` failed: {(r.stderr or r.stdout)[-400:]}"
     client = last_json(r.stdout)
     if not cli_has(idp, env, "users", "create"):
-        client["_no_account"] = "`idp users create` does not exist yet, so there is no account to log in with"
+        client["_no_account"] = (
+            "`idp users create` does not exist yet, so there is no account to log in with"
+        )
         return env, client, ""
-    r = run_cli(idp, ["users", "create", "--email", EMAIL, "--password", PASSWORD, "--verified", "--json"], env)
+    r = run_cli(
+        idp,
+        ["users", "create", "--email", EMAIL, "--password", PASSWORD, "--verified", "--json"],
+        env,
+    )
     if r.returncode != 0:
         client["_no_account"] = f"`idp users create` failed: {(r.stderr or r.stdout)[-400:]}"
     return env, client, ""
 
 
-def start_ours(idp: Path, env: dict, client: dict | None, no_client: str, workers: int,
-               outdir: Path) -> Server:
+def start_ours(
+    idp: Path, env: dict, client: dict | None, no_client: str, workers: int, outdir: Path
+) -> Server:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = {
@@ -367,7 +396,10 @@ def start_ours(idp: Path, env: dict, client: dict | None, no_client: str, worker
     }
     logf = outdir / f"ours-{workers}w.log"
     proc = subprocess.Popen(
-        [str(idp), "serve"], env=env, stdout=logf.open("w"), stderr=subprocess.STDOUT,
+        [str(idp), "serve"],
+        env=env,
+        stdout=logf.open("w"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
     try:
@@ -378,8 +410,13 @@ def start_ours(idp: Path, env: dict, client: dict | None, no_client: str, worker
         raise RuntimeError(f"`idp serve` did not start: {e}\n{tail(logf)}") from e
     name = "ours" if workers == 1 else f"ours-{workers}w"
     srv = Server(
-        name, f"idp ({workers} worker{'s' if workers > 1 else ''})", issuer, proc,
-        client["client_id"] if client else "", client["client_secret"] if client else "", workers,
+        name,
+        f"idp ({workers} worker{'s' if workers > 1 else ''})",
+        issuer,
+        proc,
+        client["client_id"] if client else "",
+        client["client_secret"] if client else "",
+        workers,
     )
     if client is None:
         srv.meta["no_client"] = no_client
@@ -429,14 +466,25 @@ for m in pkgutil.walk_packages(idp.__path__, "idp."):
 print(json.dumps({"params": None}))
 """
     try:
-        r = subprocess.run([str(py), "-c", probe], capture_output=True, text=True, timeout=120,
-                           env={**os.environ, "IDP_ISSUER": os.environ.get("IDP_ISSUER", "http://127.0.0.1:1")})
+        r = subprocess.run(
+            [str(py), "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "IDP_ISSUER": os.environ.get("IDP_ISSUER", "http://127.0.0.1:1")},
+        )
         found = last_json(r.stdout)
         if found.get("params"):
             return found["params"], found["source"]
     except Exception as e:  # reported, default used
-        return DEFAULT_ARGON2, f"default (OWASP m=19 MiB, t=2, p=1): probing the service failed: {e}"
-    return DEFAULT_ARGON2, "default (OWASP m=19 MiB, t=2, p=1): no argon2 parameters found in the service"
+        return (
+            DEFAULT_ARGON2,
+            f"default (OWASP m=19 MiB, t=2, p=1): probing the service failed: {e}",
+        )
+    return (
+        DEFAULT_ARGON2,
+        "default (OWASP m=19 MiB, t=2, p=1): no argon2 parameters found in the service",
+    )
 
 
 # ------------------------------------------------------------------ measuring
@@ -460,14 +508,31 @@ class Result:
     extra: dict = field(default_factory=dict)
 
 
-def run_wrk(server: Server, url: str, script: str, env_extra: dict, seconds: float,
-            connections: int, threads: int) -> Result:
+def run_wrk(
+    server: Server,
+    url: str,
+    script: str,
+    env_extra: dict,
+    seconds: float,
+    connections: int,
+    threads: int,
+) -> Result:
     env = {**os.environ, "BENCH_LUA_DIR": str(WRK_DIR), "BENCH_THREADS": str(threads), **env_extra}
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--latency",
-           "-s", str(WRK_DIR / script), url]
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{seconds:g}s",
+        "--latency",
+        "-s",
+        str(WRK_DIR / script),
+        url,
+    ]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with Sampler(server.proc.pid) as s:
-        p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = subprocess.Popen(
+            cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         out, err = p.communicate(timeout=seconds + 60)
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk is the only child reaped meanwhile
     m = re.search(r"^BENCH_JSON (\{.*\})$", out, re.M)
@@ -478,11 +543,18 @@ def run_wrk(server: Server, url: str, script: str, env_extra: dict, seconds: flo
     nerr = sum(j["errors"].values())
     drv = (ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime) / secs
     res = Result(
-        server.name, 0, True,
-        rps=j["requests"] / secs, p50_ms=j["latency_us"]["p50"] / 1000,
-        p99_ms=j["latency_us"]["p99"] / 1000, requests=j["requests"], errors=nerr,
+        server.name,
+        0,
+        True,
+        rps=j["requests"] / secs,
+        p50_ms=j["latency_us"]["p50"] / 1000,
+        p99_ms=j["latency_us"]["p99"] / 1000,
+        requests=j["requests"],
+        errors=nerr,
         server_cpu_us=(s.cpu / j["requests"] * 1e6) if j["requests"] else 0.0,
-        driver_cpu_share=drv, max_rss_kib=dict(s.max_rss), extra={"wrk": j},
+        driver_cpu_share=drv,
+        max_rss_kib=dict(s.max_rss),
+        extra={"wrk": j},
         other_cpu_share=max(0.0, (s.busy - s.cpu) / s.wall - drv),
     )
     if j["requests"] and nerr > 0.01 * j["requests"]:
@@ -495,15 +567,25 @@ def run_login(server: Server, seconds: float, concurrency: int) -> Result:
     with Sampler(server.proc.pid) as s:
         j = asyncio.run(login_driver.run_logins(server.target(), seconds, concurrency))
     res = Result(
-        server.name, 0, True, rps=j["logins_per_s"], p50_ms=j["p50_ms"], p99_ms=j["p99_ms"],
-        requests=j["logins"], errors=j["errors"],
+        server.name,
+        0,
+        True,
+        rps=j["logins_per_s"],
+        p50_ms=j["p50_ms"],
+        p99_ms=j["p99_ms"],
+        requests=j["logins"],
+        errors=j["errors"],
         server_cpu_us=(s.cpu / j["logins"] * 1e6) if j["logins"] else 0.0,
-        driver_cpu_share=j["driver_cpu_share"], max_rss_kib=dict(s.max_rss), extra=j,
+        driver_cpu_share=j["driver_cpu_share"],
+        max_rss_kib=dict(s.max_rss),
+        extra=j,
         other_cpu_share=max(0.0, (s.busy - s.cpu) / s.wall - j["driver_cpu_share"]),
     )
     if j["logins"] == 0 or j["errors"] > 0.01 * max(1, j["logins"]):
         res.ok = False
-        res.reason = f"{j['errors']} failed logins, {j['logins']} completed; first: {j['first_errors'][:1]}"
+        res.reason = (
+            f"{j['errors']} failed logins, {j['logins']} completed; first: {j['first_errors'][:1]}"
+        )
     return res
 
 
@@ -528,7 +610,10 @@ def check(cond: bool, msg: str) -> None:
 def prep_discovery(server: Server, meta: dict, state: dict) -> dict:
     url = server.issuer + "/.well-known/openid-configuration"
     r = httpx.get(url)
-    check(r.status_code == 200 and r.json().get("issuer") == server.issuer, f"GET discovery -> {r.status_code}")
+    check(
+        r.status_code == 200 and r.json().get("issuer") == server.issuer,
+        f"GET discovery -> {r.status_code}",
+    )
     return {"url": url, "script": "get.lua", "env": {}}
 
 
@@ -556,12 +641,22 @@ def prep_cc(server: Server, meta: dict, state: dict) -> dict:
     need(server, "no_client")
     url = endpoint_url(meta, "token_endpoint")
     body = "grant_type=client_credentials"
-    r = httpx.post(url, content=body, headers={"Authorization": server.auth,
-                   "Content-Type": "application/x-www-form-urlencoded"})
-    check(r.status_code == 200 and "access_token" in r.json(), f"client_credentials -> {r.status_code}: {r.text[:200]}")
+    r = httpx.post(
+        url,
+        content=body,
+        headers={"Authorization": server.auth, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    check(
+        r.status_code == 200 and "access_token" in r.json(),
+        f"client_credentials -> {r.status_code}: {r.text[:200]}",
+    )
     tok = r.json()["access_token"]
     state["cc_token_format"] = "JWT" if tok.count(".") == 2 else "opaque"
-    return {"url": url, "script": "post.lua", "env": {"BENCH_BODY": body, "BENCH_AUTH": server.auth}}
+    return {
+        "url": url,
+        "script": "post.lua",
+        "env": {"BENCH_BODY": body, "BENCH_AUTH": server.auth},
+    }
 
 
 def user_tokens(server: Server, state: dict) -> dict:
@@ -575,7 +670,9 @@ def prep_userinfo(server: Server, meta: dict, state: dict) -> dict:
     url = endpoint_url(meta, "userinfo_endpoint")
     at = user_tokens(server, state)["access_token"]
     r = httpx.get(url, headers={"Authorization": f"Bearer {at}"})
-    check(r.status_code == 200 and "sub" in r.json(), f"userinfo -> {r.status_code}: {r.text[:200]}")
+    check(
+        r.status_code == 200 and "sub" in r.json(), f"userinfo -> {r.status_code}: {r.text[:200]}"
+    )
     state["at_format"] = "JWT" if at.count(".") == 2 else "opaque"
     return {"url": url, "script": "get.lua", "env": {"BENCH_AUTH": f"Bearer {at}"}}
 
@@ -584,10 +681,20 @@ def prep_introspection(server: Server, meta: dict, state: dict) -> dict:
     url = endpoint_url(meta, "introspection_endpoint")
     at = user_tokens(server, state)["access_token"]
     body = "token=" + quote(at, safe="") + "&token_type_hint=access_token"
-    r = httpx.post(url, content=body, headers={"Authorization": server.auth,
-                   "Content-Type": "application/x-www-form-urlencoded"})
-    check(r.status_code == 200 and r.json().get("active") is True, f"introspection -> {r.status_code}: {r.text[:200]}")
-    return {"url": url, "script": "post.lua", "env": {"BENCH_BODY": body, "BENCH_AUTH": server.auth}}
+    r = httpx.post(
+        url,
+        content=body,
+        headers={"Authorization": server.auth, "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    check(
+        r.status_code == 200 and r.json().get("active") is True,
+        f"introspection -> {r.status_code}: {r.text[:200]}",
+    )
+    return {
+        "url": url,
+        "script": "post.lua",
+        "env": {"BENCH_BODY": body, "BENCH_AUTH": server.auth},
+    }
 
 
 def prep_refresh(server: Server, meta: dict, state: dict) -> dict:
@@ -598,32 +705,60 @@ def prep_refresh(server: Server, meta: dict, state: dict) -> dict:
     check(all("refresh_token" in t for t in toks), "the code exchange returned no refresh_token")
     # check rotation once: the refresh answers with a new refresh token
     probe = toks.pop()
-    r = httpx.post(url, content="grant_type=refresh_token&refresh_token=" + quote(probe["refresh_token"], safe=""),
-                   headers={"Authorization": server.auth, "Content-Type": "application/x-www-form-urlencoded"})
+    r = httpx.post(
+        url,
+        content="grant_type=refresh_token&refresh_token=" + quote(probe["refresh_token"], safe=""),
+        headers={"Authorization": server.auth, "Content-Type": "application/x-www-form-urlencoded"},
+    )
     check(r.status_code == 200, f"refresh_token grant -> {r.status_code}: {r.text[:200]}")
     new = r.json().get("refresh_token")
     check(bool(new) and new != probe["refresh_token"], "refresh did not rotate the refresh token")
     path = Path(state["outdir"]) / f"refresh-{server.name}-{time.monotonic_ns()}.txt"
     path.write_text("\n".join(t["refresh_token"] for t in toks) + "\n")
-    return {"url": url, "script": "refresh.lua", "env": {"BENCH_AUTH": server.auth, "BENCH_TOKENS": str(path)},
-            "fresh_each_run": True}
+    return {
+        "url": url,
+        "script": "refresh.lua",
+        "env": {"BENCH_AUTH": server.auth, "BENCH_TOKENS": str(path)},
+        "fresh_each_run": True,
+    }
 
 
 ENDPOINTS = [
     Endpoint("discovery", "Discovery", "GET /.well-known/openid-configuration", prep_discovery),
     Endpoint("jwks", "JWKS", "GET jwks_uri", prep_jwks),
-    Endpoint("client_credentials", "Token: client_credentials",
-             "POST token_endpoint grant_type=client_credentials, client_secret_basic", prep_cc),
-    Endpoint("refresh_token", "Token: refresh_token with rotation",
-             "POST token_endpoint grant_type=refresh_token; every refresh token used once "
-             "(wrk/refresh.lua: per-connection rotation chains seeded by full logins)", prep_refresh),
-    Endpoint("introspection", "Introspection",
-             "POST introspection_endpoint token=<user access token>, client_secret_basic", prep_introspection),
-    Endpoint("userinfo", "UserInfo", "GET userinfo_endpoint, Authorization: Bearer <user access token>",
-             prep_userinfo),
-    Endpoint("login", "Full authorization-code login",
-             "authorize (PKCE) -> login form (email, password; argon2id verify) -> consent -> code -> "
-             "token exchange; fresh cookie jar per login (bench/login.py, httpx)", None, kind="login"),
+    Endpoint(
+        "client_credentials",
+        "Token: client_credentials",
+        "POST token_endpoint grant_type=client_credentials, client_secret_basic",
+        prep_cc,
+    ),
+    Endpoint(
+        "refresh_token",
+        "Token: refresh_token with rotation",
+        "POST token_endpoint grant_type=refresh_token; every refresh token used once "
+        "(wrk/refresh.lua: per-connection rotation chains seeded by full logins)",
+        prep_refresh,
+    ),
+    Endpoint(
+        "introspection",
+        "Introspection",
+        "POST introspection_endpoint token=<user access token>, client_secret_basic",
+        prep_introspection,
+    ),
+    Endpoint(
+        "userinfo",
+        "UserInfo",
+        "GET userinfo_endpoint, Authorization: Bearer <user access token>",
+        prep_userinfo,
+    ),
+    Endpoint(
+        "login",
+        "Full authorization-code login",
+        "authorize (PKCE) -> login form (email, password; argon2id verify) -> consent -> code -> "
+        "token exchange; fresh cookie jar per login (bench/login.py, httpx)",
+        None,
+        kind="login",
+    ),
 ]
 
 
@@ -633,13 +768,20 @@ ENDPOINTS = [
 def argon2_floor(params: dict, seconds: float) -> dict:
     from argon2 import PasswordHasher
 
-    ph = PasswordHasher(time_cost=params["time_cost"], memory_cost=params["memory_cost"],
-                        parallelism=params["parallelism"])
+    ph = PasswordHasher(
+        time_cost=params["time_cost"],
+        memory_cost=params["memory_cost"],
+        parallelism=params["parallelism"],
+    )
     h = ph.hash(PASSWORD)
     hash_t, verify_t = [], []
     for _ in range(5):
-        t = time.perf_counter(); ph.hash(PASSWORD); hash_t.append(time.perf_counter() - t)  # noqa: E702
-        t = time.perf_counter(); ph.verify(h, PASSWORD); verify_t.append(time.perf_counter() - t)  # noqa: E702
+        t = time.perf_counter()
+        ph.hash(PASSWORD)
+        hash_t.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        ph.verify(h, PASSWORD)
+        verify_t.append(time.perf_counter() - t)
     cores = os.cpu_count() or 1
     count = [0] * cores
     stop = time.perf_counter() + seconds
@@ -657,6 +799,7 @@ def argon2_floor(params: dict, seconds: float) -> dict:
         t.join()
     wall = time.perf_counter() - t0
     import importlib.metadata as md
+
     return {
         "hash_ms": statistics.median(hash_t) * 1000,
         "verify_ms": statistics.median(verify_t) * 1000,
@@ -687,16 +830,30 @@ def machine() -> dict:
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
     wrk = subprocess.run(["wrk", "--version"], capture_output=True, text=True)
     wrkv = (wrk.stdout + wrk.stderr).split("\n")[0].split(" [")[0]
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                            capture_output=True, text=True).stdout.strip() or "?"
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "."],
-                           capture_output=True, text=True).stdout.strip()
-    branch = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--abbrev-ref", "HEAD"],
-                            capture_output=True, text=True).stdout.strip()
+    commit = (
+        subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        or "?"
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "."], capture_output=True, text=True
+    ).stdout.strip()
+    branch = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--abbrev-ref", "HEAD"],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     return {
-        "cpu": model, "cores": os.cpu_count(), "mem": mem, "kernel": platform.release(),
-        "python": platform.python_version(), "wrk": wrkv, "loadavg": LOADAVG_AT_START,
-        "commit": commit + (" (with uncommitted changes)" if dirty else ""), "branch": branch,
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "mem": mem,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": wrkv,
+        "loadavg": LOADAVG_AT_START,
+        "commit": commit + (" (with uncommitted changes)" if dirty else ""),
+        "branch": branch,
     }
 
 
@@ -705,6 +862,18 @@ OTHER_CPU_WARN = 0.15
 
 def label_of(ctx: dict, name: str) -> str:
     return next((s.label for s in ctx["servers"] if s.name == name), name)
+
+
+def summary_cell(sm: Result | None, digits: int, unit: str) -> str:
+    if not sm:
+        return "not measured"
+    sp = f" ±{sm.extra['spread'] * 50:.0f}%" if sm.extra["n"] > 1 else ""
+    cpu = (
+        f"{sm.server_cpu_us / 1000:.1f} ms"
+        if sm.server_cpu_us >= 1000
+        else f"{sm.server_cpu_us:.0f} µs"
+    )
+    return f"{fmt(sm.rps, digits)} {unit}{sp}, p99 {fmt(sm.p99_ms, 1)} ms, CPU {cpu}/req"
 
 
 def fmt(v: float, digits: int = 0) -> str:
@@ -716,9 +885,16 @@ def summarize(results: list[Result], server: str) -> Result | None:
     if not rs:
         return None
     spread = (max(r.rps for r in rs) - min(r.rps for r in rs)) / statistics.mean(r.rps for r in rs)
-    return Result(server, 0, True, extra={"spread": spread, "n": len(rs)}, rps=statistics.mean(r.rps for r in rs),
-                  p50_ms=statistics.mean(r.p50_ms for r in rs), p99_ms=statistics.mean(r.p99_ms for r in rs),
-                  server_cpu_us=statistics.mean(r.server_cpu_us for r in rs))
+    return Result(
+        server,
+        0,
+        True,
+        extra={"spread": spread, "n": len(rs)},
+        rps=statistics.mean(r.rps for r in rs),
+        p50_ms=statistics.mean(r.p50_ms for r in rs),
+        p99_ms=statistics.mean(r.p99_ms for r in rs),
+        server_cpu_us=statistics.mean(r.server_cpu_us for r in rs),
+    )
 
 
 def write_report(path: Path, ctx: dict) -> None:
@@ -727,39 +903,63 @@ def write_report(path: Path, ctx: dict) -> None:
     a = L.append
     a("# Benchmark results: idp vs node-oidc-provider")
     a("")
-    a(f"Written by `python bench/run.py{' --quick' if ctx['quick'] else ''}` on {ctx['date']}. "
-      "Regenerate with `make bench` (or `bench/run.sh`). How it works: [bench/README.md](README.md).")
+    a(
+        f"Written by `python bench/run.py{' --quick' if ctx['quick'] else ''}` on {ctx['date']}. "
+        "Regenerate with `make bench` (or `bench/run.sh`). How it works: [bench/README.md](README.md)."
+    )
     a("")
     a("## Machine and settings")
     a("")
-    a(f"- CPU: {m['cpu']}, {m['cores']} cores, {m['mem']} RAM, Linux {m['kernel']}; "
-      f"load average before the run: {m['loadavg']}")
+    a(
+        f"- CPU: {m['cpu']}, {m['cores']} cores, {m['mem']} RAM, Linux {m['kernel']}; "
+        f"load average before the run: {m['loadavg']}"
+    )
     a(f"- commit: `{m['commit']}` (branch `{m['branch']}`)")
-    a(f"- load generator: {m['wrk']}, `-t{ctx['threads']} -c{ctx['connections']} -d{ctx['seconds']:g}s --latency`; "
-      f"logins: bench/login.py (httpx, Python {m['python']}), {ctx['login_concurrency']} virtual users, "
-      f"{ctx['login_seconds']:g} s per run")
-    a(f"- order: per endpoint, {ctx['rounds']} round(s) of {' / '.join(ctx['order'])} (A B A B), "
-      f"after a {ctx['warmup']:g} s warm-up of each; everything on loopback, server and load generator "
-      "share the same cores")
+    a(
+        f"- load generator: {m['wrk']}, `-t{ctx['threads']} -c{ctx['connections']} -d{ctx['seconds']:g}s --latency`; "
+        f"logins: bench/login.py (httpx, Python {m['python']}), {ctx['login_concurrency']} virtual users, "
+        f"{ctx['login_seconds']:g} s per run"
+    )
+    a(
+        f"- order: per endpoint, {ctx['rounds']} round(s) of {' / '.join(ctx['order'])} (A B A B), "
+        f"after a {ctx['warmup']:g} s warm-up of each; everything on loopback, server and load generator "
+        "share the same cores"
+    )
     for s in ctx["servers_info"]:
         a(f"- {s}")
-    a(f"- argon2id parameters: m={ctx['argon2']['memory_cost']} KiB, t={ctx['argon2']['time_cost']}, "
-      f"p={ctx['argon2']['parallelism']} — {ctx['argon2_source']}; the anchor verifies with the same parameters "
-      "(npm `argon2`, on libuv's thread pool)")
+    a(
+        f"- argon2id parameters: m={ctx['argon2']['memory_cost']} KiB, t={ctx['argon2']['time_cost']}, "
+        f"p={ctx['argon2']['parallelism']} — {ctx['argon2_source']}; the anchor verifies with the same parameters "
+        "(npm `argon2`, on libuv's thread pool)"
+    )
     a("")
-    disturbed = [(k, r) for k, v in ctx["results"].items() for r in v if r.ok and r.other_cpu_share > OTHER_CPU_WARN]
+    disturbed = [
+        (k, r)
+        for k, v in ctx["results"].items()
+        for r in v
+        if r.ok and r.other_cpu_share > OTHER_CPU_WARN
+    ]
     if disturbed:
-        a(f"**{len(disturbed)} run(s) shared the machine with other work** (other CPU > "
-          f"{OTHER_CPU_WARN * 100:.0f}% of a core, marked ⚠ below): "
-          + ", ".join(f"{k} {label_of(ctx, r.server)} round {r.round} ({r.other_cpu_share * 100:.0f}%)"
-                      for k, r in disturbed) + ". Their numbers are low; rerun on a quiet machine.")
+        a(
+            f"**{len(disturbed)} run(s) shared the machine with other work** (other CPU > "
+            f"{OTHER_CPU_WARN * 100:.0f}% of a core, marked ⚠ below): "
+            + ", ".join(
+                f"{k} {label_of(ctx, r.server)} round {r.round} ({r.other_cpu_share * 100:.0f}%)"
+                for k, r in disturbed
+            )
+            + ". Their numbers are low; rerun on a quiet machine."
+        )
         a("")
-    a("Summary cells: mean requests/s over the rounds (mean p99 ms, ± half the spread between rounds). "
-      "Per-run columns: requests/s (logins/s for the login), latency p50/p99 in ms, server CPU per request "
-      "(all the server's processes, from /proc), load generator CPU in % of one core; "
-      "other CPU: what everything else on the machine used meanwhile (% of one core, ⚠ above "
-      f"{OTHER_CPU_WARN * 100:.0f}%). "
-      "Ratio = ours/anchor of the mean over rounds (> 1.00: ours is faster).")
+    a(
+        "Summary cells: mean over the rounds of requests/s (± half the spread between rounds), p99 latency "
+        "and server CPU time per request. The CPU ratio (lower is better for idp) holds better than req/s "
+        "on a shared machine. "
+        "Per-run columns: requests/s (logins/s for the login), latency p50/p99 in ms, server CPU per request "
+        "(all the server's processes, from /proc), load generator CPU in % of one core; "
+        "other CPU: what everything else on the machine used meanwhile (% of one core, ⚠ above "
+        f"{OTHER_CPU_WARN * 100:.0f}%). "
+        "Ratio = ours/anchor of the mean over rounds (> 1.00: ours is faster)."
+    )
     a("")
     if ctx["notes"]:
         a("## Notes")
@@ -772,9 +972,10 @@ def write_report(path: Path, ctx: dict) -> None:
     names = [s.name for s in ctx["servers"]]
     label = {s.name: s.label for s in ctx["servers"]}
     ours_names = [n for n in names if n != "anchor"]
-    cols = ["endpoint"] + [f"{label[n]}: {'req/s'} (p99 ms)" for n in ours_names]
-    cols += [f"{label['anchor']}: req/s (p99 ms)" if "anchor" in label else "anchor"]
-    cols += [f"ratio {n}/anchor" for n in ours_names]
+    cols = ["endpoint"] + [label[n] for n in ours_names]
+    cols += [label["anchor"]] if "anchor" in label else []
+    cols += [f"{n}/anchor req/s" for n in ours_names]
+    cols += [f"{n}/anchor CPU per request" for n in ours_names]
     a("| " + " | ".join(cols) + " |")
     a("|" + "---|" * len(cols))
     for ep in ENDPOINTS:
@@ -783,19 +984,19 @@ def write_report(path: Path, ctx: dict) -> None:
         res = ctx["results"][ep.key]
         digits = 1 if ep.kind == "login" else 0
         anc = summarize(res, "anchor")
-        row = [ep.title + (" (logins/s)" if ep.kind == "login" else "")]
-        def cell(sm: Result | None) -> str:
-            if not sm:
-                return "not measured"
-            sp = f", ±{sm.extra['spread'] * 50:.0f}%" if sm.extra["n"] > 1 else ""
-            return f"{fmt(sm.rps, digits)} ({fmt(sm.p99_ms, 1)}{sp})"
-
-        for n in ours_names:
-            row.append(cell(summarize(res, n)))
-        row.append(cell(anc))
+        row = [ep.title]
+        for n in [*ours_names, *(["anchor"] if "anchor" in label else [])]:
+            row.append(
+                summary_cell(
+                    summarize(res, n), digits, "logins/s" if ep.kind == "login" else "req/s"
+                )
+            )
         for n in ours_names:
             sm = summarize(res, n)
             row.append(f"**{sm.rps / anc.rps:.2f}x**" if sm and anc else "—")
+        for n in ours_names:
+            sm = summarize(res, n)
+            row.append(f"{sm.server_cpu_us / anc.server_cpu_us:.2f}x" if sm and anc else "—")
         a("| " + " | ".join(row) + " |")
     if not ours_names:
         a("")
@@ -810,15 +1011,19 @@ def write_report(path: Path, ctx: dict) -> None:
         a("")
         res = ctx["results"].get(ep.key, [])
         unit = "logins/s" if ep.kind == "login" else "req/s"
-        a(f"| run | server | {unit} | p50 ms | p99 ms | {'logins' if ep.kind == 'login' else 'requests'} | errors | "
-          "server CPU/req | load gen CPU | other CPU |")
+        a(
+            f"| run | server | {unit} | p50 ms | p99 ms | {'logins' if ep.kind == 'login' else 'requests'} | errors | "
+            "server CPU/req | load gen CPU | other CPU |"
+        )
         a("|---|---|---|---|---|---|---|---|---|---|")
         for r in res:
             if r.ok:
-                a(f"| {r.round} | {label.get(r.server, r.server)} | {fmt(r.rps, 1 if ep.kind == 'login' else 0)} | "
-                  f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.requests:,} | {r.errors} | "
-                  f"{fmt(r.server_cpu_us)} µs | {r.driver_cpu_share * 100:.0f}% | "
-                  f"{r.other_cpu_share * 100:.0f}%{' ⚠' if r.other_cpu_share > OTHER_CPU_WARN else ''} |")
+                a(
+                    f"| {r.round} | {label.get(r.server, r.server)} | {fmt(r.rps, 1 if ep.kind == 'login' else 0)} | "
+                    f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.requests:,} | {r.errors} | "
+                    f"{fmt(r.server_cpu_us)} µs | {r.driver_cpu_share * 100:.0f}% | "
+                    f"{r.other_cpu_share * 100:.0f}%{' ⚠' if r.other_cpu_share > OTHER_CPU_WARN else ''} |"
+                )
             else:
                 a(f"| {r.round} | {label.get(r.server, r.server)} | not measured | | | | | | | |")
         for r in res:
@@ -831,19 +1036,25 @@ def write_report(path: Path, ctx: dict) -> None:
         anc, ours = summarize(res, "anchor"), summarize(res, "ours")
         if anc and ours:
             a("")
-            a(f"Ratio idp (1 worker) / anchor: **{ours.rps / anc.rps:.2f}x** requests/s, "
-              f"p99 {ours.p99_ms:.1f} ms vs {anc.p99_ms:.1f} ms.")
+            a(
+                f"Ratio idp (1 worker) / anchor: **{ours.rps / anc.rps:.2f}x** requests/s, "
+                f"p99 {ours.p99_ms:.1f} ms vs {anc.p99_ms:.1f} ms."
+            )
         if ep.key == "refresh_token":
             a("")
-            a("Each refresh token is sent once: the Lua script keeps a queue seeded with "
-              f"{ctx['refresh_pool']} refresh tokens minted through full logins, and every 200 response "
-              "puts the new (rotated) refresh token back, so each connection runs a rotation chain.")
+            a(
+                "Each refresh token is sent once: the Lua script keeps a queue seeded with "
+                f"{ctx['refresh_pool']} refresh tokens minted through full logins, and every 200 response "
+                "puts the new (rotated) refresh token back, so each connection runs a rotation chain."
+            )
         a("")
     a("## Memory (RSS) under load")
     a("")
-    a("Largest VmRSS seen per server process during the measured runs (sampled every 0.25 s). "
-      "With IDP_WORKERS=1 the main process serves; with more, the worker processes serve and the main "
-      "process supervises.")
+    a(
+        "Largest VmRSS seen per server process during the measured runs (sampled every 0.25 s). "
+        "With IDP_WORKERS=1 the main process serves; with more, the worker processes serve and the main "
+        "process supervises."
+    )
     a("")
     a("| server | process | max RSS |")
     a("|---|---|---|")
@@ -863,34 +1074,48 @@ def write_report(path: Path, ctx: dict) -> None:
     a("")
     fl = ctx.get("floor")
     if fl:
-        a(f"argon2-cffi {fl['argon2_cffi']} `PasswordHasher` with the parameters above, alone on this machine: "
-          f"hash {fl['hash_ms']:.1f} ms, verify {fl['verify_ms']:.1f} ms (median of 5, one thread); "
-          f"{fl['threads']} threads verifying back to back: **{fl['verify_per_s']:.1f} verifies/s** — the floor: "
-          "no password login can go faster on this machine.")
+        a(
+            f"argon2-cffi {fl['argon2_cffi']} `PasswordHasher` with the parameters above, alone on this machine: "
+            f"hash {fl['hash_ms']:.1f} ms, verify {fl['verify_ms']:.1f} ms (median of 5, one thread); "
+            f"{fl['threads']} threads verifying back to back: **{fl['verify_per_s']:.1f} verifies/s** — the floor: "
+            "no password login can go faster on this machine."
+        )
         a("")
-        a("Two views: throughput (logins/s against verifies/s; the login driver shares the cores, so this "
-          "overstates what the server adds) and CPU (the server's CPU time per login, all its processes "
-          "and threads, against the CPU time of one verify: what the server spends on top of hashing).")
+        a(
+            "Two views: throughput (logins/s against verifies/s; the login driver shares the cores, so this "
+            "overstates what the server adds) and CPU (the server's CPU time per login, all its processes "
+            "and threads, against the CPU time of one verify: what the server spends on top of hashing)."
+        )
         a("")
-        a("| server | logins/s | floor verifies/s | logins/s ÷ floor | server CPU per login | one verify | "
-          "server CPU over the verify |")
+        a(
+            "| server | logins/s | floor verifies/s | logins/s ÷ floor | server CPU per login | one verify | "
+            "server CPU over the verify |"
+        )
         a("|---|---|---|---|---|---|---|")
         for s in ctx["servers"]:
             sm = summarize(ctx["results"].get("login", []), s.name)
             if sm:
                 cpu_ms = sm.server_cpu_us / 1000
-                a(f"| {s.label} | {sm.rps:.1f} | {fl['verify_per_s']:.1f} | {sm.rps / fl['verify_per_s']:.2f} | "
-                  f"{cpu_ms:.1f} ms | {fl['verify_ms']:.1f} ms | +{(cpu_ms / fl['verify_ms'] - 1) * 100:.0f}% |")
+                a(
+                    f"| {s.label} | {sm.rps:.1f} | {fl['verify_per_s']:.1f} | {sm.rps / fl['verify_per_s']:.2f} | "
+                    f"{cpu_ms:.1f} ms | {fl['verify_ms']:.1f} ms | +{(cpu_ms / fl['verify_ms'] - 1) * 100:.0f}% |"
+                )
             else:
-                a(f"| {s.label} | not measured | {fl['verify_per_s']:.1f} | — | — | {fl['verify_ms']:.1f} ms | — |")
+                a(
+                    f"| {s.label} | not measured | {fl['verify_per_s']:.1f} | — | — | {fl['verify_ms']:.1f} ms | — |"
+                )
         if not ctx["ours_names_started"]:
-            a(f"| idp | not measured ({ctx['ours_reason']}) | {fl['verify_per_s']:.1f} | — | — | "
-              f"{fl['verify_ms']:.1f} ms | — |")
+            a(
+                f"| idp | not measured ({ctx['ours_reason']}) | {fl['verify_per_s']:.1f} | — | — | "
+                f"{fl['verify_ms']:.1f} ms | — |"
+            )
         a("")
-        a("A login is one argon2id verify plus everything around it (8 HTTP requests: authorize, "
-          "redirects, login form, consent form, token exchange with an ID token signature), and the login "
-          "driver itself runs on the same cores (its CPU share is in the login table). The target for idp: "
-          "at most +20% over the floor (issue 9).")
+        a(
+            "A login is one argon2id verify plus everything around it (8 HTTP requests: authorize, "
+            "redirects, login form, consent form, token exchange with an ID token signature), and the login "
+            "driver itself runs on the same cores (its CPU share is in the login table). The target for idp: "
+            "at most +20% over the floor (issue 9)."
+        )
     else:
         a(f"not measured: {ctx.get('floor_reason', 'skipped')}")
     a("")
@@ -946,11 +1171,15 @@ def main() -> int:
         if a.only == "anchor":
             ours_reason = "run with --only anchor"
         elif idp is None:
-            ours_reason = ("the service is not installed here (no .venv/bin/idp, no `idp` on PATH, "
-                           "no IDP_BENCH_IDP)")
+            ours_reason = (
+                "the service is not installed here (no .venv/bin/idp, no `idp` on PATH, "
+                "no IDP_BENCH_IDP)"
+            )
         else:
             try:
-                env, client, no_client = prepare_ours(idp, outdir, os.environ.get("IDP_BENCH_DATABASE_URL"))
+                env, client, no_client = prepare_ours(
+                    idp, outdir, os.environ.get("IDP_BENCH_DATABASE_URL")
+                )
                 for w in [int(x) for x in a.workers.split(",") if x]:
                     servers.append(start_ours(idp, env, client, no_client, w, outdir))
                     log(f"idp ({w} workers) up at {servers[-1].issuer}")
@@ -969,18 +1198,27 @@ def main() -> int:
                     "bench/anchor/server.js: ES256 key generated at start, JWT (RFC 9068) access tokens for "
                     "client_credentials, opaque access tokens for userinfo (its userinfo accepts only those), "
                     "refresh tokens rotated on every use, introspection, ES256 ID tokens, signed cookies, "
-                    "bundled in-memory adapter (no database)")
+                    "bundled in-memory adapter (no database)"
+                )
             else:
                 servers_info.append(
                     f"{s.label}: `idp serve`, IDP_WORKERS={s.workers}, database "
                     f"{'PostgreSQL (IDP_BENCH_DATABASE_URL)' if db else 'SQLite file (fresh)'}, "
                     "IDP_ENV=development (plain-http issuer on loopback), IDP_ID_TOKEN_SIGNING_ALG=ES256 "
-                    "(as the anchor), IDP_LOG_LEVEL=warning")
+                    "(as the anchor), IDP_LOG_LEVEL=warning"
+                )
 
         # a freshly started server (node's JIT, Python's imports and caches) settles first
         for s in servers:
-            run_wrk(s, s.issuer + "/.well-known/openid-configuration", "get.lua", {}, warmup,
-                    a.connections, a.threads)
+            run_wrk(
+                s,
+                s.issuer + "/.well-known/openid-configuration",
+                "get.lua",
+                {},
+                warmup,
+                a.connections,
+                a.threads,
+            )
 
         results: dict[str, list[Result]] = {}
         procnames: dict[int, str] = {}
@@ -1000,16 +1238,26 @@ def main() -> int:
                         preps[s.name] = ep.prepare(s, meta, states[s.name])
                     except Exception as e:
                         preps[s.name] = None
-                        results[ep.key].append(Result(s.name, 1, False, reason=f"{type(e).__name__}: {e}"))
+                        results[ep.key].append(
+                            Result(s.name, 1, False, reason=f"{type(e).__name__}: {e}")
+                        )
                         log(f"{ep.key} / {s.name}: not measured: {e}")
             # warm-up (not recorded), then A B A B
             for s in servers:
-                if ep.kind == "wrk" and preps.get(s.name) and not preps[s.name].get("fresh_each_run"):
+                if (
+                    ep.kind == "wrk"
+                    and preps.get(s.name)
+                    and not preps[s.name].get("fresh_each_run")
+                ):
                     p = preps[s.name]
                     run_wrk(s, p["url"], p["script"], p["env"], warmup, a.connections, a.threads)
-                elif ep.kind == "login" and not (s.meta.get("no_client") or s.meta.get("no_account")):
+                elif ep.kind == "login" and not (
+                    s.meta.get("no_client") or s.meta.get("no_account")
+                ):
                     with contextlib.suppress(Exception):
-                        asyncio.run(login_driver.run_logins(s.target(), warmup, a.login_concurrency))
+                        asyncio.run(
+                            login_driver.run_logins(s.target(), warmup, a.login_concurrency)
+                        )
             for rnd in range(1, rounds + 1):
                 for s in servers:
                     if ep.kind == "wrk":
@@ -1018,20 +1266,26 @@ def main() -> int:
                         p = preps[s.name]
                         if p.get("fresh_each_run") and rnd > 1:
                             try:
-                                meta = httpx.get(s.issuer + "/.well-known/openid-configuration").json()
+                                meta = httpx.get(
+                                    s.issuer + "/.well-known/openid-configuration"
+                                ).json()
                                 p = ep.prepare(s, meta, states[s.name])
                             except Exception as e:
                                 results[ep.key].append(Result(s.name, rnd, False, reason=str(e)))
                                 continue
-                        r = run_wrk(s, p["url"], p["script"], p["env"], seconds, a.connections, a.threads)
+                        r = run_wrk(
+                            s, p["url"], p["script"], p["env"], seconds, a.connections, a.threads
+                        )
                     else:
                         try:
                             need(s, "no_client", "no_account")
+
                             async def probe(s=s):
                                 async with login_driver.new_client() as c:
                                     t = s.target()
                                     await t.discover(c)
                                     await login_driver.login(c, t)
+
                             asyncio.run(probe())
                         except Exception as e:
                             r = Result(s.name, rnd, False, reason=f"{type(e).__name__}: {e}")
@@ -1043,9 +1297,14 @@ def main() -> int:
                     for pid in r.max_rss_kib:
                         procnames.setdefault(pid, proc_name(pid))
                     results[ep.key].append(r)
-                    log(f"{ep.key:18s} round {rnd} {s.name:8s} " +
-                        (f"{r.rps:10.1f}/s p50 {r.p50_ms:7.2f} ms p99 {r.p99_ms:7.2f} ms errors {r.errors}"
-                         if r.ok else f"not measured: {r.reason}"))
+                    log(
+                        f"{ep.key:18s} round {rnd} {s.name:8s} "
+                        + (
+                            f"{r.rps:10.1f}/s p50 {r.p50_ms:7.2f} ms p99 {r.p99_ms:7.2f} ms errors {r.errors}"
+                            if r.ok
+                            else f"not measured: {r.reason}"
+                        )
+                    )
 
         floor, floor_reason = None, ""
         try:
@@ -1054,29 +1313,56 @@ def main() -> int:
         except Exception as e:
             floor_reason = f"{type(e).__name__}: {e}"
 
-        scale = ("Not done: " + (ours_reason if not any(s.name != "anchor" for s in servers) else
-                 "the seeding command `idp bench seed --accounts N` does not exist yet in the service.") +
-                 " The token and login runs with 10,000 and 1,000,000 accounts need it.")
+        scale = (
+            "Not done: "
+            + (
+                ours_reason
+                if not any(s.name != "anchor" for s in servers)
+                else "the seeding command `idp bench seed --accounts N` does not exist yet in the service."
+            )
+            + " The token and login runs with 10,000 and 1,000,000 accounts need it."
+        )
         ours_started = [s for s in servers if s.name != "anchor"]
         if ours_started and idp and cli_has(idp, {**os.environ}, "bench", "seed"):
-            scale = ("`idp bench seed` exists but the scale runs are not wired into run.py yet; "
-                     "not done in this run.")
+            scale = (
+                "`idp bench seed` exists but the scale runs are not wired into run.py yet; "
+                "not done in this run."
+            )
         if anchor and anchor.proc.poll() is None:
             procnames.setdefault(anchor.proc.pid, proc_name(anchor.proc.pid))
 
         ctx = {
-            "machine": machine(), "quick": a.quick,
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "threads": a.threads, "connections": a.connections, "seconds": seconds, "rounds": rounds,
-            "warmup": warmup, "login_concurrency": a.login_concurrency, "login_seconds": login_seconds,
-            "order": order, "servers": servers, "servers_info": servers_info, "results": results,
-            "argon2": argon2, "argon2_source": argon2_source, "floor": floor, "floor_reason": floor_reason,
-            "scale": scale, "ours_reason": ours_reason, "ours_names_started": [s.name for s in ours_started],
-            "procnames": procnames, "refresh_pool": a.connections * 3, "notes": notes,
+            "machine": machine(),
+            "quick": a.quick,
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "threads": a.threads,
+            "connections": a.connections,
+            "seconds": seconds,
+            "rounds": rounds,
+            "warmup": warmup,
+            "login_concurrency": a.login_concurrency,
+            "login_seconds": login_seconds,
+            "order": order,
+            "servers": servers,
+            "servers_info": servers_info,
+            "results": results,
+            "argon2": argon2,
+            "argon2_source": argon2_source,
+            "floor": floor,
+            "floor_reason": floor_reason,
+            "scale": scale,
+            "ours_reason": ours_reason,
+            "ours_names_started": [s.name for s in ours_started],
+            "procnames": procnames,
+            "refresh_pool": a.connections * 3,
+            "notes": notes,
         }
         write_report(Path(a.out), ctx)
-        (outdir / "results.json").write_text(json.dumps(
-            {k: [r.__dict__ for r in v] for k, v in results.items()}, indent=1, default=str))
+        (outdir / "results.json").write_text(
+            json.dumps(
+                {k: [r.__dict__ for r in v] for k, v in results.items()}, indent=1, default=str
+            )
+        )
         log(f"wrote {a.out} in {time.monotonic() - t_start:.0f} s (raw data in {outdir})")
         return 0
     finally:
