@@ -940,14 +940,14 @@ def write_report(path: Path, ctx: dict) -> None:
         if r.ok and r.other_cpu_share > OTHER_CPU_WARN
     ]
     if disturbed:
+        measured = sum(1 for v in ctx["results"].values() for r in v if r.ok)
+        shares = sorted(r.other_cpu_share * 100 for _, r in disturbed)
         a(
-            f"**{len(disturbed)} run(s) shared the machine with other work** (other CPU > "
-            f"{OTHER_CPU_WARN * 100:.0f}% of a core, marked ⚠ below): "
-            + ", ".join(
-                f"{k} {label_of(ctx, r.server)} round {r.round} ({r.other_cpu_share * 100:.0f}%)"
-                for k, r in disturbed
-            )
-            + ". Their numbers are low; rerun on a quiet machine."
+            f"**{len(disturbed)} of {measured} runs shared the machine with other work**: something "
+            f"else used more than {OTHER_CPU_WARN * 100:.0f}% of a core meanwhile (median "
+            f"{statistics.median(shares):.0f}%, up to {shares[-1]:.0f}%; marked ⚠ in the tables). "
+            "Their requests/s are low by up to that share; the CPU per request is less affected. "
+            "Rerun on a quiet machine before drawing conclusions from small differences."
         )
         a("")
     a(
