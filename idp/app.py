@@ -18,9 +18,20 @@ from idp.db.migrate import pending
 from idp.keys.secret import derive_key, load_secret_key
 from idp.keys.secretbox import SecretBox
 from idp.keys.store import KeyStore
+from idp.mail.outbox import MailSender
 from idp.oidc.discovery import EncodedDocument, provider_metadata
 from idp.settings import Settings
-from idp.web import account_security, csrf, errors, ops, pages, security, step_up, wellknown
+from idp.web import (
+    account_security,
+    accounts,
+    csrf,
+    errors,
+    ops,
+    pages,
+    security,
+    step_up,
+    wellknown,
+)
 from idp.web.rendering import STATIC
 
 log = logging.getLogger("idp")
@@ -90,16 +101,19 @@ def build_services(settings: Settings) -> Services:
 def create_app(settings: Settings, services: Services | None = None) -> Litestar:
     """The litestar application for ``settings``."""
     services = services or build_services(settings)
+    mailer = MailSender(services.db, settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         poller = asyncio.create_task(_poll(services))
+        sender = asyncio.create_task(mailer.run())
         try:
             yield
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (poller, sender):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             services.db.dispose()
 
     static = create_static_files_router(
@@ -118,6 +132,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             *wellknown.ROUTES,
             *ops.ROUTES,
             *pages.ROUTES,
+            *accounts.ROUTES,
             *account_security.ROUTES,
             *step_up.ROUTES,
             static,
@@ -135,6 +150,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     )
     app.state.services = services
     app.state.csrf_key = derive_key(load_secret_key(settings), "csrf")
+    app.state.mailer = mailer
     return app
 
 

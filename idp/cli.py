@@ -184,3 +184,67 @@ def keys_retire(settings: Settings, kid: str) -> None:
     except KeyStoreError as exc:
         fail(str(exc))
     click.echo(f"idp: {kid} is now {state}")
+
+
+@main.group()
+def users() -> None:
+    """Citizen accounts (for tests and demos)."""
+
+
+@users.command("create")
+@click.option("--email", required=True, help="Login email address.")
+@click.option("--password", required=True, help="Password (the registration rules apply).")
+@click.option("--verified", is_flag=True, help="Mark the email as verified (proofing level low).")
+@click.option("--json", "as_json", is_flag=True, help="Print the account as one JSON object.")
+@with_settings
+def users_create(
+    settings: Settings, email: str, password: str, verified: bool, as_json: bool
+) -> None:
+    """Create a guest account without sending mail."""
+    from idp.accounts.errors import AccountError, FormInvalid
+    from idp.accounts.registration import create_account
+    from idp.web.i18n import translate
+
+    db = Database(settings.database_url)
+    try:
+        with db.unit_of_work() as session:
+            account = create_account(
+                session, settings, email=email, password=password, verified=verified
+            )
+    except FormInvalid as exc:
+        fail("; ".join(translate("en", e.key, **e.params) for e in exc.errors))
+    except AccountError as exc:
+        fail(translate("en", exc.key, **exc.params))
+    finally:
+        db.dispose()
+    data = {
+        "id": account.id,
+        "subject": account.subject,
+        "email": account.email,
+        "email_verified": account.email_verified_at is not None,
+        "proofing_level": account.proofing_level,
+        "created_at": account.created_at.isoformat(),
+    }
+    emit(as_json, data, f"idp: created account {account.email} (sub {account.subject})")
+
+
+@main.group()
+def mail() -> None:
+    """The outgoing mail queue."""
+
+
+@mail.command("send-pending")
+@with_settings
+def mail_send_pending(settings: Settings) -> None:
+    """Deliver every pending mail now, ignoring retry waits (e.g. after fixing SMTP)."""
+    from idp.mail.outbox import pending_count, send_pending
+
+    db = Database(settings.database_url)
+    try:
+        sent = send_pending(db, settings, ignore_backoff=True)
+        left = pending_count(db)
+    finally:
+        db.dispose()
+    click.echo(f"idp: sent {sent} mail(s), {left} still pending")
+    if left:
+        sys.exit(1)

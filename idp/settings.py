@@ -196,6 +196,92 @@ class Settings:
         _int(0, 24 * 60 * 30),
         "A `substantial` level reached longer ago counts lower (0: as long as the session)",
     )
+    argon2_time_cost: int = setting(
+        "IDP_ARGON2_TIME_COST",
+        2,
+        _int(2, 100),
+        "argon2id iterations (default OWASP: m=19 MiB, t=2, p=1); changing any "
+        "argon2 setting rehashes each password at its next login",
+    )
+    argon2_memory_kib: int = setting(
+        "IDP_ARGON2_MEMORY_KIB", 19456, _int(19456, 4 * 1024 * 1024), "argon2id memory in KiB"
+    )
+    argon2_parallelism: int = setting("IDP_ARGON2_PARALLELISM", 1, _int(1, 64), "argon2id lanes")
+    password_min_length: int = setting(
+        "IDP_PASSWORD_MIN_LENGTH", 8, _int(8, 64), "Shortest password accepted (NIST 800-63B: 8)"
+    )
+    password_max_length: int = setting(
+        "IDP_PASSWORD_MAX_LENGTH", 256, _int(128, 1024), "Longest password accepted"
+    )
+    hibp_enabled: bool = setting(
+        "IDP_HIBP_ENABLED",
+        False,
+        _bool,
+        "Also refuse passwords found by the Have I Been Pwned range API (k-anonymity)",
+    )
+    hibp_url: str = setting(
+        "IDP_HIBP_URL",
+        "https://api.pwnedpasswords.com/range/",
+        _text,
+        "Range API base URL; the first 5 hex digits of the password's SHA-1 are appended",
+    )
+    email_verification_hours: int = setting(
+        "IDP_EMAIL_VERIFICATION_HOURS", 24, _int(1, 24 * 14), "Validity of an email verification"
+    )
+    email_resend_seconds: int = setting(
+        "IDP_EMAIL_RESEND_SECONDS", 60, _int(0, 3600), "Wait before a verification mail is resent"
+    )
+    password_reset_minutes: int = setting(
+        "IDP_PASSWORD_RESET_MINUTES", 60, _int(5, 24 * 60), "Validity of a password reset link"
+    )
+    login_free_attempts: int = setting(
+        "IDP_LOGIN_FREE_ATTEMPTS",
+        5,
+        _int(1, 100),
+        "Wrong passwords for one email before each further try must wait (doubling)",
+    )
+    login_lockout_attempts: int = setting(
+        "IDP_LOGIN_LOCKOUT_ATTEMPTS",
+        20,
+        _int(2, 1000),
+        "Wrong passwords in a row that lock the account for IDP_LOGIN_LOCKOUT_MINUTES",
+    )
+    login_lockout_minutes: int = setting(
+        "IDP_LOGIN_LOCKOUT_MINUTES", 15, _int(1, 24 * 60), "Lockout time; also the longest wait"
+    )
+    login_ip_free_attempts: int = setting(
+        "IDP_LOGIN_IP_FREE_ATTEMPTS",
+        50,
+        _int(1, 100000),
+        "Wrong passwords from one client IP before its tries must wait (doubling)",
+    )
+    smtp_host: str = setting(
+        "IDP_SMTP_HOST", "", _text, "SMTP server; empty: mail is written to IDP_MAIL_DIR"
+    )
+    smtp_port: int = setting("IDP_SMTP_PORT", 587, _int(1, 65535), "SMTP port")
+    smtp_security: str = setting(
+        "IDP_SMTP_SECURITY",
+        "starttls",
+        _choice("starttls", "tls", "none"),
+        "starttls, tls (implicit, port 465) or none (local relays and tests only)",
+    )
+    smtp_user: str = setting("IDP_SMTP_USER", "", _text, "SMTP login (empty: no AUTH)")
+    smtp_password: str = setting("IDP_SMTP_PASSWORD", "", _text, "SMTP password")
+    mail_from: str = setting(
+        "IDP_MAIL_FROM", "Servicekonto <noreply@localhost>", _text, "Sender of every mail"
+    )
+    mail_dir: Path = setting(
+        "IDP_MAIL_DIR", Path("var/mail"), _path, "Where mail goes as .eml files without SMTP"
+    )
+    mail_poll_seconds: int = setting(
+        "IDP_MAIL_POLL_SECONDS", 10, _int(1, 3600), "How often the server's sender looks for mail"
+    )
+    mail_max_attempts: int = setting(
+        "IDP_MAIL_MAX_ATTEMPTS",
+        12,
+        _int(1, 100),
+        "Delivery attempts (backing off) before giving up",
+    )
     log_level: str = setting(
         "IDP_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "Log level"
     )

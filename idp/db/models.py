@@ -174,6 +174,50 @@ class Flow(Base):
     completed_at: Mapped[datetime | None]
 
 
+# --- Accounts part: login throttling and the mail outbox ---------------------
+
+
+class LoginThrottle(Base):
+    """Wrong-password counter for one login identifier or one client IP.
+
+    ``key`` is ``email:<sha256 of the normalised email>`` (known and unknown
+    addresses alike, so a lockout reveals nothing) or ``ip:<address>``.
+    Kept in the database so the limit holds across processes and nodes.
+    """
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime]
+    blocked_until: Mapped[datetime | None]
+
+
+class MailMessage(Base):
+    """One outgoing mail, written in the transaction of the change that causes it.
+
+    The sender renders ``template`` in ``locale`` with ``context`` when it
+    delivers; the context (which may hold a link's token) is erased once sent.
+    """
+
+    __tablename__ = "mail_outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    created_at: Mapped[datetime]
+    recipient: Mapped[str] = mapped_column(String(320))
+    template: Mapped[str] = mapped_column(String(64))
+    locale: Mapped[str] = mapped_column(String(8))
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_until: Mapped[datetime | None]  # a sender is delivering it until then
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_mail_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+
+
 # --- Second factors and verified identity (assurance) --------------------------------
 
 

@@ -1,0 +1,125 @@
+"""Password reset by email: a single-use link, valid ``IDP_PASSWORD_RESET_MINUTES``.
+
+Asking answers the same for known and unknown addresses (a flow is written
+either way; only a known one gets mail). Setting the new password ends every
+session of the account, invalidates its other reset links, clears its login
+lockout and tells the citizen by mail.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from idp import clock
+from idp.accounts import throttle
+from idp.accounts.emails import normalise_email
+from idp.accounts.errors import ResetInvalid
+from idp.accounts.passwords import check_password, passwords_for
+from idp.accounts.registration import digest, matches
+from idp.accounts.sessions import end_all_sessions
+from idp.audit.events import record
+from idp.db.models import Account, Flow
+from idp.mail.outbox import enqueue
+from idp.settings import Settings
+
+KIND = "password_reset"
+
+
+def request_reset(
+    session: Session, settings: Settings, *, email: str, ip: str | None = None
+) -> None:
+    """Mail a reset link if ``email`` has an account; raise InvalidEmail if malformed."""
+    email = normalise_email(email)
+    account = session.scalar(select(Account).where(Account.email == email))
+    now = clock.now()
+    usable = account is not None and account.disabled_at is None
+    if usable:
+        # At most one mail per cool-down, so the form cannot flood a mailbox.
+        recent = session.scalar(
+            select(Flow.id).where(
+                Flow.kind == KIND,
+                Flow.account_id == account.id,
+                Flow.created_at > now - timedelta(seconds=settings.email_resend_seconds),
+            )
+        )
+        if recent is not None:
+            return
+    token = secrets.token_urlsafe(32)
+    flow = Flow(
+        id=secrets.token_urlsafe(16),
+        kind=KIND,
+        account_id=account.id if usable else None,
+        state={"token_digest": digest(token)},
+        created_at=now,
+        expires_at=now + timedelta(minutes=settings.password_reset_minutes),
+    )
+    session.add(flow)
+    session.flush()
+    if not usable:
+        return
+    enqueue(
+        session,
+        account.email,
+        "password_reset",
+        account.locale,
+        {
+            "link": f"{settings.issuer}/password/reset?flow={flow.id}&token={token}",
+            "minutes": settings.password_reset_minutes,
+        },
+    )
+    record(session, "password.reset_requested", account_id=account.id, ip=ip)
+
+
+def open_reset(session: Session, flow_id: str | None, token: str | None) -> tuple[Flow, Account]:
+    """The reset flow and account a link stands for; raise ResetInvalid."""
+    flow = session.get(Flow, flow_id, with_for_update=True) if flow_id else None
+    if (
+        flow is None
+        or flow.kind != KIND
+        or flow.account_id is None
+        or flow.completed_at is not None
+        or flow.expires_at <= clock.now()
+        or not matches(token, flow.state.get("token_digest"))
+    ):
+        raise ResetInvalid("reset.invalid")
+    account = session.get(Account, flow.account_id)
+    if account is None or account.disabled_at is not None:
+        raise ResetInvalid("reset.invalid")
+    return flow, account
+
+
+def reset_password(
+    session: Session,
+    settings: Settings,
+    *,
+    flow_id: str | None,
+    token: str | None,
+    password: str,
+    ip: str | None = None,
+) -> Account:
+    """Set a new password through a reset link; raise ResetInvalid or PasswordRejected."""
+    _, account = open_reset(session, flow_id, token)
+    password = check_password(password, account.email, settings)
+    now = clock.now()
+    account.password_hash = passwords_for(settings).hash(password)
+    account.updated_at = now
+    session.execute(
+        update(Flow)
+        .where(Flow.kind == KIND, Flow.account_id == account.id, Flow.completed_at.is_(None))
+        .values(completed_at=now)
+    )
+    ended = end_all_sessions(session, account.id, "password_reset")
+    throttle.clear(session, throttle.email_key(account.email))
+    enqueue(
+        session,
+        account.email,
+        "password_changed",
+        account.locale,
+        {"reset_link": f"{settings.issuer}/password/forgot"},
+    )
+    record(session, "password.reset", account_id=account.id, ip=ip, data={"sessions_ended": ended})
+    return account

@@ -1,0 +1,1 @@
+"""Outgoing mail: a transactional outbox, templates in German and English, SMTP delivery."""

@@ -1,0 +1,74 @@
+"""How mail leaves: SMTP (STARTTLS, implicit TLS, or plain to a local relay), or,
+without an SMTP host (development), ``.eml`` files in a folder plus a log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import smtplib
+import ssl
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol
+
+from idp import clock
+from idp.settings import Settings
+
+log = logging.getLogger("idp.mail")
+TIMEOUT = 20
+
+
+class Transport(Protocol):
+    def deliver(self, email: EmailMessage) -> None:
+        """Hand the mail on; raise on failure (the outbox retries)."""
+
+
+class SmtpTransport:
+    """Deliver through an SMTP server with the configured security and login."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def deliver(self, email: EmailMessage) -> None:
+        s = self.settings
+        context = ssl.create_default_context()
+        if s.smtp_security == "tls":
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                s.smtp_host, s.smtp_port, timeout=TIMEOUT, context=context
+            )
+        else:
+            client = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=TIMEOUT)
+        with client:
+            if s.smtp_security == "starttls":
+                client.starttls(context=context)
+            if s.smtp_user:
+                client.login(s.smtp_user, s.smtp_password)
+            client.send_message(email)
+
+
+class FileTransport:
+    """Development: write each mail to the mail folder and log where it went."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def deliver(self, email: EmailMessage) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stamp = clock.now().strftime("%Y%m%dT%H%M%S%f")
+        path = self.folder / f"{stamp}.eml"
+        path.write_bytes(email.as_bytes())
+        links = re.findall(r"https?://\S+", email.get_content())
+        log.info(
+            "mail to %s (%s) written to %s%s",
+            email["To"],
+            email["Subject"],
+            path,
+            "".join(f"\n  link: {link}" for link in links),
+        )
+
+
+def transport_for(settings: Settings) -> Transport:
+    """SMTP when a host is configured, else the mail folder."""
+    if settings.smtp_host:
+        return SmtpTransport(settings)
+    return FileTransport(settings.mail_dir)

@@ -1,0 +1,179 @@
+"""Login, logout, sessions, brute-force protection and account enumeration."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from litestar.testing import TestClient
+from sqlalchemy import select
+
+from idp import clock
+from idp.accounts.passwords import Passwords
+from idp.accounts.registration import create_account
+from idp.app import create_app
+from idp.db.models import Account, AuditEvent, LoginSession
+from tests.accounts.conftest import STRONG, csrf_token, login, register, submit
+
+
+def _create(db, settings, address="paula@example.de", password=STRONG, verified=True):
+    with db.unit_of_work() as session:
+        return create_account(
+            session, settings, email=address, password=password, verified=verified
+        ).id
+
+
+def _events(db, name):
+    with db.unit_of_work() as session:
+        return session.scalars(select(AuditEvent).where(AuditEvent.event == name)).all()
+
+
+def test_login_opens_a_new_session_and_redirects_to_return_to(app_client, account_settings, db):
+    _create(db, account_settings)
+    response = login(app_client, "Paula@Example.de", return_to="/authorize/resume/abc")
+    assert response.status_code == 303
+    assert response.headers["location"] == "/authorize/resume/abc"
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith("idp_session=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    first = app_client.cookies["idp_session"]
+    # Logging in again replaces the session (fixation defence) and ends the old one.
+    login(app_client, "paula@example.de")
+    assert app_client.cookies["idp_session"] != first
+    with db.unit_of_work() as session:
+        rows = session.scalars(select(LoginSession).order_by(LoginSession.id)).all()
+    assert rows[0].end_reason == "replaced" and rows[1].ended_at is None
+    assert rows[1].methods[0]["method"] == "pwd"
+    assert len(_events(db, "login.success")) == 2
+
+
+def test_an_open_redirect_is_refused(app_client, account_settings, db):
+    _create(db, account_settings)
+    response = login(app_client, "paula@example.de", return_to="//evil.example/")
+    assert response.headers["location"] == "/account"
+
+
+def test_logout_ends_the_session(app_client, account_settings, db):
+    _create(db, account_settings)
+    login(app_client, "paula@example.de")
+    assert "paula@example.de" in app_client.get("/account").text
+    response = submit(app_client, "/account", "/logout", {})
+    assert "Sie sind abgemeldet" in response.text
+    assert app_client.get("/account", follow_redirects=False).status_code == 303
+    assert _events(db, "logout")
+
+
+def test_a_wrong_password_says_the_same_as_an_unknown_email(app_client, account_settings, db):
+    _create(db, account_settings)
+    known = login(app_client, "paula@example.de", "falsches Passwort 123")
+    unknown = login(app_client, "niemand@example.de", "falsches Passwort 123")
+    assert known.status_code == unknown.status_code == 400
+    assert "E-Mail-Adresse oder Passwort ist falsch" in known.text
+    assert known.text.replace("paula", "X") == unknown.text.replace("niemand", "X")
+
+
+def test_register_and_reset_answer_the_same_for_known_and_unknown(
+    app_client, account_settings, db, mailbox
+):
+    _create(db, account_settings)
+
+    def normalised(html: str) -> str:
+        html = re.sub(r'name="(flow|csrf_token)" value="[^"]+"', r'name="\1" value=""', html)
+        html = re.sub(r"flow=[\w-]+", "flow=", html)
+        return html.replace("paula@example.de", "X").replace("neu@example.de", "X")
+
+    known = register(app_client, "paula@example.de")
+    unknown = register(app_client, "neu@example.de")
+    assert known.status_code == unknown.status_code == 303
+    assert normalised(app_client.get(known.headers["location"]).text) == normalised(
+        app_client.get(unknown.headers["location"]).text
+    )
+    # The owner of the known address is told by mail instead.
+    [mail] = mailbox.wait_for("paula@example.de")
+    assert mail["Subject"] == "Sie haben bereits ein Servicekonto"
+    mailbox.wait_for("neu@example.de")
+
+    reset_known = submit(
+        app_client, "/password/forgot", "/password/forgot", {"email": "paula@example.de"}
+    )
+    reset_unknown = submit(
+        app_client, "/password/forgot", "/password/forgot", {"email": "nobody@example.de"}
+    )
+    assert reset_known.status_code == reset_unknown.status_code == 200
+    assert reset_known.text == reset_unknown.text
+
+
+def test_an_unknown_email_costs_a_password_hash_too(account_settings):
+    passwords = Passwords(1, 1024, 1)
+    assert passwords.verify(None, "anything") is False
+    assert passwords.dummy_hash.startswith("$argon2id$")
+
+
+def test_a_hash_with_old_parameters_is_replaced_at_login(app_client, account_settings, db):
+    older = Passwords(1, 2048, 1)
+    with db.unit_of_work() as session:
+        account_id = _create(db, account_settings)
+        session.get(Account, account_id).password_hash = older.hash(STRONG)
+    assert login(app_client, "paula@example.de").status_code == 303
+    with db.unit_of_work() as session:
+        new_hash = session.get(Account, account_id).password_hash
+    assert "m=1024" in new_hash and "m=2048" not in new_hash
+
+
+def test_defaults_meet_owasps_argon2id_recommendation():
+    from idp.settings import Settings
+
+    settings = Settings.from_env({})
+    assert settings.argon2_memory_kib >= 19456 and settings.argon2_time_cost >= 2
+
+
+def test_twenty_wrong_passwords_lock_the_account_across_two_app_instances(account_settings, db):
+    _create(db, account_settings)
+    # Two app instances on one database, like two nodes behind a load balancer.
+    with (
+        TestClient(create_app(account_settings), base_url=account_settings.issuer) as one,
+        TestClient(create_app(account_settings), base_url=account_settings.issuer) as two,
+    ):
+        for attempt in range(19):
+            response = login(one if attempt % 2 else two, "paula@example.de", "falsch falsch")
+            assert response.status_code in (400, 429)
+            if response.status_code == 429:
+                clock.travel(timedelta(minutes=16))
+                response = login(one if attempt % 2 else two, "paula@example.de", "falsch falsch")
+            assert response.status_code == 400, attempt
+            # wait out the doubling back-off before the next try
+            clock.travel(timedelta(minutes=16))
+        locked = login(one, "paula@example.de", "falsch falsch")
+        assert locked.status_code == 429
+        assert "für 15 Minuten gesperrt" in locked.text
+        # Even the right password is refused on the other instance while locked.
+        refused = login(two, "paula@example.de")
+        assert refused.status_code == 429
+        assert "Bitte warten Sie" in refused.text
+        assert _events(db, "login.lockout")
+        clock.travel(timedelta(minutes=16))
+        assert login(two, "paula@example.de").status_code == 303
+
+
+def test_back_off_tells_how_long_to_wait(app_client, account_settings, db):
+    _create(db, account_settings)
+    for _ in range(account_settings.login_free_attempts):
+        login(app_client, "paula@example.de", "falsch falsch")
+    response = login(app_client, "paula@example.de", "falsch falsch")
+    assert response.status_code == 429
+    assert re.search(r"Bitte warten Sie \d+ Sekunde", response.text)
+    failures = _events(db, "login.failure")
+    assert len(failures) == account_settings.login_free_attempts
+    assert _events(db, "login.blocked")
+
+
+def test_unknown_emails_are_locked_like_known_ones(app_client, account_settings, db):
+    for _ in range(account_settings.login_free_attempts):
+        login(app_client, "niemand@example.de", "falsch falsch")
+    assert login(app_client, "niemand@example.de", "falsch falsch").status_code == 429
+
+
+def test_the_login_hint_fills_in_the_email(app_client):
+    page = app_client.get("/login", params={"login_hint": "a@example.de", "lang": "en"})
+    assert 'value="a@example.de"' in page.text
+    assert "Log in" in page.text
+    assert csrf_token(page.text)

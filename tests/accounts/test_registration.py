@@ -1,0 +1,186 @@
+"""Registration, email verification and the account page, over HTTP with real mail."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from idp import clock
+from idp.db.models import Account, AuditEvent, MailMessage
+from tests.accounts.conftest import STRONG, code, csrf_token, link, login, register, submit
+
+
+def _account(db, address):
+    with db.unit_of_work() as session:
+        return session.scalar(select(Account).where(Account.email == address))
+
+
+def test_registering_sends_a_mail_whose_link_verifies_the_address(app_client, mailbox, db):
+    response = register(app_client, "Anna@Example.de")
+    assert response.status_code == 303
+    assert response.headers["location"].startswith("/verify-email?flow=")
+    page = app_client.get(response.headers["location"])
+    assert "anna@example.de" in page.text
+    assert _account(db, "anna@example.de").proofing_level == "none"
+
+    [mail] = mailbox.wait_for("anna@example.de")
+    assert mail["Subject"] == "Bitte bestätigen Sie Ihre E-Mail-Adresse"
+    confirm = app_client.get(link(mail, "/verify-email"))
+    assert confirm.status_code == 200
+    # The link only shows a button: fetching it verifies nothing.
+    assert _account(db, "anna@example.de").email_verified_at is None
+    flow, token = link(mail, "/verify-email").split("flow=")[1].split("&token=")
+    done = app_client.post(
+        "/verify-email",
+        data={"flow": flow, "token": token, "csrf_token": csrf_token(confirm.text)},
+    )
+    assert done.status_code == 200
+    assert "E-Mail-Adresse bestätigt" in done.text
+    account = _account(db, "anna@example.de")
+    assert account.email_verified_at is not None
+    assert account.proofing_level == "low"
+    # The registering browser is logged in.
+    assert "anna@example.de" in app_client.get("/account").text
+
+    # Single use.
+    again = app_client.post(
+        "/verify-email",
+        data={"flow": flow, "token": token, "csrf_token": csrf_token(confirm.text)},
+    )
+    assert again.status_code == 400
+    assert "schon benutzt" in again.text
+
+
+def test_the_code_from_the_mail_verifies_too(app_client, mailbox, db):
+    location = register(app_client, "ben@example.de").headers["location"]
+    [mail] = mailbox.wait_for("ben@example.de")
+    wrong = submit(
+        app_client,
+        location,
+        "/verify-email",
+        {"flow": location.split("flow=")[1], "code": "000000"},
+    )
+    assert wrong.status_code == 400
+    assert "Der Code stimmt nicht" in wrong.text
+    right = submit(
+        app_client,
+        location,
+        "/verify-email",
+        {"flow": location.split("flow=")[1], "code": code(mail)},
+    )
+    assert right.status_code == 200
+    assert _account(db, "ben@example.de").proofing_level == "low"
+
+
+def test_the_code_allows_five_tries(app_client, mailbox, db):
+    location = register(app_client, "carla@example.de").headers["location"]
+    [mail] = mailbox.wait_for("carla@example.de")
+    flow = location.split("flow=")[1]
+    for _ in range(5):
+        submit(app_client, location, "/verify-email", {"flow": flow, "code": "999999"})
+    sixth = submit(app_client, location, "/verify-email", {"flow": flow, "code": code(mail)})
+    assert "zu oft falsch" in sixth.text
+    assert _account(db, "carla@example.de").email_verified_at is None
+
+
+def test_verification_expires_after_a_day(app_client, mailbox, db):
+    register(app_client, "dora@example.de")
+    [mail] = mailbox.wait_for("dora@example.de")
+    clock.travel(timedelta(hours=24, minutes=1))
+    page = app_client.get(link(mail, "/verify-email"))
+    flow, token = link(mail, "/verify-email").split("flow=")[1].split("&token=")
+    response = app_client.post(
+        "/verify-email", data={"flow": flow, "token": token, "csrf_token": csrf_token(page.text)}
+    )
+    assert response.status_code == 400
+    assert _account(db, "dora@example.de").email_verified_at is None
+
+
+def test_resend_waits_for_the_cool_down_and_replaces_the_code(app_client, mailbox, db):
+    location = register(app_client, "emil@example.de").headers["location"]
+    flow = location.split("flow=")[1]
+    [first] = mailbox.wait_for("emil@example.de")
+    too_soon = submit(app_client, location, "/verify-email/resend", {"flow": flow})
+    assert too_soon.status_code == 429
+    assert "Bitte warten Sie noch" in too_soon.text
+    clock.travel(timedelta(seconds=61))
+    resent = submit(
+        app_client, location, "/verify-email/resend", {"flow": flow}, follow_redirects=False
+    )
+    assert resent.status_code == 303
+    _, second = mailbox.wait_for("emil@example.de", count=2)
+    old = submit(app_client, location, "/verify-email", {"flow": flow, "code": code(first)})
+    assert old.status_code == 400 or code(first) == code(second)
+    new = submit(app_client, location, "/verify-email", {"flow": flow, "code": code(second)})
+    assert new.status_code == 200
+
+
+def test_registration_refuses_weak_passwords_with_reasons(app_client, db):
+    cases = {
+        "kurz": "mindestens 8 Zeichen",
+        "passwort": "sehr verbreitet",
+        "schalke04": "sehr verbreitet",
+        "x" * 300: "höchstens 256 Zeichen",
+        "frieda@example.de": "nicht Ihre E-Mail-Adresse",
+    }
+    for password, message in cases.items():
+        response = register(app_client, "frieda@example.de", password)
+        assert response.status_code == 400, password
+        assert message in response.text, password
+    assert _account(db, "frieda@example.de") is None
+
+
+def test_long_passphrases_without_composition_rules_are_fine(app_client, db):
+    passphrase = "ein sehr langer satz nur aus kleinbuchstaben " * 2
+    assert register(app_client, "greta@example.de", passphrase).status_code == 303
+    assert login(app_client, "greta@example.de", passphrase).status_code == 303
+
+
+def test_registration_lists_every_problem_in_the_error_summary(app_client):
+    response = submit(
+        app_client, "/register", "/register", {"email": "kein-at", "password": "kurz"}
+    )
+    assert response.status_code == 400
+    assert 'class="error-summary"' in response.text
+    for anchor in ('href="#email"', 'href="#password"', 'href="#privacy_consent"'):
+        assert anchor in response.text
+    assert 'aria-invalid="true"' in response.text
+
+
+def test_registration_and_verification_are_audited(app_client, mailbox, db):
+    register(app_client, "hans@example.de")
+    mailbox.wait_for("hans@example.de")
+    with db.unit_of_work() as session:
+        events = session.scalars(select(AuditEvent.event)).all()
+    assert "account.registered" in events
+
+
+def test_a_delivered_mail_keeps_no_link_in_the_outbox(app_client, mailbox, db):
+    register(app_client, "ida@example.de")
+    mailbox.wait_for("ida@example.de")
+    deadline = 50
+    while deadline:
+        with db.unit_of_work() as session:
+            row = session.scalars(select(MailMessage)).one()
+        if row.status == "sent":
+            break
+        deadline -= 1
+        clock_sleep()
+    assert row.status == "sent" and row.context == {}
+
+
+def clock_sleep():
+    import time
+
+    time.sleep(0.1)
+
+
+def test_account_page_needs_a_login(app_client):
+    response = app_client.get("/account", follow_redirects=False)
+    assert response.status_code == 303
+    assert response.headers["location"] == "/login?return_to=%2Faccount"
+
+
+def test_strong_password_constant_is_accepted(app_client):
+    assert register(app_client, "jan@example.de", STRONG).status_code == 303
