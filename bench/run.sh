@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Entry point of the benchmark suite (`make bench`): idp vs node-oidc-provider.
+# Installs what the bench needs (wrk, the anchor's npm packages, httpx and
+# argon2-cffi in bench/.venv) when missing, then runs bench/run.py with the
+# given arguments (e.g. --quick). Writes bench/RESULTS.md.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+if ! command -v wrk >/dev/null; then
+  echo "bench: installing wrk (Debian package)" >&2
+  if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; else sudo apt-get install -y wrk; fi
+fi
+command -v node >/dev/null || { echo "bench: node is required for the anchor (apt-get install -y nodejs npm)" >&2; exit 2; }
+[ -f "$here/anchor/node_modules/oidc-provider/package.json" ] || "$here/anchor/install.sh"
+py="$here/.venv/bin/python"
+if ! "$py" -c "import httpx, argon2" 2>/dev/null; then
+  python3 -m venv "$here/.venv"
+  "$here/.venv/bin/pip" install -q -r "$here/requirements.txt"
+fi
+exec "$py" "$here/run.py" "$@"
