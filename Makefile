@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## run: install, migrate var/idp.db, create keys, serve on http://127.0.0.1:8000
+## run: install, migrate var/idp.db, create keys, register the demo app, serve on http://127.0.0.1:8000
 run: $(STAMP)
+	$(BIN)/idp db upgrade
+	$(BIN)/idp demo
 	$(BIN)/idp serve --migrate
 
 ## test: install with dev extras and run the whole suite

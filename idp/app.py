@@ -29,6 +29,7 @@ from idp.web import (
     accounts,
     authorize,
     csrf,
+    demo,
     errors,
     ops,
     pages,
@@ -158,6 +159,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             *step_up.ROUTES,
             *protocol.ROUTES,
             *authorize.ROUTES,
+            # The demo portal app exists only in development.
+            *(demo.ROUTES if settings.development else []),
             static,
         ],
     )

@@ -474,3 +474,25 @@ def mail_send_pending(settings: Settings) -> None:
     click.echo(f"idp: sent {sent} mail(s), {left} still pending")
     if left:
         sys.exit(1)
+
+
+@main.command("demo")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_settings
+def demo(settings: Settings, as_json: bool) -> None:
+    """Register the demo portal app (served under /demo) and a demo account (development)."""
+    from idp.oidc.demo import ensure_demo
+
+    if not settings.development:
+        fail("the demo portal app exists only with IDP_ENV=development")
+    db = Database(settings.database_url)
+    try:
+        with db.unit_of_work() as session:
+            result = ensure_demo(session, settings)
+    finally:
+        db.dispose()
+    emit(
+        as_json,
+        {"client_id": result.client_id, "email": result.email, "url": result.url},
+        f"idp: demo portal app at {result.url} (log in as {result.email} / {result.password})",
+    )

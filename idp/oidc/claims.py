@@ -59,6 +59,7 @@ CLAIMS_SUPPORTED = (
     "updated_at",
     "email",
     "email_verified",
+    "verified_claims",
 )
 
 

@@ -229,6 +229,7 @@ class OpenIDCode(_OpenIDCode):
             access_token=token["access_token"],
             requested=(code.claims or {}).get("id_token"),
             scope=token.get("scope", ""),
+            uow=request.uow,
         )
         return token
 

@@ -18,8 +18,10 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc.jwk import KeySet
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from idp.assurance import Policy
+from idp.assurance.verified_claims import current_identity, identity_claims
 from idp.db.models import Account, ClientAssertionJti
 from idp.keys.store import KeyStore
 from idp.oidc import claims as claims_module
@@ -186,9 +188,12 @@ class Provider(rfc6749.AuthorizationServer):
         access_token: str | None,
         requested: dict[str, Any] | None,
         scope: str,
+        uow: Session,
     ) -> str:
         """The ID token for ``user`` and ``client``, with claims requested for it."""
         extra = claims_module.release(user.account, scope, by_scope=False, requested=requested)
+        identity = current_identity(uow, user.account.id)
+        extra.update(identity_claims(identity, scope.split(), requested, target="id_token"))
         return self.tokens.id_token(
             client,
             self.subject(user.account, client),

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from idp.assurance.verified_claims import current_identity, identity_claims
 from idp.db.models import Account, Grant
 from idp.oidc import claims as claims_module
 from idp.oidc import tokens
@@ -78,4 +79,7 @@ def _claims(provider: Provider, uow: Session, token: str) -> dict[str, Any]:
         raise InvalidToken("The access token's account or client is gone.")
     requested = (grant.claims or {}).get("userinfo")
     released = claims_module.release(account, scope, by_scope=True, requested=requested)
+    # Verified identity data (scope `identity`) overrides self-asserted names.
+    identity = current_identity(uow, account.id)
+    released.update(identity_claims(identity, scope.split(), requested, target="userinfo"))
     return {"sub": provider.subject(account, client), **released}

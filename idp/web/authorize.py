@@ -32,7 +32,7 @@ from idp.web.session import clear_session_cookie, current_session
 
 CROSS_SITE = {"csrf": False}
 END_SESSION_FIELDS = ("client_id", "post_logout_redirect_uri", "state", "ui_locales")
-SHOWN_SCOPES = ("openid", *SCOPE_CLAIMS, "offline_access")
+SHOWN_SCOPES = ("openid", *SCOPE_CLAIMS, "identity", "offline_access")
 
 
 def _answer(request: Request, outcome: Any) -> Response:
@@ -104,7 +104,7 @@ def consent_page(request: Request) -> Response:
         {
             "consent": found,
             "scopes": [s for s in SHOWN_SCOPES if s in found.scopes],
-            "claims": SCOPE_CLAIMS,
+            "detailed": (*SCOPE_CLAIMS, "identity"),
         },
         headers={"Cache-Control": "no-store"},
     )
@@ -162,7 +162,7 @@ def _end_session(request: Request, params: list[tuple[str, str]], confirmed: boo
     if isinstance(outcome, ProtocolResponse):
         response: Response = to_response(outcome)
     else:
-        response = render(request, "end_session_done.html")
+        response = render(request, "logged_out.html")
     if oauth_request.session_ended:
         clear_session_cookie(response, services.settings)
     return response

@@ -12,6 +12,7 @@ import httpx
 
 from idp import clock
 from idp.accounts import sessions
+from idp.accounts.registration import create_account
 from idp.db.engine import Database
 from idp.db.models import Account
 from idp.oidc.clients import add_client
@@ -70,6 +71,17 @@ def account(
         return row.id
 
 
+PASSWORD = "correct horse battery staple"
+
+
+def password_account(db: Database, settings: Settings, email: str | None = None) -> tuple[str, str]:
+    """A verified account that logs in with a password; returns (email, password)."""
+    email = email or f"{secrets.token_hex(4)}@example.de"
+    with db.unit_of_work() as session:
+        create_account(session, settings, email=email, password=PASSWORD, verified=True)
+    return email, PASSWORD
+
+
 def login_token(db: Database, account_id: int, settings: Settings) -> str:
     """Open a password session for the account; returns the cookie token."""
     with db.unit_of_work() as session:
@@ -99,11 +111,18 @@ class Browser:
         """Carry a session cookie (as if the citizen had logged in)."""
         self.http.cookies.set("idp_session", token)
 
-    def open(self, url: str, *, consent: str | None = "allow") -> httpx.Response:
-        """GET ``url`` and follow redirects within the IdP, answering the consent page;
-        return the first response that leaves the IdP (or a page that needs a person)."""
+    def open(
+        self,
+        url: str,
+        *,
+        consent: str | None = "allow",
+        credentials: tuple[str, str] | None = None,
+    ) -> httpx.Response:
+        """GET ``url`` and follow redirects within the IdP, logging in with ``credentials``
+        on the login page and answering the consent page; return the first response that
+        leaves the IdP (or a page that needs a person)."""
         response = self.http.get(url)
-        for _ in range(10):
+        for _ in range(12):
             self.pages.append(str(response.url))
             if response.status_code in (302, 303):
                 target = urljoin(str(response.url), response.headers["location"])
@@ -111,11 +130,14 @@ class Browser:
                     return response
                 response = self.http.get(target)
                 continue
-            if (
-                urlsplit(str(response.url)).path == "/consent"
-                and consent
-                and response.status_code == 200
-            ):
+            path = urlsplit(str(response.url)).path
+            if path == "/login" and credentials and response.status_code == 200:
+                email, password = credentials
+                fields = {**form_fields(response.text), "email": email, "password": password}
+                response = self.http.post("/login", data=fields)
+                credentials = None  # once: a second login page means it failed
+                continue
+            if path == "/consent" and consent and response.status_code == 200:
                 response = self.http.post(
                     "/consent", data={**form_fields(response.text), "decision": consent}
                 )
