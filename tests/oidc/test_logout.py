@@ -1,0 +1,195 @@
+"""RP-initiated logout and back-channel logout, delivered to a real HTTP receiver."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import KeySet
+from sqlalchemy import select
+
+from idp import clock
+from idp.db.models import AuditEvent, BackchannelLogout
+from idp.oidc import backchannel
+from tests.conftest import free_port
+from tests.oidc import factories
+from tests.oidc.test_negative import authorize_url, redeem
+
+
+class Receiver:
+    """An RP's back-channel logout endpoint on loopback; answers with ``statuses`` in turn."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.tokens: list[str] = []
+        self.statuses = statuses
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                body = parse_qs(self.rfile.read(length).decode())
+                receiver.tokens.append(body["logout_token"][0])
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.port = free_port()
+        self.server = HTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.port}/backchannel"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver():
+    made = []
+
+    def make(statuses=None):
+        made.append(Receiver(statuses or []))
+        return made[-1]
+
+    yield make
+    for item in made:
+        item.close()
+
+
+def signed_in_tokens(live_server, db, info):
+    browser = factories.Browser(live_server.url)
+    browser.log_in(factories.login_token(db, factories.account(db), live_server.settings))
+    code = factories.callback_params(browser.open(authorize_url(live_server, info)))["code"]
+    return browser, redeem(live_server, info, code).json()
+
+
+def test_logout_with_a_hint_tells_every_client_of_the_session(live_server, db, receiver):
+    rp = receiver()
+    info = factories.client(db, backchannel_logout_uri=rp.url)
+    browser, tokens = signed_in_tokens(live_server, db, info)
+    id_claims = jwt.decode(tokens["id_token"], live_server_keys(live_server)).claims
+
+    response = browser.http.get("/end-session", params={"id_token_hint": tokens["id_token"]})
+    assert response.status_code == 200
+    assert "idp_session=" in response.headers.get("set-cookie", "")
+
+    deadline = time.monotonic() + 10
+    while not rp.tokens and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(rp.tokens) == 1
+    logout = jwt.decode(rp.tokens[0], live_server_keys(live_server))
+    assert logout.header["typ"] == "logout+jwt"
+    assert logout.claims["aud"] == info.client_id
+    assert logout.claims["sid"] == id_claims["sid"]
+    assert logout.claims["sub"] == id_claims["sub"]
+    assert backchannel.EVENT in logout.claims["events"]
+    assert "nonce" not in logout.claims
+    userinfo = httpx.get(
+        f"{live_server.url}/userinfo",
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    )
+    assert userinfo.status_code == 401, "tokens of the ended session stop working"
+    with db.unit_of_work() as session:
+        events = session.scalars(select(AuditEvent.event)).all()
+    assert "oidc.backchannel_logout_delivered" in events
+
+
+def live_server_keys(live_server):
+    return KeySet.import_key_set(httpx.get(f"{live_server.url}/jwks.json").json())
+
+
+def test_a_failed_delivery_is_retried_with_back_off_and_recorded(db, receiver, keys_dir):
+    rp = receiver([500])
+    with db.unit_of_work() as session:
+        session.add(
+            BackchannelLogout(
+                client_id="c",
+                uri=rp.url,
+                logout_token="t.t.t",
+                sid="s",
+                created_at=clock.now(),
+                attempts=0,
+                next_attempt_at=clock.now(),
+            )
+        )
+    assert backchannel.deliver_due(db, max_attempts=3) == 0
+    assert backchannel.deliver_due(db, max_attempts=3) == 0, "not due yet"
+    clock.travel(timedelta(seconds=10))
+    assert backchannel.deliver_due(db, max_attempts=3) == 1
+    with db.unit_of_work() as session:
+        row = session.scalars(select(BackchannelLogout)).one()
+        assert row.attempts == 2 and row.delivered_at is not None
+    assert len(rp.tokens) == 2
+
+
+def test_delivery_gives_up_after_the_last_attempt(db, receiver):
+    rp = receiver([500, 500])
+    with db.unit_of_work() as session:
+        session.add(
+            BackchannelLogout(
+                client_id="c",
+                uri=rp.url,
+                logout_token="t.t.t",
+                created_at=clock.now(),
+                attempts=0,
+                next_attempt_at=clock.now(),
+            )
+        )
+    backchannel.deliver_due(db, max_attempts=2)
+    clock.travel(timedelta(seconds=10))
+    backchannel.deliver_due(db, max_attempts=2)
+    with db.unit_of_work() as session:
+        row = session.scalars(select(BackchannelLogout)).one()
+        assert row.next_attempt_at is None and row.delivered_at is None
+        assert row.last_error == "HTTP 500"
+        assert "oidc.backchannel_logout_failed" in session.scalars(select(AuditEvent.event)).all()
+
+
+def test_logout_without_a_hint_asks_first_and_never_redirects(live_server, db):
+    info = factories.client(db)
+    browser, _ = signed_in_tokens(live_server, db, info)
+    page = browser.http.get(
+        "/end-session",
+        params={
+            "client_id": info.client_id,
+            "post_logout_redirect_uri": "https://rp.example.de/logged-out",
+        },
+    )
+    assert page.status_code == 200 and 'action="/end-session/confirm"' in page.text
+    done = browser.http.post("/end-session/confirm", data=factories.form_fields(page.text))
+    assert done.status_code == 200, "no redirect without id_token_hint"
+    assert (
+        browser.http.get(authorize_url(live_server, info)).headers["location"].startswith("/login")
+    )
+
+
+def test_an_unregistered_post_logout_redirect_uri_is_not_followed(live_server, db):
+    info = factories.client(db)
+    browser, tokens = signed_in_tokens(live_server, db, info)
+    response = browser.http.get(
+        "/end-session",
+        params={
+            "id_token_hint": tokens["id_token"],
+            "post_logout_redirect_uri": "https://evil.example/",
+        },
+    )
+    assert response.status_code == 200
+    assert "location" not in response.headers
+
+
+def test_an_access_token_is_not_an_id_token_hint(live_server, db):
+    info = factories.client(db)
+    browser, tokens = signed_in_tokens(live_server, db, info)
+    response = browser.http.get("/end-session", params={"id_token_hint": tokens["access_token"]})
+    assert response.status_code == 400
+    assert "invalid_request" in response.text
