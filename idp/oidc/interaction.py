@@ -86,12 +86,12 @@ LOGIN = Prompt(
     "login",
     LoginRequired,
     (
-        Check("no_session", "The citizen is not logged in.", lambda s: s.login_session is None),
         Check(
             "prompt_create",
             "The client asked for a new account (prompt=create).",
             lambda s: "create" in s.prompts and not s.logged_in_during_flow,
         ),
+        Check("no_session", "The citizen is not logged in.", lambda s: s.login_session is None),
         Check(
             "prompt_login",
             "The client asked for a fresh login (prompt=login).",
