@@ -12,6 +12,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 
+from idp import clock
 from idp.assurance import Policy, load_policy
 from idp.db.engine import Database
 from idp.db.migrate import pending
@@ -19,7 +20,7 @@ from idp.keys.secret import derive_key, load_secret_key
 from idp.keys.secretbox import SecretBox
 from idp.keys.store import KeyStore
 from idp.mail.outbox import MailSender
-from idp.oidc import backchannel
+from idp.oidc import backchannel, tokens
 from idp.oidc.clients import ClientRegistry
 from idp.oidc.discovery import EncodedDocument, provider_metadata
 from idp.oidc.server import Provider
@@ -42,6 +43,7 @@ from idp.web.rendering import STATIC
 
 log = logging.getLogger("idp")
 BACKCHANNEL_POLL_SECONDS = 1
+PURGE_EVERY_ROUNDS = 600  # about every ten minutes
 
 
 class StartupError(Exception):
@@ -190,14 +192,24 @@ async def _poll(services: Services) -> None:
 
 
 async def _deliver_logouts(services: Services) -> None:
-    """Send due back-channel logout tokens from the outbox, every second."""
+    """Send due back-channel logout tokens from the outbox, every second; now and then
+    also delete expired codes, grants and token ids."""
     attempts = services.settings.backchannel_logout_attempts
+    rounds = 0
     while True:
         await asyncio.sleep(BACKCHANNEL_POLL_SECONDS)
+        rounds += 1
         try:
             await asyncio.to_thread(backchannel.deliver_due, services.db, attempts)
+            if rounds % PURGE_EVERY_ROUNDS == 0:
+                await asyncio.to_thread(_purge, services.db)
         except Exception:
-            log.exception("delivering back-channel logout tokens failed; retrying later")
+            log.exception("back-channel logout delivery or purge failed; retrying later")
+
+
+def _purge(db: Database) -> None:
+    with db.unit_of_work() as uow:
+        tokens.purge_expired(uow, clock.now())
 
 
 def app_from_env() -> Litestar:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from idp.assurance.verified_claims import current_identity, identity_claims
-from idp.db.models import Account, Grant
+from idp.assurance.verified_claims import IDENTITY_SCOPE, current_identity, identity_claims
+from idp.db.models import Account, Grant, RevokedAccessToken
 from idp.oidc import claims as claims_module
-from idp.oidc import tokens
 from idp.oidc.adapter import ProtocolResponse
 from idp.oidc.errors import InvalidRequest, InvalidToken, OAuth2Error
 from idp.oidc.server import Provider
@@ -70,16 +70,25 @@ def _claims(provider: Provider, uow: Session, token: str) -> dict[str, Any]:
     scope = str(claims.get("scope", ""))
     if "openid" not in scope.split() or "grant_id" not in claims:
         raise InvalidToken("The access token was not issued for OpenID Connect.")
-    if not tokens.access_token_live(uow, claims):
-        raise InvalidToken("The access token was revoked.")
-    grant = uow.get(Grant, claims["grant_id"])
     client = provider.clients.get(claims.get("client_id"))
-    account = uow.get(Account, grant.account_id) if grant else None
-    if grant is None or client is None or account is None or account.disabled_at is not None:
-        raise InvalidToken("The access token's account or client is gone.")
-    requested = (grant.claims or {}).get("userinfo")
+    # One round trip: the live grant, its account, and that the token itself is not revoked.
+    found = uow.execute(
+        select(Grant.claims, Account)
+        .join(Account, Account.id == Grant.account_id)
+        .where(
+            Grant.id == claims["grant_id"],
+            Grant.revoked_at.is_(None),
+            Account.disabled_at.is_(None),
+            ~exists().where(RevokedAccessToken.jti == claims["jti"]),
+        )
+    ).first()
+    if found is None or client is None:
+        raise InvalidToken("The access token was revoked.")
+    requested = (found[0] or {}).get("userinfo")
+    account: Account = found[1]
     released = claims_module.release(account, scope, by_scope=True, requested=requested)
-    # Verified identity data (scope `identity`) overrides self-asserted names.
-    identity = current_identity(uow, account.id)
-    released.update(identity_claims(identity, scope.split(), requested, target="userinfo"))
+    if IDENTITY_SCOPE in scope.split():
+        # Verified identity data overrides self-asserted names.
+        identity = current_identity(uow, account.id)
+        released.update(identity_claims(identity, scope.split(), requested, target="userinfo"))
     return {"sub": provider.subject(account, client), **released}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from sqlalchemy import func, select
 
-from idp.db.models import Grant, RefreshToken
+from idp import clock
+from idp.db.models import Grant, RefreshToken, RevokedAccessToken
+from idp.oidc.tokens import purge_expired
 from tests.oidc import factories
 
 
@@ -158,3 +161,16 @@ def test_userinfo_refuses_a_client_credentials_token(client, db):
     response = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_expired_codes_grants_and_token_ids_are_purged(db):
+    with db.unit_of_work() as session:
+        session.add(RevokedAccessToken(jti="old", revoked_at=clock.now(), expires_at=clock.now()))
+        session.add(
+            RevokedAccessToken(
+                jti="live", revoked_at=clock.now(), expires_at=clock.now() + timedelta(hours=1)
+            )
+        )
+    with db.unit_of_work() as session:
+        assert purge_expired(session, clock.now() + timedelta(seconds=1)) == 1
+        assert [r.jti for r in session.scalars(select(RevokedAccessToken))] == ["live"]
