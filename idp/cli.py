@@ -496,3 +496,72 @@ def demo(settings: Settings, as_json: bool) -> None:
         {"client_id": result.client_id, "email": result.email, "url": result.url},
         f"idp: demo portal app at {result.url} (log in as {result.email} / {result.password})",
     )
+
+
+@main.group()
+def bench() -> None:
+    """Data for benchmarks and load tests (development only)."""
+
+
+@bench.command("seed")
+@click.option(
+    "--accounts",
+    type=click.IntRange(0, 9_999_999),
+    default=10_000,
+    show_default=True,
+    help="Seeded verified accounts to have in total (only missing ones are added).",
+)
+@click.option("--password", help="Password of every seeded account and the known one.")
+@click.option("--email", help="The known account's email.")
+@click.option("--redirect-uri", help="Redirect URI of the bench client.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_settings
+def bench_seed(
+    settings: Settings,
+    accounts: int,
+    password: str | None,
+    email: str | None,
+    redirect_uri: str | None,
+    as_json: bool,
+) -> None:
+    """Add seeded accounts (one shared password hash), the bench client and a known account.
+
+    The client gets a new secret on every run; it is printed once.
+    """
+    from idp import seeding
+    from idp.accounts.errors import AccountError, FormInvalid
+    from idp.web.i18n import translate
+
+    if not settings.development:
+        fail("bench data belongs in development databases only (IDP_ENV=development)")
+
+    def progress(done: int, total: int) -> None:
+        click.echo(f"idp: {done:,} of {total:,} seeded accounts", err=True)
+
+    db = Database(settings.database_url)
+    try:
+        result = seeding.seed(
+            db,
+            settings,
+            accounts=accounts,
+            password=password or seeding.PASSWORD,
+            email=email or seeding.EMAIL,
+            redirect_uri=redirect_uri or seeding.REDIRECT_URI,
+            progress=None if as_json else progress,
+        )
+    except ClientConfigurationError as exc:
+        fail(str(exc))
+    except FormInvalid as exc:
+        fail("; ".join(translate("en", e.key, **e.params) for e in exc.errors))
+    except AccountError as exc:
+        fail(translate("en", exc.key, **exc.params))
+    finally:
+        db.dispose()
+    emit(
+        as_json,
+        result.as_dict(),
+        f"idp: {result.accounts:,} seeded accounts ({result.added:,} added in "
+        f"{result.seconds:.1f} s), password {result.password!r}\n"
+        f"idp: known account {result.email}; client {result.client_id}, "
+        f"secret {result.client_secret}",
+    )

@@ -49,7 +49,7 @@ class JsonFormatter(logging.Formatter):
             "message": redact(record.getMessage()),
         }
         for key, value in record.__dict__.items():
-            if key not in self._standard and not key.startswith("_"):
+            if key not in self._standard and not key.startswith("_") and key != "color_message":
                 entry[key] = "[redacted]" if key.lower() in SECRET_FIELDS else value
         if record.exc_info:
             entry["exception"] = redact(self.formatException(record.exc_info))

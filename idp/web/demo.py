@@ -10,12 +10,19 @@ from __future__ import annotations
 
 import secrets
 import threading
+import warnings
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import OAuth2Client
+from authlib.deprecate import AuthlibDeprecationWarning
+
+# authlib 1.9 points its httpx integration at an "httpx2" package that is not
+# released on PyPI; the integration works as it is, so the notice is only noise.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", AuthlibDeprecationWarning)
+    from authlib.integrations.httpx_client import OAuth2Client
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
