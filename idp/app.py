@@ -105,7 +105,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         db=db,
         keys=keys,
-        discovery=EncodedDocument(provider_metadata(settings)),
+        discovery=EncodedDocument(provider_metadata(settings, assurance_policy)),
         secret_box=SecretBox(derive_key(secret, "factor-secrets")),
         assurance_policy=assurance_policy,
         clients=clients,

@@ -13,12 +13,17 @@ from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.accounts import factors
+from idp.assurance.verified_claims import check_supported
 from idp.audit import events
 from idp.db.models import Account, VerifiedIdentity
 
 
 def record_proofing(session: Session, account: Account, identity: VerifiedIdentity) -> None:
-    """Store ``identity`` (with its evidence) for ``account`` and raise the account to high."""
+    """Store ``identity`` (with its evidence) for ``account`` and raise the account to high.
+
+    Raises ValueError for evidence that verified_claims cannot describe truthfully.
+    """
+    check_supported(identity)
     identity.account_id = account.id
     identity.txn = identity.txn or secrets.token_urlsafe(16)
     session.add(identity)

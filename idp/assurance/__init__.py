@@ -24,7 +24,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from idp.assurance.policy import (
-    ACR_VALUES_SUPPORTED,
     ALIASES,
     HIGH,
     LEVELS,
@@ -48,7 +47,6 @@ from idp.assurance.policy import (
 from idp.settings import Settings
 
 __all__ = [
-    "ACR_VALUES_SUPPORTED",
     "ALIASES",
     "HIGH",
     "LEVELS",

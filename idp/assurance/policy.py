@@ -49,7 +49,6 @@ ALIASES = {
     "STORK-QAA-Level-3": SUBSTANTIAL,
     "STORK-QAA-Level-4": HIGH,
 }
-ACR_VALUES_SUPPORTED = [*LEVELS, *ALIASES]
 
 PROOFING_LEVELS = ("none", "low", "substantial", "high")
 BINDINGS = ("proofing", "high_session", "low_session")
@@ -154,6 +153,16 @@ class Policy:
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"rule {number}: {exc}") from None
         return cls(rules=tuple(rules), max_age=dict(max_age))
+
+    def acr_values_supported(self) -> list[str]:
+        """The values this policy can assert, and their aliases (for discovery).
+
+        A level is assertable when some rule reaches it or a higher one (a higher
+        level satisfies a request for a lower one).
+        """
+        top = max(rank(rule.acr) for rule in self.rules)
+        levels = LEVELS[:top]
+        return [*levels, *(alias for alias, level in ALIASES.items() if level in levels)]
 
 
 @dataclass(frozen=True)

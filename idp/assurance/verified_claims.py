@@ -19,6 +19,11 @@ Evidence: ``eid`` (online ID card) and ``pipp`` (physical in-person proofing)
 are given as a ``document`` evidence with ``check_details`` (``vcrypt``: the
 card's chip checked cryptographically; ``vpip``: the document inspected in
 person) and, for readers of earlier drafts, ``method``.
+
+What can be released is fixed here (:data:`TRUST_FRAMEWORKS`,
+:data:`DOCUMENT_TYPES`, :data:`CHECK_METHODS`, :data:`CLAIM_NAMES`):
+:func:`check_supported` refuses to record an identity outside it, and
+:func:`provider_metadata` advertises exactly it in discovery.
 """
 
 from __future__ import annotations
@@ -41,7 +46,39 @@ CLAIM_NAMES = (
     "address",
     "nationalities",
 )
+# Evidence method (earlier drafts' `method`) -> the check method of IDA 1.0.
 CHECK_METHODS = {"eid": "vcrypt", "pipp": "vpip"}
+# eIDAS levels, as the trust framework `eidas` names them.
+TRUST_FRAMEWORKS = {"eidas": ("low", "substantial", "high")}
+# Documents a clerk checks, or whose chip the eID reads (identity card, eID card of a
+# residence permit); a passport has no eID function, but is checked in person.
+DOCUMENT_TYPES = ("idcard", "passport", "residence_permit")
+EVIDENCE_TYPES = ("document",)
+
+
+def check_supported(identity: VerifiedIdentity) -> None:
+    """Raise ValueError unless the identity can be released as this module describes it."""
+    levels = TRUST_FRAMEWORKS.get(identity.trust_framework)
+    if levels is None:
+        raise ValueError(f"unsupported trust framework {identity.trust_framework!r}")
+    if identity.assurance_level not in levels:
+        raise ValueError(f"unsupported assurance level {identity.assurance_level!r}")
+    if identity.evidence_method not in CHECK_METHODS:
+        raise ValueError(f"unsupported evidence method {identity.evidence_method!r}")
+    if identity.document_type is not None and identity.document_type not in DOCUMENT_TYPES:
+        raise ValueError(f"unsupported document type {identity.document_type!r}")
+
+
+def provider_metadata() -> dict[str, Any]:
+    """The Identity Assurance fields of discovery (OpenID Connect for Identity Assurance 1.0)."""
+    return {
+        "verified_claims_supported": True,
+        "trust_frameworks_supported": list(TRUST_FRAMEWORKS),
+        "evidence_supported": list(EVIDENCE_TYPES),
+        "documents_supported": list(DOCUMENT_TYPES),
+        "documents_check_methods_supported": list(dict.fromkeys(CHECK_METHODS.values())),
+        "claims_in_verified_claims_supported": list(CLAIM_NAMES),
+    }
 
 
 def current_identity(session: Session, account_id: int) -> VerifiedIdentity | None:

@@ -40,7 +40,6 @@ from idp.oidc.errors import (
     OAuth2Error,
     RequestNotSupported,
     RequestUriNotSupported,
-    UnmetAuthenticationRequirements,
 )
 from idp.oidc.grants import Authenticated
 from idp.oidc.interaction import Situation, required_interaction
@@ -235,21 +234,6 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
     scopes = frozenset((request.scope or "").split())
     prompts = frozenset(params.get("prompt", "").split())
     decision, amr, wanted_acr = assess_acr(provider, uow, params, client, login_session, account)
-    acr_status = "met"
-    if decision is not None and decision.status != "met":
-        cancelled = bool(flow and flow.state.get("step_up_cancelled"))
-        if decision.required and (decision.status == "unmet" or cancelled):
-            raise UnmetAuthenticationRequirements(
-                decision.description, redirect_uri=grant.redirect_uri, state=params.get("state")
-            )
-        # A voluntary request the session does not meet is offered a step-up, once;
-        # without interaction (prompt=none, cancelled) the flow goes on with decision.acr.
-        if (
-            decision.status == "step_up"
-            and not cancelled
-            and (decision.required or "none" not in prompts)
-        ):
-            acr_status = "step_up"
     situation = Situation(
         params=params,
         prompts=prompts,
@@ -265,14 +249,15 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
         ),
         consented_in_flow=bool(flow and flow.state.get("consented")),
         id_token_hint=request.id_token_hint,
-        acr_status=acr_status,
+        acr=decision,
+        step_up_cancelled=bool(flow and flow.state.get("step_up_cancelled")),
     )
     found = required_interaction(situation)
     if found is not None:
         prompt, check = found
-        if "none" in situation.prompts:
+        if "none" in situation.prompts or not check.interactive:
             raise prompt.error(
-                check.description, redirect_uri=grant.redirect_uri, state=params.get("state")
+                check.message(situation), redirect_uri=grant.redirect_uri, state=params.get("state")
             )
         flow = flow or start_flow(uow, request)
         location = _interaction_location(prompt.name, check.reason, flow, params, wanted_acr)

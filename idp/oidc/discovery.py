@@ -1,7 +1,9 @@
 """Provider metadata (OpenID Connect Discovery 1.0, RFC 8414).
 
-It advertises only what the service implements; it is built once at start-up
-and served as pre-encoded bytes.
+It advertises only what the service implements: the acr values the assurance
+policy can assert (and their aliases), and the Identity Assurance fields from
+idp/assurance/verified_claims.py. It is built once at start-up and served as
+pre-encoded bytes.
 """
 
 from __future__ import annotations
@@ -10,14 +12,15 @@ import hashlib
 import json
 from typing import Any
 
+from idp.assurance import Policy, verified_claims
 from idp.keys.store import ALGORITHMS
 from idp.oidc.claims import CLAIMS_SUPPORTED
 from idp.oidc.clients import AUTH_METHODS, GRANT_TYPES, SCOPES, SUBJECT_TYPES
 from idp.settings import Settings
 
 
-def provider_metadata(settings: Settings) -> dict[str, Any]:
-    """The metadata document for ``settings``' issuer."""
+def provider_metadata(settings: Settings, assurance_policy: Policy) -> dict[str, Any]:
+    """The metadata document for ``settings``' issuer and the configured acr policy."""
     issuer = settings.issuer
     auth_methods = list(AUTH_METHODS)
     confidential = [m for m in AUTH_METHODS if m != "none"]
@@ -44,6 +47,7 @@ def provider_metadata(settings: Settings) -> dict[str, Any]:
         "revocation_endpoint_auth_signing_alg_values_supported": list(ALGORITHMS),
         "code_challenge_methods_supported": ["S256"],
         "prompt_values_supported": ["none", "login", "consent", "create"],
+        "acr_values_supported": assurance_policy.acr_values_supported(),
         "claims_supported": list(CLAIMS_SUPPORTED),
         "claim_types_supported": ["normal"],
         "claims_parameter_supported": True,
@@ -53,6 +57,7 @@ def provider_metadata(settings: Settings) -> dict[str, Any]:
         "authorization_response_iss_parameter_supported": True,
         "backchannel_logout_supported": True,
         "backchannel_logout_session_supported": True,
+        **verified_claims.provider_metadata(),
     }
 
 

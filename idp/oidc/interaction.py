@@ -4,9 +4,18 @@ A :class:`Prompt` is made of named :class:`Check`s; each check looks at the
 :class:`Situation` (the validated request, the SSO session, remembered
 consent, the acr assessment) and says whether its prompt is needed, with a
 reason code and a human description. The first prompt with a check that
-applies is the interaction to run; with ``prompt=none`` its ``error`` goes to
-the client instead. Logging in, stepping up and consenting during the current
-authorization satisfy the checks they answer, so no prompt repeats.
+applies is the interaction to run; with ``prompt=none``, or when the check is
+not ``interactive`` (nothing the citizen can do here would satisfy it), its
+``error`` goes to the client instead. Logging in, stepping up and consenting
+during the current authorization satisfy the checks they answer, so no prompt
+repeats.
+
+Step-up follows the assurance policy's :class:`~idp.assurance.Decision` for
+the request and session: a level that a step-up can reach is asked for once
+(cancelling it ends the asking); an essential acr or the client's minimum that
+cannot be reached, or whose step-up was cancelled, is
+``unmet_authentication_requirements``; a voluntary ``acr_values`` that cannot
+be reached lets the flow go on with the best level the session has.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from idp.assurance import Decision
 from idp.db.models import Account, LoginSession
 from idp.oidc.clients import RegisteredClient
 from idp.oidc.errors import (
@@ -42,7 +52,8 @@ class Situation:
     consented_scopes: frozenset[str]
     consented_in_flow: bool
     id_token_hint: dict[str, Any] | None
-    acr_status: str  # "met" | "step_up" | "unmet", from the assurance policy
+    acr: Decision | None  # the assurance policy's answer; None without a session
+    step_up_cancelled: bool  # the citizen cancelled a step-up in this authorization
 
     @property
     def logged_in_during_flow(self) -> bool:
@@ -58,6 +69,14 @@ class Check:
     reason: str
     description: str
     applies: Callable[[Situation], bool]
+    # False: no interaction here can satisfy it, so the error goes to the client at once.
+    interactive: bool = True
+    # The error_description for this situation, when more can be said than ``description``.
+    explain: Callable[[Situation], str] | None = None
+
+    def message(self, situation: Situation) -> str:
+        """The readable reason sent to the client as ``error_description``."""
+        return self.explain(situation) if self.explain else self.description
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,14 +125,48 @@ LOGIN = Prompt(
     ),
 )
 
+
+def _acr_out_of_reach(s: Situation) -> bool:
+    """An essential acr or the client's minimum that this authorization will not reach."""
+    decision = s.acr
+    if decision is None or not decision.required:
+        return False
+    return decision.status == "unmet" or (decision.status == "step_up" and s.step_up_cancelled)
+
+
+def _step_up_offered(s: Situation) -> bool:
+    decision = s.acr
+    return decision is not None and decision.status == "step_up" and not s.step_up_cancelled
+
+
+def _why_out_of_reach(s: Situation) -> str:
+    assert s.acr is not None
+    if s.step_up_cancelled:
+        return f"The citizen cancelled the step-up: {s.acr.description}."
+    return f"{s.acr.description[:1].upper()}{s.acr.description[1:]}."
+
+
+def _why_step_up(s: Situation) -> str:
+    assert s.acr is not None
+    return f"A step-up is needed: {s.acr.description}."
+
+
 STEP_UP = Prompt(
     "step_up",
     UnmetAuthenticationRequirements,
     (
         Check(
+            "acr_unmet",
+            "The requested authentication level cannot be reached.",
+            _acr_out_of_reach,
+            interactive=False,
+            explain=_why_out_of_reach,
+        ),
+        Check(
             "acr_values",
             "The session is below the requested authentication level.",
-            lambda s: s.acr_status == "step_up",
+            _step_up_offered,
+            explain=_why_step_up,
         ),
     ),
 )

@@ -2,7 +2,8 @@
 
 The bearer token comes in the Authorization header or, for POST, in the form
 body (RFC 6750 2.1, 2.2), never both. Claims follow the token's scopes and the
-``claims`` request parameter's ``userinfo`` member.
+``claims`` request parameter's ``userinfo`` member; ``acr``, ``amr`` and
+``auth_time`` of the login come from the access token itself.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from idp.oidc.errors import InvalidRequest, InvalidToken, OAuth2Error
 from idp.oidc.server import Provider
 
 CORS = ("Access-Control-Allow-Origin", "*")
+# The login's assurance, carried by the access token (idp/oidc/tokens.py).
+AUTHENTICATION_CLAIMS = ("acr", "amr", "auth_time")
 
 
 def bearer_token(authorization: str | None, form: dict[str, str]) -> str | None:
@@ -91,4 +94,5 @@ def _claims(provider: Provider, uow: Session, token: str) -> dict[str, Any]:
         # Verified identity data overrides self-asserted names.
         identity = current_identity(uow, account.id)
         released.update(identity_claims(identity, scope.split(), requested, target="userinfo"))
-    return {"sub": provider.subject(account, client), **released}
+    authentication = {name: claims[name] for name in AUTHENTICATION_CLAIMS if name in claims}
+    return {"sub": provider.subject(account, client), **authentication, **released}

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
+from datetime import timedelta
 
+import pyotp
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.accounts import sessions
+from idp.accounts import proofing, sessions, totp
+from idp.db.engine import Database
 from idp.db.models import Account, LoginSession, VerifiedIdentity
+from idp.keys.secret import derive_key, load_secret_key
+from idp.keys.secretbox import SecretBox
 from idp.settings import Settings
+from tests.oidc import factories as oidc_factories
 
 
 def account(session: Session, proofing: str = "low", email: str | None = None) -> Account:
@@ -62,3 +70,39 @@ def verified_identity(method: str = "pipp", **values) -> VerifiedIdentity:
     }
     fields.update(values)
     return VerifiedIdentity(**fields)
+
+
+@dataclass(frozen=True)
+class Citizen:
+    """A citizen who logs in with a password and holds an authenticator app's secret."""
+
+    account_id: int
+    email: str
+    password: str
+    totp_secret: str | None
+
+
+def secret_box(settings: Settings) -> SecretBox:
+    """The box the server seals TOTP secrets with (derived from the service secret)."""
+    return SecretBox(derive_key(load_secret_key(settings), "factor-secrets"))
+
+
+def citizen(db: Database, settings: Settings, *, proofed: bool, with_totp: bool) -> Citizen:
+    """A password account; ``with_totp``: an authenticator app added in a low session;
+    ``proofed``: identified in person (Erika Mustermann) afterwards, which binds the app."""
+    email, password = oidc_factories.password_account(db, settings)
+    secret = None
+    with db.unit_of_work() as session:
+        owner = session.scalars(select(Account).where(Account.email == email)).one()
+        if with_totp:
+            box = secret_box(settings)
+            enrolment = totp.begin(session, owner, box, settings.issuer)
+            # The first code from the previous time step, so that the current one is
+            # still unused when the test computes it.
+            earlier = clock.now() - timedelta(seconds=totp.STEP)
+            first = pyotp.TOTP(enrolment.secret).at(earlier)
+            totp.confirm(session, owner, enrolment.flow_id, first, box, "low_session")
+            secret = enrolment.secret
+        if proofed:
+            proofing.record_proofing(session, owner, verified_identity())
+        return Citizen(owner.id, email, password, secret)

@@ -375,3 +375,19 @@ def test_a_step_up_recorded_in_a_login_session_lifts_its_level(db, settings):
         add_method(row, "otp", binding="proofing")
         after = session_facts(account.proofing_level, row.methods, ["proofing"], clock.now())
     assert (session_acr(before, policy), session_acr(after, policy)) == (LOW, HIGH)
+
+
+def test_acr_values_supported_are_the_levels_the_table_reaches_and_their_aliases():
+    assert Policy().acr_values_supported() == [
+        LOW,
+        SUBSTANTIAL,
+        HIGH,
+        "STORK-QAA-Level-1",
+        "STORK-QAA-Level-2",
+        "STORK-QAA-Level-3",
+        "STORK-QAA-Level-4",
+    ]
+    only_low = Policy.from_json(
+        json.dumps([{"acr": LOW, "proofing": ["low"], "methods": ["pwd"]}]), {}
+    )
+    assert only_low.acr_values_supported() == [LOW, "STORK-QAA-Level-1", "STORK-QAA-Level-2"]

@@ -221,3 +221,10 @@ def test_new_recovery_codes_are_shown_once(client, db, settings):
     page = client.post("/account/security/recovery-codes", data={"csrf_token": _csrf(client)})
     assert page.status_code == 200
     assert len(re.findall(r"<code>[0-9a-z]{5}-[0-9a-z]{5}</code>", page.text)) == 10
+
+
+def test_the_account_page_leads_to_the_security_and_apps_pages(client, db, settings):
+    _signed_in(client, db, settings, proofing="low")
+    account = client.get("/account")
+    assert 'href="/account/security"' in account.text
+    assert 'href="/account/apps"' in account.text

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pyotp
+import pytest
 
 from idp import clock
 from idp.accounts import factors, proofing, totp
@@ -132,3 +133,44 @@ def test_proofing_raises_the_account_and_binds_its_factors(db, settings):
         proofing.record_proofing(session, owner, factories.verified_identity())
         assert owner.proofing_level == "high"
         assert factors.enrolled_bindings(session, owner.id) == {"proofing"}
+
+
+def test_discovery_advertises_exactly_the_identity_assurance_that_is_released(client, db):
+    metadata = client.get("/.well-known/openid-configuration").json()
+    assert metadata["verified_claims_supported"] is True
+    assert "identity" in metadata["scopes_supported"]
+    with db.unit_of_work() as session:
+        released = [
+            identity_claims(
+                current_identity(session, _proofed(session, method).id),
+                ["identity"],
+                None,
+                target="userinfo",
+            )["verified_claims"]
+            for method in ("eid", "pipp")
+        ]
+    for verified in released:
+        verification = verified["verification"]
+        assert verification["trust_framework"] in metadata["trust_frameworks_supported"]
+        for evidence in verification["evidence"]:
+            assert evidence["type"] in metadata["evidence_supported"]
+            assert evidence["document_details"]["type"] in metadata["documents_supported"]
+            for check in evidence["check_details"]:
+                assert check["check_method"] in metadata["documents_check_methods_supported"]
+        assert set(verified["claims"]) <= set(metadata["claims_in_verified_claims_supported"])
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"trust_framework": "de_aml"},
+        {"assurance_level": "very_high"},
+        {"document_type": "library_card"},
+    ],
+)
+def test_evidence_that_discovery_does_not_name_is_never_recorded(db, values):
+    with db.unit_of_work() as session:
+        owner = factories.account(session)
+        with pytest.raises(ValueError, match="unsupported"):
+            proofing.record_proofing(session, owner, factories.verified_identity(**values))
+        assert owner.proofing_level == "low"

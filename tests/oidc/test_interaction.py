@@ -148,13 +148,24 @@ def test_cancelled_step_up_for_an_essential_acr_is_unmet(live_server, db):
     assert params["error"] == "unmet_authentication_requirements"
 
 
-def test_a_voluntary_acr_with_prompt_none_goes_on_with_the_sessions_level(live_server, db):
+def test_a_voluntary_acr_that_needs_a_step_up_with_prompt_none_is_unmet(live_server, db):
     info = factories.client(db, first_party=True)
     browser, _ = signed_in(live_server, db)
     response = browser.http.get(
         authorize_url(live_server, info, acr_values=assurance.HIGH, prompt="none")
     )
-    code = factories.callback_params(response)["code"]
+    params = factories.callback_params(response)
+    assert params["error"] == "unmet_authentication_requirements"
+    assert assurance.HIGH in params["error_description"]
+    assert (params["state"], params["iss"]) == ("st", live_server.settings.issuer)
+
+
+def test_a_cancelled_step_up_for_a_voluntary_acr_goes_on_with_the_sessions_level(live_server, db):
+    info = factories.client(db, first_party=True)
+    browser, _ = signed_in(live_server, db)
+    response = browser.http.get(authorize_url(live_server, info, acr_values=assurance.HIGH))
+    resume = parse_qs(urlsplit(response.headers["location"]).query)["return_to"][0]
+    code = factories.callback_params(browser.http.get(resume + "?step_up=cancelled"))["code"]
     claims = id_claims(live_server, redeem(live_server, info, code).json()["id_token"])
     assert claims["acr"] == assurance.LOW
     assert claims["amr"] == ["pwd"]
