@@ -113,6 +113,8 @@ def build_services(settings: Settings) -> Services:
             settings, keys, clients, assurance_policy, derive_key(secret, "pairwise-subjects")
         ),
     )
+    # Whatever ends a login session, its clients are told (Back-Channel Logout 1.0).
+    backchannel.listen(db, services.oidc)
     services.refreshers.append(keys.refresh_if_changed)
     services.refreshers.append(clients.refresh_if_changed)
     return services

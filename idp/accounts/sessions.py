@@ -4,15 +4,22 @@ The cookie carries a 256-bit random token; the database keeps only its
 SHA-256 digest. A session records each authentication method (RFC 8176
 ``amr`` value) with its time, so the assurance policy can compute the
 session's ``acr`` and freshness. Idle and absolute timeouts come from settings.
+
+Sessions end only through :func:`end_session` and :func:`end_all_sessions`
+(logout, a new login replacing the old session, password reset, timeouts).
+Both note the ended rows in the unit of work; whoever must act on that
+before the transaction commits takes them with :func:`take_ended` (the OIDC
+layer tells the session's clients: idp/oidc/backchannel.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp import clock
@@ -108,17 +115,33 @@ def method_times(row: LoginSession) -> dict[str, datetime]:
     return times
 
 
+ENDED = "idp.ended_login_sessions"  # key in the unit of work's Session.info
+
+
 def end_session(session: Session, row: LoginSession, reason: str) -> None:
-    """End one session (logout, timeout, revocation)."""
-    row.ended_at = clock.now()
-    row.end_reason = reason
+    """End one session (logout, replaced by a new login, timeout, revocation)."""
+    _end(session, [row], reason)
 
 
 def end_all_sessions(session: Session, account_id: int, reason: str) -> int:
     """End every live session of an account (password reset, revocation); return how many."""
-    result = session.execute(
-        update(LoginSession)
-        .where(LoginSession.account_id == account_id, LoginSession.ended_at.is_(None))
-        .values(ended_at=clock.now(), end_reason=reason)
-    )
-    return result.rowcount
+    rows = session.scalars(
+        select(LoginSession).where(
+            LoginSession.account_id == account_id, LoginSession.ended_at.is_(None)
+        )
+    ).all()
+    _end(session, rows, reason)
+    return len(rows)
+
+
+def _end(session: Session, rows: Sequence[LoginSession], reason: str) -> None:
+    now = clock.now()
+    for row in rows:
+        row.ended_at = now
+        row.end_reason = reason
+    session.info.setdefault(ENDED, []).extend(rows)
+
+
+def take_ended(session: Session) -> list[LoginSession]:
+    """The sessions ended in this unit of work since the last call, each returned once."""
+    return session.info.pop(ENDED, [])

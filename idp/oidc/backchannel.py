@@ -1,11 +1,15 @@
 """Back-Channel Logout 1.0: tell every client of an ended session, through an outbox.
 
-When a login session ends by logout, each client that got tokens in it and
-registered a back-channel logout URI gets a logout token. The tokens are
-written to the outbox in the logout's own transaction; :func:`deliver_due`
-(run by a background task of every worker) POSTs them, retrying with
+When a login session ends (logout here or at an app, a new login replacing
+it, a password reset), each client that got tokens in it and registered a
+back-channel logout URI gets a logout token, and the session's grants that
+were not for ``offline_access`` are revoked. This happens in one place:
+:func:`listen` hooks the unit of work, so whatever ends a session through
+idp.accounts.sessions, the tokens are written to the outbox in that same
+transaction. Sessions that merely time out are not announced: that is
+noticed only when the browser happens to come back. :func:`deliver_due` (run
+by a background task of every worker) POSTs the tokens, retrying with
 back-off, and records each delivery or final failure in the audit trail.
-Grants of the session that were not for ``offline_access`` are revoked.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
+from idp.accounts import sessions
 from idp.audit.events import record
 from idp.db.engine import Database
 from idp.db.models import Account, BackchannelLogout, Grant, LoginSession
@@ -35,6 +40,18 @@ LOGOUT_TOKEN_SECONDS = 120
 FIRST_RETRY = timedelta(seconds=5)
 LEASE = timedelta(seconds=60)
 BATCH = 20
+TIMEOUTS = frozenset({"expired", "idle"})
+
+
+def listen(db: Database, provider: Provider) -> None:
+    """Announce every login session ended in a unit of work of ``db``, before it commits."""
+
+    def before_commit(uow: Session) -> None:
+        for row in sessions.take_ended(uow):
+            if row.end_reason not in TIMEOUTS:
+                session_ended(uow, provider, row)
+
+    event.listen(db.sessions, "before_commit", before_commit)
 
 
 def session_ended(uow: Session, provider: Provider, login_session: LoginSession) -> int:

@@ -17,7 +17,6 @@ from idp.audit.events import record
 from idp.db.models import Account
 from idp.keys.store import ALGORITHMS
 from idp.oidc.adapter import ProtocolRequest
-from idp.oidc.backchannel import session_ended
 from idp.oidc.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -50,15 +49,15 @@ class EndSession(EndSessionEndpoint):
         hint = end_session_request.id_token_claims
         if hint is not None and not self._same_user(request, login_session, hint):
             return
+        # Ending it tells the session's clients too (idp/oidc/backchannel.py).
         end_session(request.uow, login_session, "logout")
-        notified = session_ended(request.uow, self.server, login_session)
         record(
             request.uow,
             "oidc.logout",
             account_id=login_session.account_id,
             client_id=end_session_request.client.client_id if end_session_request.client else None,
             ip=request.ip,
-            data={"sid": login_session.sid, "backchannel": notified},
+            data={"sid": login_session.sid},
         )
         request.session_ended = True
 

@@ -33,7 +33,6 @@ from idp.accounts.registration import open_flow, register, resend, start_verific
 from idp.accounts.sessions import end_session, start_session
 from idp.audit.events import record
 from idp.db.models import Account, LoginSession
-from idp.oidc import backchannel
 from idp.web import csrf, i18n
 from idp.web.forms import FORM, Form
 from idp.web.redirects import safe_return_to
@@ -355,8 +354,6 @@ def logout_submit(request: Request, form: Form) -> Response:
         if row is not None:
             end_session(uow, row, "logout")
             record(uow, "logout", account_id=row.account_id, ip=_ip(request))
-            # The apps this session signed in to are told too (Back-Channel Logout 1.0).
-            backchannel.session_ended(uow, services.oidc, row)
     response = render(request, "logged_out.html")
     clear_session_cookie(response, services.settings)
     return response

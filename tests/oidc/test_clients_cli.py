@@ -35,7 +35,9 @@ def test_a_confidential_client_gets_its_secret_once_and_only_its_digest_is_store
         row = session.get(Client, data["client_id"])
         assert row.secret_digest == hashlib.sha256(secret.encode()).digest()
         assert row.scopes == ["openid", "email"]
-    shown = json.loads(cli(db, keys_dir, "show", data["client_id"], "--json").stdout)
+    result = cli(db, keys_dir, "show", data["client_id"], "--json")
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
     assert "client_secret" not in shown and shown["name"] == "Wohngeld"
     assert secret not in cli(db, keys_dir, "list").stdout
 

@@ -15,7 +15,8 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from idp import clock
-from idp.db.models import AuditEvent, BackchannelLogout
+from idp.accounts.registration import digest
+from idp.db.models import Account, AuditEvent, BackchannelLogout, Flow
 from idp.oidc import backchannel
 from tests.conftest import free_port
 from tests.oidc import factories
@@ -66,11 +67,27 @@ def receiver():
         item.close()
 
 
-def signed_in_tokens(live_server, db, info):
+def signed_in_tokens(live_server, db, info, account_id=None):
     browser = factories.Browser(live_server.url)
-    browser.log_in(factories.login_token(db, factories.account(db), live_server.settings))
+    account_id = account_id or factories.account(db)
+    browser.log_in(factories.login_token(db, account_id, live_server.settings))
     code = factories.callback_params(browser.open(authorize_url(live_server, info)))["code"]
     return browser, redeem(live_server, info, code).json()
+
+
+def delivered(rp, count=1):
+    """The logout tokens the receiver got, waiting up to ten seconds for ``count``."""
+    deadline = time.monotonic() + 10
+    while len(rp.tokens) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return rp.tokens
+
+
+def password_citizen(live_server, db):
+    email, password = factories.password_account(db, live_server.settings)
+    with db.unit_of_work() as session:
+        account_id = session.scalars(select(Account.id).where(Account.email == email)).one()
+    return account_id, email, password
 
 
 def test_logout_with_a_hint_tells_every_client_of_the_session(live_server, db, receiver):
@@ -193,3 +210,69 @@ def test_an_access_token_is_not_an_id_token_hint(live_server, db):
     response = browser.http.get("/end-session", params={"id_token_hint": tokens["access_token"]})
     assert response.status_code == 400
     assert "invalid_request" in response.text
+
+
+def test_a_new_login_replacing_a_session_tells_the_clients_of_the_old_one(
+    live_server, db, receiver
+):
+    rp = receiver()
+    info = factories.client(db, backchannel_logout_uri=rp.url)
+    account_id, email, password = password_citizen(live_server, db)
+    browser, tokens = signed_in_tokens(live_server, db, info, account_id)
+    old_sid = jwt.decode(tokens["id_token"], live_server_keys(live_server)).claims["sid"]
+
+    page = browser.http.get("/login")
+    fields = {**factories.form_fields(page.text), "email": email, "password": password}
+    assert browser.http.post("/login", data=fields).status_code == 303
+
+    (token,) = delivered(rp)
+    assert jwt.decode(token, live_server_keys(live_server)).claims["sid"] == old_sid
+    userinfo = httpx.get(
+        f"{live_server.url}/userinfo",
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    )
+    assert userinfo.status_code == 401, "tokens of the replaced session stop working"
+
+
+def test_a_password_reset_tells_the_clients_of_every_session_of_the_account(
+    live_server, db, receiver
+):
+    rp = receiver()
+    info = factories.client(db, backchannel_logout_uri=rp.url)
+    account_id, _, _ = password_citizen(live_server, db)
+    sids = set()
+    for _ in range(2):  # two browsers
+        _, tokens = signed_in_tokens(live_server, db, info, account_id)
+        sids.add(jwt.decode(tokens["id_token"], live_server_keys(live_server)).claims["sid"])
+    with db.unit_of_work() as session:
+        session.add(
+            Flow(
+                id="reset-flow",
+                kind="password_reset",
+                account_id=account_id,
+                state={"token_digest": digest("reset-token")},
+                created_at=clock.now(),
+                expires_at=clock.now() + timedelta(minutes=30),
+            )
+        )
+    stranger = factories.Browser(live_server.url)
+    page = stranger.http.get(
+        "/password/reset", params={"flow": "reset-flow", "token": "reset-token"}
+    )
+    fields = {**factories.form_fields(page.text), "password": "Ein ganz neues Passwort am Rhein"}
+    assert stranger.http.post("/password/reset", data=fields).status_code == 200
+
+    tokens = delivered(rp, 2)
+    keys = live_server_keys(live_server)
+    assert {jwt.decode(t, keys).claims["sid"] for t in tokens} == sids
+
+
+def test_a_session_that_times_out_is_not_announced(live_server, db, receiver):
+    rp = receiver()
+    info = factories.client(db, backchannel_logout_uri=rp.url)
+    browser, _ = signed_in_tokens(live_server, db, info)
+    clock.travel(timedelta(minutes=live_server.settings.session_idle_minutes + 1))
+    assert browser.http.get("/account").status_code == 303, "the idle session ended"
+    # Logout tokens are queued in the transaction that ends a session: none were.
+    with db.unit_of_work() as session:
+        assert session.scalars(select(BackchannelLogout)).all() == []
