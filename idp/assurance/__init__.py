@@ -12,11 +12,12 @@ Use from the authorization flow::
                           enrolled_bindings, clock.now())
     decision = evaluate(requirement, facts, policy)
     # decision.status == "met"     -> ID token acr = decision.acr, amr = amr(facts)
-    # decision.status == "step_up" -> /step-up?return_to=...&acr=<wanted>, unless
-    #     prompt=none; when not decision.required the flow may go on with decision.acr
-    # decision.status == "unmet" (or step-up cancelled, or prompt=none) and
-    #     decision.required -> error=unmet_authentication_requirements,
-    #     error_description=decision.description
+    # decision.status == "step_up" -> /step-up?return_to=...&acr=<wanted>
+    # decision.status == "unmet"   -> go on with decision.acr, unless decision.required
+    #     (error=unmet_authentication_requirements, error_description=decision.description)
+
+idp/oidc/interaction.py turns decisions into the ``step_up`` prompt's checks
+(cancelled step-ups, ``prompt=none``).
 """
 
 from __future__ import annotations

@@ -164,6 +164,20 @@ def test_an_essential_acr_the_citizen_declines_is_unmet_for_the_rp(live_server, 
     assert "code" not in params
 
 
+def test_an_essential_acr_this_service_does_not_know_is_unmet_without_asking(live_server, db, rp):
+    person = factories.citizen(db, live_server.settings, proofed=True, with_totp=True)
+    essential = {"id_token": {"acr": {"essential": True, "values": ["urn:example:loa:gold"]}}}
+    browser = oidc_factories.Browser(live_server.url)
+    response = browser.open(
+        rp.authorization_url(claims=json.dumps(essential)),
+        credentials=(person.email, person.password),
+    )
+    params = rp.callback(response)
+    assert params["error"] == "unmet_authentication_requirements"
+    assert "acr_values_supported" in params["error_description"]
+    assert "/step-up" not in [urlsplit(p).path for p in browser.pages]
+
+
 def test_prompt_none_below_the_requested_level_is_unmet(live_server, db, rp):
     person = factories.citizen(db, live_server.settings, proofed=True, with_totp=True)
     browser = oidc_factories.Browser(live_server.url)
