@@ -223,10 +223,13 @@ class Server:
         )
 
     def serving_pids(self, pids: list[int], names: dict[int, str]) -> list[int]:
-        """The processes that answer requests: the workers, or the one process."""
+        """The processes that answer requests: the one process, or the workers (every
+        process below the supervising main one but multiprocessing's resource tracker)."""
         if self.workers == 1:
             return [p for p in pids if p == self.proc.pid]
-        return [p for p in pids if names.get(p, "").startswith("worker process")]
+        return [
+            p for p in pids if p != self.proc.pid and "resource tracker" not in names.get(p, "")
+        ]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
