@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## run: install, migrate var/idp.db, create keys, register the demo app, serve on http://127.0.0.1:8000
+## run: install, migrate var/idp.db, create keys, register the demo app, serve on http://localhost:8000 (bound to 127.0.0.1)
 run: $(STAMP)
 	$(BIN)/idp db upgrade
 	$(BIN)/idp demo

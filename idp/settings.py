@@ -115,7 +115,10 @@ class Settings:
     """The service's configuration. Build it with :meth:`from_env`."""
 
     issuer: str = setting(
-        "IDP_ISSUER", "http://127.0.0.1:8000", _url, "Public base URL, the `iss` of every token"
+        "IDP_ISSUER",
+        "http://localhost:8000",
+        _url,
+        "Public base URL, the `iss` of every token (a host name: passkeys refuse IP addresses)",
     )
     environment: str = setting(
         "IDP_ENV",

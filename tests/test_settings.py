@@ -9,7 +9,8 @@ from idp.settings import Settings, SettingsError
 
 def test_defaults_serve_the_embedded_database_on_loopback():
     settings = Settings.from_env({})
-    assert settings.issuer == "http://127.0.0.1:8000"
+    assert settings.issuer == "http://localhost:8000"
+    assert settings.host == "127.0.0.1"
     assert settings.database_url == "sqlite:///var/idp.db"
     assert settings.id_token_signing_alg == "RS256"
     assert settings.access_token_signing_alg == "ES256"

@@ -1,7 +1,7 @@
 """oidc: clients, codes, grants, refresh tokens, consents, back-channel logout outbox
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 """
 
 from collections.abc import Sequence
@@ -12,7 +12,7 @@ from alembic import op
 import idp.db.models
 
 revision: str = "0003"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
