@@ -154,11 +154,29 @@ def machine_busy_seconds() -> float:
     return (v[0] + v[1] + v[2] + v[7]) / CLK_TCK
 
 
-class Sampler:
-    """Samples VmRSS and CPU of a server's process tree while a run goes on."""
+def database_backends(name: str) -> list[int]:
+    """PostgreSQL's backend processes serving database `name` (their titles name it)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                title = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if title.startswith("postgres:") and f" {name} " in title:
+            found.append(int(d))
+    return found
 
-    def __init__(self, root_pid: int, interval: float = 0.25) -> None:
+
+class Sampler:
+    """Samples VmRSS and CPU of a server's process tree while a run goes on; with
+    `database`, also the CPU of PostgreSQL's backends for that database."""
+
+    def __init__(self, root_pid: int, interval: float = 0.25, database: str | None = None) -> None:
         self.root = root_pid
+        self.database = database
         self.interval = interval
         self.max_rss: dict[int, int] = {}
         self._stop = threading.Event()
@@ -175,6 +193,7 @@ class Sampler:
     def __enter__(self) -> Sampler:
         self.pids = descendants(self.root)
         self.cpu0 = cpu_seconds(self.pids)
+        self.db_cpu0 = cpu_seconds(database_backends(self.database)) if self.database else 0.0
         self.busy0 = machine_busy_seconds()
         self.t0 = time.perf_counter()
         self._thread.start()
@@ -185,6 +204,11 @@ class Sampler:
         self._thread.join()
         self.wall = time.perf_counter() - self.t0
         self.cpu = cpu_seconds(descendants(self.root)) - self.cpu0
+        self.db_cpu = (
+            max(0.0, cpu_seconds(database_backends(self.database)) - self.db_cpu0)
+            if self.database
+            else 0.0
+        )
         self.busy = machine_busy_seconds() - self.busy0
 
 
@@ -207,6 +231,13 @@ class Server:
     @property
     def ours(self) -> bool:
         return self.db is not None
+
+    @property
+    def database_name(self) -> str | None:
+        """PostgreSQL's database name, whose backends' CPU is measured apart."""
+        if self.db is None or self.db.kind != "PostgreSQL":
+            return None
+        return self.db.url.rsplit("/", 1)[-1].split("?")[0]
 
     def target(self) -> login_driver.Target:
         """The login driver's target: idp logs in a random seeded account each time."""
@@ -532,6 +563,7 @@ class Result:
     driver_cpu_share: float = 0.0  # load generator CPU, fraction of one core
     max_rss_kib: dict = field(default_factory=dict)
     other_cpu_share: float = 0.0  # CPU used by anything else on the machine, cores
+    db_cpu_us: float = 0.0  # PostgreSQL's backends for the server's database, per request
     reason: str = ""
     extra: dict = field(default_factory=dict)
 
@@ -557,7 +589,7 @@ def run_wrk(
         url,
     ]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with Sampler(server.proc.pid) as s:
+    with Sampler(server.proc.pid, database=server.database_name) as s:
         p = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -583,7 +615,8 @@ def run_wrk(
         driver_cpu_share=drv,
         max_rss_kib=dict(s.max_rss),
         extra={"wrk": j},
-        other_cpu_share=max(0.0, (s.busy - s.cpu) / s.wall - drv),
+        other_cpu_share=max(0.0, (s.busy - s.cpu - s.db_cpu) / s.wall - drv),
+        db_cpu_us=(s.db_cpu / j["requests"] * 1e6) if j["requests"] else 0.0,
     )
     if j["requests"] and nerr > 0.01 * j["requests"]:
         res.ok = False
@@ -592,7 +625,7 @@ def run_wrk(
 
 
 def run_login(server: Server, seconds: float, concurrency: int) -> Result:
-    with Sampler(server.proc.pid) as s:
+    with Sampler(server.proc.pid, database=server.database_name) as s:
         j = asyncio.run(login_driver.run_logins(server.target(), seconds, concurrency))
     res = Result(
         server.name,
@@ -607,7 +640,8 @@ def run_login(server: Server, seconds: float, concurrency: int) -> Result:
         driver_cpu_share=j["driver_cpu_share"],
         max_rss_kib=dict(s.max_rss),
         extra=j,
-        other_cpu_share=max(0.0, (s.busy - s.cpu) / s.wall - j["driver_cpu_share"]),
+        other_cpu_share=max(0.0, (s.busy - s.cpu - s.db_cpu) / s.wall - j["driver_cpu_share"]),
+        db_cpu_us=(s.db_cpu / j["logins"] * 1e6) if j["logins"] else 0.0,
     )
     if j["logins"] == 0 or j["errors"] > 0.01 * max(1, j["logins"]):
         res.ok = False
@@ -982,6 +1016,7 @@ def summarize(results: list[Result], server: str) -> Result | None:
         p50_ms=statistics.mean(r.p50_ms for r in rs),
         p99_ms=statistics.mean(r.p99_ms for r in rs),
         server_cpu_us=statistics.mean(r.server_cpu_us for r in rs),
+        db_cpu_us=statistics.mean(r.db_cpu_us for r in rs),
     )
 
 
@@ -1024,10 +1059,11 @@ def targets(ctx: dict) -> list[str]:
                 )
                 continue
             per = sm.rps / s.workers
+            db = f" + database {cpu_str(sm.db_cpu_us)}" if s.database_name else ""
             rows.append(
                 f"| {ep_title(key)}: req/s per worker process ≥ anchor | {s.label} | "
                 f"{fmt(per)} vs {fmt(anc.rps)} req/s (**{per / anc.rps:.2f}x**); CPU/req "
-                f"{cpu_str(sm.server_cpu_us)} vs {cpu_str(anc.server_cpu_us)} | {verdict(per >= anc.rps)} |"
+                f"{cpu_str(sm.server_cpu_us)}{db} vs {cpu_str(anc.server_cpu_us)} | {verdict(per >= anc.rps)} |"
             )
     for key in ("discovery", "jwks"):
         anc = summarize(res.get(key, []), "anchor")
@@ -1088,19 +1124,20 @@ def runs_table(a, res: list[Result], ep: Endpoint, label: dict) -> None:
     unit = "logins/s" if ep.kind == "login" else "req/s"
     a(
         f"| run | server | {unit} | p50 ms | p99 ms | {'logins' if ep.kind == 'login' else 'requests'} | errors | "
-        "server CPU/req | load gen CPU | other CPU |"
+        "server CPU/req | database CPU/req | load gen CPU | other CPU |"
     )
-    a("|---|---|---|---|---|---|---|---|---|---|")
+    a("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in res:
         if r.ok:
             a(
                 f"| {r.round} | {label.get(r.server, r.server)} | {fmt(r.rps, 1 if ep.kind == 'login' else 0)} | "
                 f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.requests:,} | {r.errors} | "
-                f"{cpu_str(r.server_cpu_us)} | {r.driver_cpu_share * 100:.0f}% | "
+                f"{cpu_str(r.server_cpu_us)} | {cpu_str(r.db_cpu_us) if r.db_cpu_us else '—'} | "
+                f"{r.driver_cpu_share * 100:.0f}% | "
                 f"{r.other_cpu_share * 100:.0f}%{' ⚠' if r.other_cpu_share > OTHER_CPU_WARN else ''} |"
             )
         else:
-            a(f"| {r.round} | {label.get(r.server, r.server)} | not measured | | | | | | | |")
+            a(f"| {r.round} | {label.get(r.server, r.server)} | not measured | | | | | | | | |")
     for r in res:
         if not r.ok:
             a("")
@@ -1169,6 +1206,8 @@ def write_report(path: Path, ctx: dict) -> None:
         "Cells: mean over the rounds of requests/s (± half the spread between rounds), latency p50/p99 "
         "(wrk's histogram; login: per whole login) and server CPU time per request (all the server's "
         "processes, from /proc: user + system). The CPU ratio holds better than req/s on a shared machine. "
+        "Database CPU: PostgreSQL's backends serving the bench database, measured apart (not in the "
+        "server CPU, not in the other CPU); SQLite runs inside the server's processes. "
         "Per worker process: req/s divided by the number of serving processes (the anchor is one). "
         "Ratio = ours/anchor (> 1.00: ours is faster). RSS: the largest VmRSS of one serving process during the runs."
     )
@@ -1231,15 +1270,15 @@ def write_report(path: Path, ctx: dict) -> None:
         unit = "logins/s" if ep.kind == "login" else "req/s"
         digits = 1 if ep.kind == "login" else 0
         a(
-            f"| server | {unit} | per worker process | p50 ms | p99 ms | server CPU/req | ours/anchor | "
-            "per process ours/anchor | RSS per serving process |"
+            f"| server | {unit} | per worker process | p50 ms | p99 ms | server CPU/req | database CPU/req | "
+            "ours/anchor | per process ours/anchor | RSS per serving process |"
         )
-        a("|---|---|---|---|---|---|---|---|---|")
+        a("|---|---|---|---|---|---|---|---|---|---|")
         anc = summarize(res, "anchor")
         for s in [*([anchor] if anchor else []), *ours]:
             sm = summarize(res, s.name)
             if not sm:
-                a(f"| {s.label} | not measured | | | | | | | |")
+                a(f"| {s.label} | not measured | | | | | | | | |")
                 continue
             sp = f" ±{sm.extra['spread'] * 50:.0f}%" if sm.extra["n"] > 1 else ""
             rss = serving_rss_kib(res, s, ctx["procnames"])
@@ -1247,7 +1286,8 @@ def write_report(path: Path, ctx: dict) -> None:
             per = f"**{sm.rps / s.workers / anc.rps:.2f}x**" if anc and s.ours else ""
             a(
                 f"| {s.label} | {fmt(sm.rps, digits)}{sp} | {fmt(sm.rps / s.workers, digits)} | {sm.p50_ms:.2f} | "
-                f"{sm.p99_ms:.2f} | {cpu_str(sm.server_cpu_us)} | {ratio} | {per} | "
+                f"{sm.p99_ms:.2f} | {cpu_str(sm.server_cpu_us)} | "
+                f"{cpu_str(sm.db_cpu_us) if s.database_name else '—'} | {ratio} | {per} | "
                 f"{f'{rss / 1024:.0f} MiB' if rss else '—'} |"
             )
         a("")
@@ -1345,8 +1385,10 @@ def write_report(path: Path, ctx: dict) -> None:
             "logins pick a random account among all of them)."
         )
         a("")
-        a("| endpoint | server | accounts | req/s | p50 ms | p99 ms | server CPU/req |")
-        a("|---|---|---|---|---|---|---|")
+        a(
+            "| endpoint | server | accounts | req/s | p50 ms | p99 ms | server CPU/req | database CPU/req |"
+        )
+        a("|---|---|---|---|---|---|---|---|")
         for key, big_res in sc["results"].items():
             for s in ours:
                 if s.db is None or s.db.kind != kind:
@@ -1358,9 +1400,9 @@ def write_report(path: Path, ctx: dict) -> None:
                     sm = summarize(res, s.name)
                     cells = (
                         f"{fmt(sm.rps, 1 if key == 'login' else 0)} | {sm.p50_ms:.2f} | {sm.p99_ms:.2f} | "
-                        f"{cpu_str(sm.server_cpu_us)}"
+                        f"{cpu_str(sm.server_cpu_us)} | {cpu_str(sm.db_cpu_us) if s.database_name else '—'}"
                         if sm
-                        else "not measured | | |"
+                        else "not measured | | | |"
                     )
                     a(f"| {ep_title(key)} | {s.label} | {n:,} | {cells} |")
         a("")

@@ -81,6 +81,10 @@ def main() -> None:
 @with_settings
 def serve(settings: Settings, migrate: bool) -> None:
     """Serve HTTP on IDP_HOST:IDP_PORT with IDP_WORKERS processes."""
+    from idp.accounts.passwords import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before any thread exists, for this process and the workers
+
     import uvicorn
 
     from idp import logs

@@ -153,6 +153,7 @@ def seed(
             "scopes": ["openid", "profile", "email", "offline_access"],
             "grant_types": ["authorization_code", "refresh_token", "client_credentials"],
             "token_endpoint_auth_method": "client_secret_basic",
+            "id_token_signed_response_alg": settings.id_token_signing_alg,
         }
         if session.get(Client, CLIENT_ID) is None:
             _, secret = add_client(session, actor="cli", client_id=CLIENT_ID, **fields)

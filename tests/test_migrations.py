@@ -44,3 +44,27 @@ def test_every_migration_downgrades_and_upgrades_again(tmp_path):
         assert not pending(db.engine)
     finally:
         db.dispose()
+
+
+def test_the_heads_read_from_the_files_are_alembics_heads(_db):
+    from alembic.script import ScriptDirectory
+
+    from idp.db.migrate import alembic_config, script_heads
+
+    assert script_heads() == set(ScriptDirectory.from_config(alembic_config(_db.url)).get_heads())
+
+
+def test_a_database_behind_the_files_or_never_migrated_is_pending(tmp_path):
+    from alembic import command
+
+    from idp.db.engine import Database
+    from idp.db.migrate import alembic_config
+
+    url = f"sqlite:///{tmp_path}/behind.db"
+    database = Database(url)
+    try:
+        assert pending(database.engine)
+        command.upgrade(alembic_config(url), "0001")
+        assert pending(database.engine)
+    finally:
+        database.dispose()

@@ -11,8 +11,9 @@ import httpx
 from sqlalchemy import func, select
 
 from idp.accounts.passwords import passwords_for
-from idp.db.models import Account, AuditEvent
-from idp.seeding import EMAIL, PASSWORD, seed, seeded_email
+from idp.db.models import Account, AuditEvent, Client
+from idp.seeding import CLIENT_ID, EMAIL, PASSWORD, seed, seeded_email
+from tests.conftest import make_settings
 from tests.oidc import factories
 from tests.test_cli import run
 
@@ -107,3 +108,9 @@ def test_the_command_prints_one_json_object_and_refuses_production(db, keys_dir)
     )
     assert refused.returncode == 1
     assert "development" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_the_bench_client_signs_id_tokens_with_the_configured_default(db, keys_dir):
+    seed(db, make_settings(db.url, keys_dir, id_token_signing_alg="ES256"), accounts=0)
+    with db.unit_of_work() as session:
+        assert session.get(Client, CLIENT_ID).id_token_signed_response_alg == "ES256"

@@ -86,8 +86,7 @@ class Passwords:
     Hashes are computed in ``threads`` threads of the hasher's own: argon2id allocates
     its memory (19 MiB by default) for each hash, and glibc keeps what a thread freed in
     that thread's arena, so every request thread that ever hashed would hold on to that
-    much (a worker grew past 250 MB). A few hashing threads bound it; more than the
-    cores cannot hash faster anyway.
+    much (a worker grew past 250 MB). A few hashing threads bound it.
     """
 
     def __init__(self, time_cost: int, memory_kib: int, parallelism: int, threads: int = 1) -> None:
@@ -127,16 +126,21 @@ class Passwords:
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Let glibc keep at most ``arenas`` malloc arenas in this process (at start-up).
+def limit_malloc_arenas(arenas: int = 1) -> None:
+    """Let glibc keep at most ``arenas`` malloc arenas, in this process and its children.
 
     glibc gives threads arenas of their own (up to eight per core) and keeps freed
-    memory in them; each arena an argon2id hash ran in keeps its 19 MiB. With two,
-    the hashing threads reuse the same memory. A no-op where the C library is not glibc.
+    memory in them; each arena an argon2id hash ran in keeps its 19 MiB. With one, the
+    hashes reuse the same memory and what is freed at the heap's top goes back to the
+    system (a worker under logins: 190 MB with the default, under 150 MB with one).
+    Python allocates small objects outside malloc, so the shared arena's lock is rarely
+    contended. Call it first thing: arenas made before stay. Worker processes read the
+    environment variable when they start. A no-op where the C library is not glibc.
     """
+    os.environ.setdefault("MALLOC_ARENA_MAX", str(arenas))
     try:
-        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
-    except (OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, int(os.environ["MALLOC_ARENA_MAX"]))
+    except (OSError, AttributeError, ValueError):
         log.debug("not glibc: malloc arenas left as they are")
 
 
@@ -148,9 +152,11 @@ def _passwords(time_cost: int, memory_kib: int, parallelism: int, threads: int) 
 def passwords_for(settings: Settings) -> Passwords:
     """The process's hasher for the configured parameters (built once).
 
-    It hashes in as many threads as this process's share of the cores.
+    It hashes in half as many threads as this process's share of the cores (at least
+    one): a login spends about as much CPU around its hash as in it (bench/RESULTS.md),
+    and each hashing thread holds the hash's memory.
     """
-    threads = max(1, (os.cpu_count() or 1) // settings.workers)
+    threads = max(1, (os.cpu_count() or 1) // (2 * settings.workers))
     return _passwords(
         settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism, threads
     )
