@@ -105,6 +105,22 @@ def _acr_policy_file(value: str) -> Path | None:
     return path
 
 
+def _ca_file(value: str) -> Path | None:
+    """A PEM file of CA certificates, loaded now so a bad file stops the start."""
+    if not value:
+        return None
+    import ssl
+
+    path = Path(value)
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:  # an OSError too: ask first
+        raise ValueError(f"{path} holds no PEM certificate ({exc.reason})") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    return path
+
+
 def setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
     """Declare a field read from the environment variable ``env``."""
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
@@ -297,6 +313,12 @@ class Settings:
         "starttls",
         _choice("starttls", "tls", "none"),
         "starttls, tls (implicit, port 465) or none (local relays and tests only)",
+    )
+    smtp_ca_file: Path | None = setting(
+        "IDP_SMTP_CA_FILE",
+        None,
+        _ca_file,
+        "PEM file of the CAs trusted for the SMTP server's certificate instead of the system's",
     )
     smtp_user: str = setting("IDP_SMTP_USER", "", _text, "SMTP login (empty: no AUTH)")
     smtp_password: str = setting("IDP_SMTP_PASSWORD", "", _text, "SMTP password")
