@@ -30,9 +30,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-## bench: measure the service beside node-oidc-provider (see bench/README.md)
+## bench: measure the service beside node-oidc-provider (bench/README.md; installs wrk and the
+## anchor's npm packages when missing; IDP_BENCH_DATABASE_URL adds PostgreSQL; ARGS=--quick)
 bench: $(STAMP)
-	$(BIN)/python bench/run.py
+	BENCH_PYTHON=$(BIN)/python bench/run.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -22,6 +22,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import random
 import re
 import secrets
 import time
@@ -111,6 +112,10 @@ class Target:
     email: str
     password: str
     scope: str = "openid email profile offline_access"
+    # Seeded accounts (idp bench seed): each login picks one of them at random, so the
+    # lookups spread over the whole table; None: every login uses `email`.
+    email_pattern: str | None = None
+    accounts: int = 0
     prompt: str | None = "consent"  # offline_access needs prompt=consent (OIDC Core 11)
     authorization_endpoint: str = ""
     token_endpoint: str = ""
@@ -121,6 +126,11 @@ class Target:
         meta = r.json()
         self.authorization_endpoint = meta["authorization_endpoint"]
         self.token_endpoint = meta["token_endpoint"]
+
+    def pick_email(self) -> str:
+        if self.email_pattern and self.accounts:
+            return self.email_pattern.format(n=random.randrange(self.accounts))
+        return self.email
 
     @property
     def basic(self) -> str:
@@ -142,15 +152,15 @@ def _pick_form(forms: list[Form], password_stage: bool) -> Form | None:
     return forms[0] if len(forms) == 1 else None
 
 
-def _fill(form: Form, target: Target) -> list[tuple[str, str]]:
+def _fill(form: Form, email: str, password: str) -> list[tuple[str, str]]:
     data: list[tuple[str, str]] = []
     for t, name, value in form.fields:
         if not name:
             continue
         if t == "password":
-            value = target.password
+            value = password
         elif t == "email" or name.lower() in EMAIL_NAMES:
-            value = target.email
+            value = email
         data.append((name, value))
     if form.buttons:
         allow = [b for b in form.buttons if ALLOW_WORDS.search(f"{b[0]} {b[1]} {b[2]}")]
@@ -180,6 +190,7 @@ async def login(client: httpx.AsyncClient, target: Target, max_steps: int = 20) 
     }
     if target.prompt:
         params["prompt"] = target.prompt
+    email = target.pick_email()
     r = await client.get(target.authorization_endpoint, params=params)
     code = None
     password_sent = False
@@ -212,7 +223,7 @@ async def login(client: httpx.AsyncClient, target: Target, max_steps: int = 20) 
         action = urljoin(str(r.url), form.action or str(r.url))
         r = await client.post(
             action,
-            content=urlencode(_fill(form, target)).encode(),
+            content=urlencode(_fill(form, email, target.password)).encode(),
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
     if code is None:

@@ -1,11 +1,13 @@
 """idp benchmark suite: idp side by side with node-oidc-provider (the anchor).
 
-Starts the anchor (bench/anchor/server.js) and, when it can be started, idp
-(`idp serve`), drives both with the same load generator in one run, A B A B per
-endpoint, and writes bench/RESULTS.md.
+Starts the anchor (bench/anchor/server.js) and idp (`idp serve`, 1 and 2 worker
+processes, on SQLite and, with IDP_BENCH_DATABASE_URL, on PostgreSQL; each
+database seeded with `idp bench seed`), drives them with the same load
+generator in one run, A B A B per endpoint, repeats the token and login runs
+with a million accounts, and writes bench/RESULTS.md.
 
-  python bench/run.py            # full run (about 4-6 minutes)
-  python bench/run.py --quick    # about a minute, one round, short runs
+  python bench/run.py            # full run (about 15 minutes with PostgreSQL)
+  python bench/run.py --quick    # a few minutes, one round, short runs
 
 Load generators: wrk (Debian package) for discovery, JWKS, client_credentials,
 refresh_token (rotation: bench/wrk/refresh.lua), introspection and userinfo;
@@ -58,6 +60,9 @@ PASSWORD = "correct horse battery staple"
 REDIRECT_URI = "http://127.0.0.1:9/cb"  # never contacted: the driver stops at the redirect
 ANCHOR_CLIENT_ID = "bench-client"
 ANCHOR_CLIENT_SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+FORM = "application/x-www-form-urlencoded"
+ACCOUNTS = 10_000  # seeded accounts in the main run
+SCALE_ACCOUNTS = 1_000_000  # and in the scale runs
 
 # argon2id parameters used when the service does not say which it uses
 # (OWASP's m=19 MiB, t=2, p=1).
@@ -185,7 +190,7 @@ class Sampler:
 
 @dataclass
 class Server:
-    name: str  # "ours" / "anchor" / "ours-2w"
+    name: str  # "anchor", "ours-sqlite-1w", "ours-pg-2w", ...
     label: str  # for the report
     issuer: str
     proc: subprocess.Popen
@@ -193,16 +198,38 @@ class Server:
     client_secret: str
     workers: int = 1
     meta: dict = field(default_factory=dict)
-    tmp: Path | None = None
+    db: Database | None = None  # idp's database (None: the anchor)
 
     @property
     def auth(self) -> str:
         return basic(self.client_id, self.client_secret)
 
+    @property
+    def ours(self) -> bool:
+        return self.db is not None
+
     def target(self) -> login_driver.Target:
+        """The login driver's target: idp logs in a random seeded account each time."""
+        seed = self.db.seed if self.db else {}
         return login_driver.Target(
-            self.issuer, self.client_id, self.client_secret, REDIRECT_URI, EMAIL, PASSWORD
+            self.issuer,
+            self.client_id,
+            self.client_secret,
+            REDIRECT_URI,
+            seed.get("email", EMAIL),
+            seed.get("password", PASSWORD),
+            email_pattern=seed.get("email_pattern"),
+            accounts=seed.get("accounts", 0),
         )
+
+    def serving_pids(self, pids: list[int], names: dict[int, str]) -> list[int]:
+        """The processes that answer requests: the one process, or the workers (every
+        process below the supervising main one but multiprocessing's resource tracker)."""
+        if self.workers == 1:
+            return [p for p in pids if p == self.proc.pid]
+        return [
+            p for p in pids if p != self.proc.pid and "resource tracker" not in names.get(p, "")
+        ]
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -310,7 +337,7 @@ def find_idp(explicit: str | None) -> Path | None:
 
 
 def run_cli(
-    idp: Path, args: list[str], env: dict, timeout: float = 120
+    idp: Path, args: list[str], env: dict, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(idp), *args], env=env, capture_output=True, text=True, timeout=timeout
@@ -325,24 +352,54 @@ def last_json(text: str) -> dict:
     return json.loads(text)
 
 
-def cli_has(idp: Path, env: dict, *words: str) -> bool:
-    r = run_cli(idp, [*words, "--help"], env, timeout=60)
-    return r.returncode == 0
+RESET_POSTGRES = r"""
+import sys
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+url = make_url(sys.argv[1])
+if "bench" not in (url.database or ""):
+    sys.exit(f"refusing to empty {url.database!r}: IDP_BENCH_DATABASE_URL must name a database "
+             "used only for benchmarks (its name containing 'bench')")
+engine = create_engine(url)
+with engine.begin() as c:
+    c.execute(text("DROP SCHEMA public CASCADE"))
+    c.execute(text("CREATE SCHEMA public"))
+"""
 
 
-def prepare_ours(idp: Path, outdir: Path, db_url: str | None) -> tuple[dict, dict | None, str]:
-    """Migrate, create keys, the bench client and account.
+@dataclass
+class Database:
+    """One database idp runs on in this bench run, and the data seeded into it."""
 
-    Returns (env, client or None, why no client). Without a client (or account)
-    the server still runs the endpoints that need none (discovery, JWKS)."""
-    tmp = Path(tempfile.mkdtemp(prefix="idp-bench-", dir=outdir))
+    kind: str  # "SQLite" / "PostgreSQL"
+    url: str
+    env: dict
+    seed: dict = field(default_factory=dict)  # `idp bench seed --json`
+
+
+def prepare_ours(idp: Path, outdir: Path, kind: str, url: str | None, accounts: int) -> Database:
+    """A fresh database (SQLite file, or the emptied bench PostgreSQL database), migrated,
+    with keys and `idp bench seed --accounts N` (client, known account, N accounts)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f"idp-{kind.lower()}-", dir=outdir))
     (tmp / "keys").mkdir()
+    if url is None:
+        url = f"sqlite:///{tmp / 'idp.db'}"
+    else:
+        r = subprocess.run(
+            [str(idp.parent / "python"), "-c", RESET_POSTGRES, url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if r.returncode != 0:
+            raise RuntimeError(f"cannot empty the bench database: {(r.stderr or r.stdout)[-400:]}")
     env = {
         **os.environ,
-        "IDP_DATABASE_URL": db_url or f"sqlite:///{tmp / 'idp.db'}",
+        "IDP_DATABASE_URL": url,
         "IDP_KEYS_DIR": str(tmp / "keys"),
         "IDP_ISSUER": "http://127.0.0.1:1",  # replaced per start
-        # plain-http issuer on loopback: development mode (production refuses http)
+        # plain-http issuer on loopback: development mode (production refuses http); it
+        # changes nothing else on the measured paths (it adds the /demo pages)
         "IDP_ENV": "development",
         "AUTHLIB_INSECURE_TRANSPORT": "1",
         # the anchor signs ID tokens with ES256: the same work on both sides
@@ -353,48 +410,39 @@ def prepare_ours(idp: Path, outdir: Path, db_url: str | None) -> tuple[dict, dic
         r = run_cli(idp, step, env)
         if r.returncode != 0:
             raise RuntimeError(f"`idp {' '.join(step)}` failed: {(r.stderr or r.stdout)[-800:]}")
-    if not cli_has(idp, env, "clients", "add"):
-        return (
-            env,
-            None,
-            "`idp clients add` does not exist yet, so there is no client to call it with",
-        )
-    grants = ["authorization_code", "refresh_token", "client_credentials"]
-    args = ["clients", "add", "--name", "bench", "--redirect-uri", REDIRECT_URI]
-    for g in grants:
-        args += ["--grant-type", g]
-    r = run_cli(idp, [*args, "--json"], env)
-    if r.returncode != 0:
-        return env, None, f"`idp clients add` failed: {(r.stderr or r.stdout)[-400:]}"
-    client = last_json(r.stdout)
-    if not cli_has(idp, env, "users", "create"):
-        client["_no_account"] = (
-            "`idp users create` does not exist yet, so there is no account to log in with"
-        )
-        return env, client, ""
+    db = Database(kind, url, env)
+    seed_ours(idp, db, accounts)
+    return db
+
+
+def seed_ours(idp: Path, db: Database, accounts: int) -> None:
+    """`idp bench seed`: up to `accounts` seeded accounts; the bench client gets a new secret."""
     r = run_cli(
         idp,
-        ["users", "create", "--email", EMAIL, "--password", PASSWORD, "--verified", "--json"],
-        env,
+        ["bench", "seed", "--accounts", str(accounts), "--redirect-uri", REDIRECT_URI, "--json"],
+        db.env,
     )
     if r.returncode != 0:
-        client["_no_account"] = f"`idp users create` failed: {(r.stderr or r.stdout)[-400:]}"
-    return env, client, ""
+        raise RuntimeError(f"`idp bench seed` failed: {(r.stderr or r.stdout)[-800:]}")
+    db.seed = last_json(r.stdout)
+    log(
+        f"{db.kind}: {db.seed['accounts']:,} seeded accounts "
+        f"({db.seed['added']:,} added in {db.seed['seconds']:.1f} s)"
+    )
 
 
-def start_ours(
-    idp: Path, env: dict, client: dict | None, no_client: str, workers: int, outdir: Path
-) -> Server:
+def start_ours(idp: Path, db: Database, workers: int, outdir: Path) -> Server:
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     env = {
-        **env,
+        **db.env,
         "IDP_ISSUER": issuer,
         "IDP_HOST": "127.0.0.1",
         "IDP_PORT": str(port),
         "IDP_WORKERS": str(workers),
     }
-    logf = outdir / f"ours-{workers}w.log"
+    short = "sqlite" if db.kind == "SQLite" else "pg"
+    logf = outdir / f"ours-{short}-{workers}w.log"
     proc = subprocess.Popen(
         [str(idp), "serve"],
         env=env,
@@ -408,83 +456,63 @@ def start_ours(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         raise RuntimeError(f"`idp serve` did not start: {e}\n{tail(logf)}") from e
-    name = "ours" if workers == 1 else f"ours-{workers}w"
-    srv = Server(
-        name,
-        f"idp ({workers} worker{'s' if workers > 1 else ''})",
+    return Server(
+        f"ours-{short}-{workers}w",
+        f"idp {db.kind}, {workers} worker{'s' if workers > 1 else ''}",
         issuer,
         proc,
-        client["client_id"] if client else "",
-        client["client_secret"] if client else "",
+        db.seed["client_id"],
+        db.seed["client_secret"],
         workers,
+        db=db,
     )
-    if client is None:
-        srv.meta["no_client"] = no_client
-    elif client.get("_no_account"):
-        srv.meta["no_account"] = client["_no_account"]
-    return srv
+
+
+def use_new_secret(servers: list[Server], db: Database) -> None:
+    """After a re-seed the bench client has a new secret: wait until every server
+    of `db` accepts it (they reload the client cache within IDP_CACHE_POLL_SECONDS)."""
+    for s in servers:
+        if s.db is not db:
+            continue
+        s.client_secret = db.seed["client_secret"]
+        meta = httpx.get(s.issuer + "/.well-known/openid-configuration").json()
+        deadline = time.monotonic() + 30
+        while True:
+            r = httpx.post(
+                meta["token_endpoint"],
+                content="grant_type=client_credentials",
+                headers={"Authorization": s.auth, "Content-Type": FORM},
+            )
+            if r.status_code == 200:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{s.label} does not accept the new client secret: {r.text}")
+            time.sleep(0.5)
 
 
 def service_argon2(idp: Path | None) -> tuple[dict, str]:
-    """argon2id parameters the service uses: from idp.settings, else any
-    PasswordHasher instance in the idp package; else the default."""
+    """The argon2id parameters the service's settings name (IDP_ARGON2_*)."""
     if idp is None:
         return DEFAULT_ARGON2, "default (OWASP m=19 MiB, t=2, p=1): the service is not installed"
-    py = idp.parent / "python"
-    probe = r"""
-import json, importlib, pkgutil, re
-out = {}
-try:
-    from idp import settings as S
-    s = S.Settings.from_env() if hasattr(S, "Settings") else S
-    for k in dir(s):
-        kl = k.lower()
-        if "argon" in kl or kl.startswith("password_hash"):
-            v = getattr(s, k)
-            if isinstance(v, int):
-                for want in ("memory", "time", "parallel"):
-                    if want in kl:
-                        out[{"memory": "memory_cost", "time": "time_cost", "parallel": "parallelism"}[want]] = v
-    if len(out) == 3:
-        print(json.dumps({"params": out, "source": "idp.settings"})); raise SystemExit
-except SystemExit:
-    raise
-except Exception as e:
-    pass
-import idp, argon2
-for m in pkgutil.walk_packages(idp.__path__, "idp."):
-    if m.name.endswith("__main__") or ".migrations" in m.name:
-        continue
-    try:
-        mod = importlib.import_module(m.name)
-    except BaseException:
-        continue
-    for k, v in vars(mod).items():
-        if isinstance(v, argon2.PasswordHasher):
-            print(json.dumps({"params": {"memory_cost": v.memory_cost, "time_cost": v.time_cost,
-                  "parallelism": v.parallelism}, "source": f"{m.name}.{k}"})); raise SystemExit
-print(json.dumps({"params": None}))
-"""
+    probe = (
+        "import json; from idp.settings import Settings; s = Settings.from_env(); "
+        "print(json.dumps({'memory_cost': s.argon2_memory_kib, 'time_cost': s.argon2_time_cost, "
+        "'parallelism': s.argon2_parallelism}))"
+    )
     try:
         r = subprocess.run(
-            [str(py), "-c", probe],
+            [str(idp.parent / "python"), "-c", probe],
             capture_output=True,
             text=True,
             timeout=120,
             env={**os.environ, "IDP_ISSUER": os.environ.get("IDP_ISSUER", "http://127.0.0.1:1")},
         )
-        found = last_json(r.stdout)
-        if found.get("params"):
-            return found["params"], found["source"]
+        return last_json(r.stdout), "the service's settings (IDP_ARGON2_*)"
     except Exception as e:  # reported, default used
         return (
             DEFAULT_ARGON2,
-            f"default (OWASP m=19 MiB, t=2, p=1): probing the service failed: {e}",
+            f"default (OWASP m=19 MiB, t=2, p=1): reading the settings failed: {e}",
         )
-    return (
-        DEFAULT_ARGON2,
-        "default (OWASP m=19 MiB, t=2, p=1): no argon2 parameters found in the service",
-    )
 
 
 # ------------------------------------------------------------------ measuring
@@ -625,12 +653,6 @@ def prep_jwks(server: Server, meta: dict, state: dict) -> dict:
     return {"url": url, "script": "get.lua", "env": {}}
 
 
-def need(server: Server, *what: str) -> None:
-    for w in what:
-        if server.meta.get(w):
-            raise RuntimeError(server.meta[w])
-
-
 def endpoint_url(meta: dict, key: str) -> str:
     url = meta.get(key)
     check(bool(url), f"the discovery document has no {key}")
@@ -638,13 +660,12 @@ def endpoint_url(meta: dict, key: str) -> str:
 
 
 def prep_cc(server: Server, meta: dict, state: dict) -> dict:
-    need(server, "no_client")
     url = endpoint_url(meta, "token_endpoint")
     body = "grant_type=client_credentials"
     r = httpx.post(
         url,
         content=body,
-        headers={"Authorization": server.auth, "Content-Type": "application/x-www-form-urlencoded"},
+        headers={"Authorization": server.auth, "Content-Type": FORM},
     )
     check(
         r.status_code == 200 and "access_token" in r.json(),
@@ -660,7 +681,6 @@ def prep_cc(server: Server, meta: dict, state: dict) -> dict:
 
 
 def user_tokens(server: Server, state: dict) -> dict:
-    need(server, "no_client", "no_account")
     if "tokens" not in state:
         state["tokens"] = mint_tokens(server, 1)[0]
     return state["tokens"]
@@ -684,7 +704,7 @@ def prep_introspection(server: Server, meta: dict, state: dict) -> dict:
     r = httpx.post(
         url,
         content=body,
-        headers={"Authorization": server.auth, "Content-Type": "application/x-www-form-urlencoded"},
+        headers={"Authorization": server.auth, "Content-Type": FORM},
     )
     check(
         r.status_code == 200 and r.json().get("active") is True,
@@ -698,7 +718,6 @@ def prep_introspection(server: Server, meta: dict, state: dict) -> dict:
 
 
 def prep_refresh(server: Server, meta: dict, state: dict) -> dict:
-    need(server, "no_client", "no_account")
     url = endpoint_url(meta, "token_endpoint")
     n = state["refresh_pool"]
     toks = mint_tokens(server, n + 1)
@@ -708,7 +727,7 @@ def prep_refresh(server: Server, meta: dict, state: dict) -> dict:
     r = httpx.post(
         url,
         content="grant_type=refresh_token&refresh_token=" + quote(probe["refresh_token"], safe=""),
-        headers={"Authorization": server.auth, "Content-Type": "application/x-www-form-urlencoded"},
+        headers={"Authorization": server.auth, "Content-Type": FORM},
     )
     check(r.status_code == 200, f"refresh_token grant -> {r.status_code}: {r.text[:200]}")
     new = r.json().get("refresh_token")
@@ -809,6 +828,91 @@ def argon2_floor(params: dict, seconds: float) -> dict:
     }
 
 
+# ------------------------------------------------------------------ one endpoint, A B A B
+
+
+@dataclass
+class Options:
+    seconds: float
+    warmup: float
+    rounds: int
+    connections: int
+    threads: int
+    login_concurrency: int
+    outdir: Path
+
+
+def login_probe(s: Server) -> None:
+    async def probe() -> None:
+        async with login_driver.new_client() as c:
+            t = s.target()
+            await t.discover(c)
+            await login_driver.login(c, t)
+
+    asyncio.run(probe())
+
+
+def run_endpoint(
+    ep: Endpoint, servers: list[Server], o: Options, procnames: dict[int, str]
+) -> list[Result]:
+    """Warm each server up on the endpoint (not recorded), then rounds of A B A B."""
+    results: list[Result] = []
+    preps: dict[str, dict | None] = {}
+    states: dict[str, dict] = {}
+    for s in servers:
+        states[s.name] = {"outdir": str(o.outdir), "refresh_pool": o.connections * 3}
+        try:
+            if ep.kind == "wrk":
+                meta = httpx.get(s.issuer + "/.well-known/openid-configuration").json()
+                preps[s.name] = ep.prepare(s, meta, states[s.name])
+            else:
+                login_probe(s)
+                preps[s.name] = {}
+        except Exception as e:
+            preps[s.name] = None
+            results.append(Result(s.name, 1, False, reason=f"{type(e).__name__}: {e}"))
+            log(f"{ep.key} / {s.name}: not measured: {e}")
+    for s in servers:
+        p = preps.get(s.name)
+        if p is None:
+            continue
+        if ep.kind == "login":
+            with contextlib.suppress(Exception):
+                asyncio.run(login_driver.run_logins(s.target(), o.warmup, o.login_concurrency))
+        elif not p.get("fresh_each_run"):
+            run_wrk(s, p["url"], p["script"], p["env"], o.warmup, o.connections, o.threads)
+    for rnd in range(1, o.rounds + 1):
+        for s in servers:
+            p = preps.get(s.name)
+            if p is None:
+                continue
+            if ep.kind == "login":
+                r = run_login(s, o.seconds, o.login_concurrency)
+            else:
+                if p.get("fresh_each_run") and rnd > 1:
+                    try:
+                        meta = httpx.get(s.issuer + "/.well-known/openid-configuration").json()
+                        p = ep.prepare(s, meta, states[s.name])
+                    except Exception as e:
+                        results.append(Result(s.name, rnd, False, reason=str(e)))
+                        continue
+                r = run_wrk(s, p["url"], p["script"], p["env"], o.seconds, o.connections, o.threads)
+            r.round = rnd
+            for pid in r.max_rss_kib:
+                procnames.setdefault(pid, proc_name(pid))
+            results.append(r)
+            log(
+                f"{ep.key:18s} round {rnd} {s.name:15s} "
+                + (
+                    f"{r.rps:10.1f}/s p50 {r.p50_ms:7.2f} ms p99 {r.p99_ms:7.2f} ms "
+                    f"CPU {r.server_cpu_us:8.0f} µs errors {r.errors}"
+                    if r.ok
+                    else f"not measured: {r.reason}"
+                )
+            )
+    return results
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -860,22 +964,6 @@ def machine() -> dict:
 OTHER_CPU_WARN = 0.15
 
 
-def label_of(ctx: dict, name: str) -> str:
-    return next((s.label for s in ctx["servers"] if s.name == name), name)
-
-
-def summary_cell(sm: Result | None, digits: int, unit: str) -> str:
-    if not sm:
-        return "not measured"
-    sp = f" ±{sm.extra['spread'] * 50:.0f}%" if sm.extra["n"] > 1 else ""
-    cpu = (
-        f"{sm.server_cpu_us / 1000:.1f} ms"
-        if sm.server_cpu_us >= 1000
-        else f"{sm.server_cpu_us:.0f} µs"
-    )
-    return f"{fmt(sm.rps, digits)} {unit}{sp}, p99 {fmt(sm.p99_ms, 1)} ms, CPU {cpu}/req"
-
-
 def fmt(v: float, digits: int = 0) -> str:
     return f"{v:,.{digits}f}"
 
@@ -895,6 +983,128 @@ def summarize(results: list[Result], server: str) -> Result | None:
         p99_ms=statistics.mean(r.p99_ms for r in rs),
         server_cpu_us=statistics.mean(r.server_cpu_us for r in rs),
     )
+
+
+def cpu_str(us: float) -> str:
+    return f"{us / 1000:.1f} ms" if us >= 1000 else f"{us:.0f} µs"
+
+
+def serving_rss_kib(results: list[Result], s: Server, names: dict[int, str]) -> int | None:
+    """Largest VmRSS of one serving process of `s` during these runs."""
+    seen = [
+        v
+        for r in results
+        if r.server == s.name and r.ok
+        for pid, v in r.max_rss_kib.items()
+        if pid in s.serving_pids([pid], names)
+    ]
+    return max(seen) if seen else None
+
+
+def ep_title(key: str) -> str:
+    return next(ep.title for ep in ENDPOINTS if ep.key == key)
+
+
+def verdict(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+def targets(ctx: dict) -> list[str]:
+    """Issue 9's targets, each checked against this run's numbers."""
+    rows: list[str] = []
+    res = ctx["results"]
+    ours = [s for s in ctx["servers"] if s.ours]
+    for key in ("client_credentials", "refresh_token"):
+        anc = summarize(res.get(key, []), "anchor")
+        for s in ours:
+            sm = summarize(res.get(key, []), s.name)
+            if not (sm and anc):
+                rows.append(
+                    f"| {ep_title(key)}: req/s per worker process ≥ anchor | {s.label} | not measured | — |"
+                )
+                continue
+            per = sm.rps / s.workers
+            rows.append(
+                f"| {ep_title(key)}: req/s per worker process ≥ anchor | {s.label} | "
+                f"{fmt(per)} vs {fmt(anc.rps)} req/s (**{per / anc.rps:.2f}x**); CPU/req "
+                f"{cpu_str(sm.server_cpu_us)} vs {cpu_str(anc.server_cpu_us)} | {verdict(per >= anc.rps)} |"
+            )
+    for key in ("discovery", "jwks"):
+        anc = summarize(res.get(key, []), "anchor")
+        for s in ours:
+            sm = summarize(res.get(key, []), s.name)
+            if sm and anc:
+                rows.append(
+                    f"| {ep_title(key)}: req/s ≥ anchor | {s.label} | {fmt(sm.rps)} vs {fmt(anc.rps)} req/s "
+                    f"(**{sm.rps / anc.rps:.2f}x**) | {verdict(sm.rps >= anc.rps)} |"
+                )
+    fl = ctx.get("floor")
+    for s in ours:
+        sm = summarize(res.get("login", []), s.name)
+        if fl and sm:
+            over = sm.server_cpu_us / 1000 / fl["verify_ms"] - 1
+            rows.append(
+                f"| Password login: ≤ +20% over the argon2id floor (server CPU per login vs one verify) | "
+                f"{s.label} | {sm.server_cpu_us / 1000:.1f} ms vs {fl['verify_ms']:.1f} ms (**+{over * 100:.0f}%**); "
+                f"{sm.rps:.1f} logins/s vs {fl['verify_per_s']:.1f} verifies/s | {verdict(over <= 0.20)} |"
+            )
+    for kind, sc in ctx["scale"].items():
+        for key in ("client_credentials", "refresh_token", "login"):
+            for s in ours:
+                if s.db is None or s.db.kind != kind:
+                    continue
+                base = summarize(res.get(key, []), s.name)
+                big = summarize(sc["results"].get(key, []), s.name)
+                if not (base and big):
+                    continue
+                noise = p99_noise(res.get(key, []), s.name)
+                ratio = big.p99_ms / base.p99_ms
+                rows.append(
+                    f"| {ep_title(key)}: p99 unchanged from {ctx['accounts']:,} to {sc['accounts']:,} accounts | "
+                    f"{s.label} | p99 {base.p99_ms:.1f} → {big.p99_ms:.1f} ms ({ratio:.2f}x; rounds at "
+                    f"{ctx['accounts']:,} differ by {noise * 100:.0f}%); CPU/req {cpu_str(base.server_cpu_us)} → "
+                    f"{cpu_str(big.server_cpu_us)} | {verdict(ratio <= 1 + max(noise, 0.25))} |"
+                )
+    worst = [
+        (serving_rss_kib([r for v in res.values() for r in v], s, ctx["procnames"]), s)
+        for s in ours
+    ]
+    for kib, s in worst:
+        if kib:
+            rows.append(
+                f"| Memory: < 150 MB RSS per worker under load | {s.label} | {kib / 1024:.0f} MiB "
+                f"| {verdict(kib * 1024 < 150e6)} |"
+            )
+    return rows
+
+
+def p99_noise(results: list[Result], server: str) -> float:
+    """Relative spread of p99 between the rounds of one server."""
+    ps = [r.p99_ms for r in results if r.server == server and r.ok]
+    return (max(ps) - min(ps)) / statistics.mean(ps) if len(ps) > 1 else 0.0
+
+
+def runs_table(a, res: list[Result], ep: Endpoint, label: dict) -> None:
+    unit = "logins/s" if ep.kind == "login" else "req/s"
+    a(
+        f"| run | server | {unit} | p50 ms | p99 ms | {'logins' if ep.kind == 'login' else 'requests'} | errors | "
+        "server CPU/req | load gen CPU | other CPU |"
+    )
+    a("|---|---|---|---|---|---|---|---|---|---|")
+    for r in res:
+        if r.ok:
+            a(
+                f"| {r.round} | {label.get(r.server, r.server)} | {fmt(r.rps, 1 if ep.kind == 'login' else 0)} | "
+                f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.requests:,} | {r.errors} | "
+                f"{cpu_str(r.server_cpu_us)} | {r.driver_cpu_share * 100:.0f}% | "
+                f"{r.other_cpu_share * 100:.0f}%{' ⚠' if r.other_cpu_share > OTHER_CPU_WARN else ''} |"
+            )
+        else:
+            a(f"| {r.round} | {label.get(r.server, r.server)} | not measured | | | | | | | |")
+    for r in res:
+        if not r.ok:
+            a("")
+            a(f"- not measured ({label.get(r.server, r.server)}, round {r.round}): {r.reason}")
 
 
 def write_report(path: Path, ctx: dict) -> None:
@@ -918,11 +1128,11 @@ def write_report(path: Path, ctx: dict) -> None:
     a(
         f"- load generator: {m['wrk']}, `-t{ctx['threads']} -c{ctx['connections']} -d{ctx['seconds']:g}s --latency`; "
         f"logins: bench/login.py (httpx, Python {m['python']}), {ctx['login_concurrency']} virtual users, "
-        f"{ctx['login_seconds']:g} s per run"
+        f"{ctx['seconds']:g} s per run"
     )
     a(
         f"- order: per endpoint, {ctx['rounds']} round(s) of {' / '.join(ctx['order'])} (A B A B), "
-        f"after a {ctx['warmup']:g} s warm-up of each; everything on loopback, server and load generator "
+        f"after a {ctx['warmup']:g} s warm-up of each; everything on loopback, servers and load generator "
         "share the same cores"
     )
     for s in ctx["servers_info"]:
@@ -934,31 +1144,33 @@ def write_report(path: Path, ctx: dict) -> None:
     )
     a("")
     disturbed = [
-        (k, r)
-        for k, v in ctx["results"].items()
+        r
+        for v in [
+            *ctx["results"].values(),
+            *(r for sc in ctx["scale"].values() for r in sc["results"].values()),
+        ]
         for r in v
         if r.ok and r.other_cpu_share > OTHER_CPU_WARN
     ]
     if disturbed:
-        measured = sum(1 for v in ctx["results"].values() for r in v if r.ok)
-        shares = sorted(r.other_cpu_share * 100 for _, r in disturbed)
+        measured = sum(1 for v in ctx["results"].values() for r in v if r.ok) + sum(
+            1 for sc in ctx["scale"].values() for v in sc["results"].values() for r in v if r.ok
+        )
+        shares = sorted(r.other_cpu_share * 100 for r in disturbed)
         a(
             f"**{len(disturbed)} of {measured} runs shared the machine with other work**: something "
             f"else used more than {OTHER_CPU_WARN * 100:.0f}% of a core meanwhile (median "
             f"{statistics.median(shares):.0f}%, up to {shares[-1]:.0f}%; marked ⚠ in the tables). "
             "Their requests/s are low by up to that share; the CPU per request is less affected. "
-            "Rerun on a quiet machine before drawing conclusions from small differences."
+            "Compare ratios within one round, and the CPU per request."
         )
         a("")
     a(
-        "Summary cells: mean over the rounds of requests/s (± half the spread between rounds), p99 latency "
-        "and server CPU time per request. The CPU ratio (lower is better for idp) holds better than req/s "
-        "on a shared machine. "
-        "Per-run columns: requests/s (logins/s for the login), latency p50/p99 in ms, server CPU per request "
-        "(all the server's processes, from /proc), load generator CPU in % of one core; "
-        "other CPU: what everything else on the machine used meanwhile (% of one core, ⚠ above "
-        f"{OTHER_CPU_WARN * 100:.0f}%). "
-        "Ratio = ours/anchor of the mean over rounds (> 1.00: ours is faster)."
+        "Cells: mean over the rounds of requests/s (± half the spread between rounds), latency p50/p99 "
+        "(wrk's histogram; login: per whole login) and server CPU time per request (all the server's "
+        "processes, from /proc: user + system). The CPU ratio holds better than req/s on a shared machine. "
+        "Per worker process: req/s divided by the number of serving processes (the anchor is one). "
+        "Ratio = ours/anchor (> 1.00: ours is faster). RSS: the largest VmRSS of one serving process during the runs."
     )
     a("")
     if ctx["notes"]:
@@ -967,85 +1179,91 @@ def write_report(path: Path, ctx: dict) -> None:
         for n in ctx["notes"]:
             a(f"- {n}")
         a("")
+    label = {s.name: s.label for s in ctx["servers"]}
+    ours = [s for s in ctx["servers"] if s.ours]
+    anchor = next((s for s in ctx["servers"] if not s.ours), None)
+    a("## Targets (issue 9)")
+    a("")
+    rows = targets(ctx)
+    if rows:
+        a("| target | server | measured | |")
+        a("|---|---|---|---|")
+        L.extend(rows)
+    else:
+        a(f"not measured: {ctx['ours_reason'] or 'no run of idp and the anchor'}")
+    a("")
     a("## Summary")
     a("")
-    names = [s.name for s in ctx["servers"]]
-    label = {s.name: s.label for s in ctx["servers"]}
-    ours_names = [n for n in names if n != "anchor"]
-    cols = ["endpoint"] + [label[n] for n in ours_names]
-    cols += [label["anchor"]] if "anchor" in label else []
-    cols += [f"{n}/anchor req/s" for n in ours_names]
-    cols += [f"{n}/anchor CPU per request" for n in ours_names]
+    cols = ["endpoint", *([anchor.label] if anchor else []), *(s.label for s in ours)]
     a("| " + " | ".join(cols) + " |")
     a("|" + "---|" * len(cols))
     for ep in ENDPOINTS:
         if ep.key not in ctx["results"]:
             continue
         res = ctx["results"][ep.key]
-        digits = 1 if ep.kind == "login" else 0
+        digits, unit = (1, "logins/s") if ep.kind == "login" else (0, "/s")
         anc = summarize(res, "anchor")
         row = [ep.title]
-        for n in [*ours_names, *(["anchor"] if "anchor" in label else [])]:
+        if anchor:
             row.append(
-                summary_cell(
-                    summarize(res, n), digits, "logins/s" if ep.kind == "login" else "req/s"
-                )
+                f"{fmt(anc.rps, digits)} {unit}, p99 {anc.p99_ms:.1f} ms" if anc else "not measured"
             )
-        for n in ours_names:
-            sm = summarize(res, n)
-            row.append(f"**{sm.rps / anc.rps:.2f}x**" if sm and anc else "—")
-        for n in ours_names:
-            sm = summarize(res, n)
-            row.append(f"{sm.server_cpu_us / anc.server_cpu_us:.2f}x" if sm and anc else "—")
+        for s in ours:
+            sm = summarize(res, s.name)
+            if not sm:
+                row.append("not measured")
+                continue
+            ratio = f" (**{sm.rps / anc.rps:.2f}x**)" if anc else ""
+            row.append(f"{fmt(sm.rps, digits)} {unit}{ratio}, p99 {sm.p99_ms:.1f} ms")
         a("| " + " | ".join(row) + " |")
-    if not ours_names:
+    if not ours:
         a("")
         a(f"**idp: not measured** — {ctx['ours_reason']}")
     a("")
     for ep in ENDPOINTS:
         if ep.key not in ctx["results"]:
             continue
+        res = ctx["results"][ep.key]
         a(f"## {ep.title}")
         a("")
         a(f"{ep.what}.")
         a("")
-        res = ctx["results"].get(ep.key, [])
         unit = "logins/s" if ep.kind == "login" else "req/s"
+        digits = 1 if ep.kind == "login" else 0
         a(
-            f"| run | server | {unit} | p50 ms | p99 ms | {'logins' if ep.kind == 'login' else 'requests'} | errors | "
-            "server CPU/req | load gen CPU | other CPU |"
+            f"| server | {unit} | per worker process | p50 ms | p99 ms | server CPU/req | ours/anchor | "
+            "per process ours/anchor | RSS per serving process |"
         )
-        a("|---|---|---|---|---|---|---|---|---|---|")
-        for r in res:
-            if r.ok:
-                a(
-                    f"| {r.round} | {label.get(r.server, r.server)} | {fmt(r.rps, 1 if ep.kind == 'login' else 0)} | "
-                    f"{r.p50_ms:.2f} | {r.p99_ms:.2f} | {r.requests:,} | {r.errors} | "
-                    f"{fmt(r.server_cpu_us)} µs | {r.driver_cpu_share * 100:.0f}% | "
-                    f"{r.other_cpu_share * 100:.0f}%{' ⚠' if r.other_cpu_share > OTHER_CPU_WARN else ''} |"
-                )
-            else:
-                a(f"| {r.round} | {label.get(r.server, r.server)} | not measured | | | | | | | |")
-        for r in res:
-            if not r.ok:
-                a("")
-                a(f"- not measured ({label.get(r.server, r.server)}, round {r.round}): {r.reason}")
-        if not ctx["ours_names_started"]:
-            a("")
-            a(f"- idp: not measured — {ctx['ours_reason']}")
-        anc, ours = summarize(res, "anchor"), summarize(res, "ours")
-        if anc and ours:
-            a("")
+        a("|---|---|---|---|---|---|---|---|---|")
+        anc = summarize(res, "anchor")
+        for s in [*([anchor] if anchor else []), *ours]:
+            sm = summarize(res, s.name)
+            if not sm:
+                a(f"| {s.label} | not measured | | | | | | | |")
+                continue
+            sp = f" ±{sm.extra['spread'] * 50:.0f}%" if sm.extra["n"] > 1 else ""
+            rss = serving_rss_kib(res, s, ctx["procnames"])
+            ratio = f"**{sm.rps / anc.rps:.2f}x**" if anc and s.ours else ""
+            per = f"**{sm.rps / s.workers / anc.rps:.2f}x**" if anc and s.ours else ""
             a(
-                f"Ratio idp (1 worker) / anchor: **{ours.rps / anc.rps:.2f}x** requests/s, "
-                f"p99 {ours.p99_ms:.1f} ms vs {anc.p99_ms:.1f} ms."
+                f"| {s.label} | {fmt(sm.rps, digits)}{sp} | {fmt(sm.rps / s.workers, digits)} | {sm.p50_ms:.2f} | "
+                f"{sm.p99_ms:.2f} | {cpu_str(sm.server_cpu_us)} | {ratio} | {per} | "
+                f"{f'{rss / 1024:.0f} MiB' if rss else '—'} |"
             )
+        a("")
+        runs_table(a, res, ep, label)
         if ep.key == "refresh_token":
             a("")
             a(
                 "Each refresh token is sent once: the Lua script keeps a queue seeded with "
                 f"{ctx['refresh_pool']} refresh tokens minted through full logins, and every 200 response "
                 "puts the new (rotated) refresh token back, so each connection runs a rotation chain."
+            )
+        if ep.key == "login":
+            a("")
+            a(
+                "idp logs in a random one of its seeded accounts each time (the anchor has one account); "
+                "every login starts with an empty cookie jar and asks for consent (`prompt=consent`)."
             )
         a("")
     a("## Memory (RSS) under load")
@@ -1067,7 +1285,7 @@ def write_report(path: Path, ctx: dict) -> None:
                         rss[pid] = max(rss.get(pid, 0), v)
         for pid, v in sorted(rss.items()):
             a(f"| {s.label} | {ctx['procnames'].get(pid, pid)} | {v / 1024:.0f} MiB |")
-    if not ctx["ours_names_started"]:
+    if not ours:
         a(f"| idp | — | not measured ({ctx['ours_reason']}) |")
     a("")
     a("## Password login vs the argon2id floor")
@@ -1104,11 +1322,6 @@ def write_report(path: Path, ctx: dict) -> None:
                 a(
                     f"| {s.label} | not measured | {fl['verify_per_s']:.1f} | — | — | {fl['verify_ms']:.1f} ms | — |"
                 )
-        if not ctx["ours_names_started"]:
-            a(
-                f"| idp | not measured ({ctx['ours_reason']}) | {fl['verify_per_s']:.1f} | — | — | "
-                f"{fl['verify_ms']:.1f} ms | — |"
-            )
         a("")
         a(
             "A login is one argon2id verify plus everything around it (8 HTTP requests: authorize, "
@@ -1119,10 +1332,44 @@ def write_report(path: Path, ctx: dict) -> None:
     else:
         a(f"not measured: {ctx.get('floor_reason', 'skipped')}")
     a("")
-    a("## Scale: 10,000 and 1,000,000 accounts")
+    a(f"## Scale: {ctx['accounts']:,} and {ctx['scale_accounts']:,} accounts")
     a("")
-    a(ctx["scale"])
-    a("")
+    if not ctx["scale"]:
+        a(f"Not done: {ctx['scale_reason']}")
+        a("")
+    for kind, sc in ctx["scale"].items():
+        a(
+            f"{kind}: the token and login runs of the main run ({ctx['accounts']:,} seeded accounts) against "
+            f"the same servers after `idp bench seed --accounts {sc['accounts']:,}` added "
+            f"{sc['seed']['added']:,} accounts in {sc['seed']['seconds']:.1f} s (the servers kept running; "
+            "logins pick a random account among all of them)."
+        )
+        a("")
+        a("| endpoint | server | accounts | req/s | p50 ms | p99 ms | server CPU/req |")
+        a("|---|---|---|---|---|---|---|")
+        for key, big_res in sc["results"].items():
+            for s in ours:
+                if s.db is None or s.db.kind != kind:
+                    continue
+                for n, res in (
+                    (ctx["accounts"], ctx["results"].get(key, [])),
+                    (sc["accounts"], big_res),
+                ):
+                    sm = summarize(res, s.name)
+                    cells = (
+                        f"{fmt(sm.rps, 1 if key == 'login' else 0)} | {sm.p50_ms:.2f} | {sm.p99_ms:.2f} | "
+                        f"{cpu_str(sm.server_cpu_us)}"
+                        if sm
+                        else "not measured | | |"
+                    )
+                    a(f"| {ep_title(key)} | {s.label} | {n:,} | {cells} |")
+        a("")
+        for key, big_res in sc["results"].items():
+            ep = next(e for e in ENDPOINTS if e.key == key)
+            a(f"### {kind}, {sc['accounts']:,} accounts: {ep.title}")
+            a("")
+            runs_table(a, big_res, ep, label)
+            a("")
     path.write_text("\n".join(L))
 
 
@@ -1131,43 +1378,64 @@ def write_report(path: Path, ctx: dict) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="idp vs node-oidc-provider benchmark")
-    ap.add_argument("--quick", action="store_true", help="about a minute: 1 round, 3 s runs")
+    ap.add_argument("--quick", action="store_true", help="a few minutes: 1 round, 3 s runs")
     ap.add_argument("--seconds", type=float, help="seconds per run (default 5, quick 3)")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, help="A B rounds per endpoint (default 2, quick 1)")
     ap.add_argument("--login-concurrency", type=int, default=4)
     ap.add_argument("--workers", default="1,2", help="idp worker counts to run (comma list)")
+    ap.add_argument(
+        "--databases",
+        help="idp databases: sqlite,postgresql (default: sqlite, plus postgresql when "
+        "IDP_BENCH_DATABASE_URL is set)",
+    )
+    ap.add_argument("--accounts", type=int, default=ACCOUNTS, help="seeded accounts, main run")
+    ap.add_argument(
+        "--scale-accounts",
+        type=int,
+        default=SCALE_ACCOUNTS,
+        help="seeded accounts for the scale runs (0: skip them)",
+    )
     ap.add_argument("--only", choices=["both", "anchor", "ours"], default="both")
     ap.add_argument("--endpoints", help="comma list of endpoint keys to run (default all)")
     ap.add_argument("--idp", help="path of the idp executable (default .venv/bin/idp)")
     ap.add_argument("--out", default=str(BENCH / "RESULTS.md"))
     a = ap.parse_args()
-    seconds = a.seconds or (3.0 if a.quick else 5.0)
-    rounds = a.rounds or (1 if a.quick else 2)
-    warmup = 1.0 if a.quick else 2.0
-    login_seconds = seconds
     outdir = BENCH / "out" / time.strftime("%Y%m%d-%H%M%S")
     outdir.mkdir(parents=True, exist_ok=True)
+    o = Options(
+        seconds=a.seconds or (3.0 if a.quick else 5.0),
+        warmup=1.0 if a.quick else 2.0,
+        rounds=a.rounds or (1 if a.quick else 2),
+        connections=a.connections,
+        threads=a.threads,
+        login_concurrency=a.login_concurrency,
+        outdir=outdir,
+    )
     t_start = time.monotonic()
 
     if not shutil.which("wrk"):
         log("wrk is missing: apt-get install -y wrk")
         return 2
 
-    notes: list[str] = []
+    pg_url = os.environ.get("IDP_BENCH_DATABASE_URL")
+    kinds = (a.databases or ("sqlite,postgresql" if pg_url else "sqlite")).split(",")
+    if "postgresql" in kinds and not pg_url:
+        log("--databases postgresql needs IDP_BENCH_DATABASE_URL")
+        return 2
     idp = find_idp(a.idp) if a.only != "anchor" else None
     argon2, argon2_source = service_argon2(idp)
     log(f"argon2id {argon2} ({argon2_source})")
 
     servers: list[Server] = []
+    databases: list[Database] = []
     ours_reason = ""
+    anchor = None
     try:
         if a.only != "ours":
             anchor = start_anchor(outdir, argon2)
             log(f"anchor up at {anchor.issuer} (pid {anchor.proc.pid})")
-        else:
-            anchor = None
         if a.only == "anchor":
             ours_reason = "run with --only anchor"
         elif idp is None:
@@ -1177,22 +1445,24 @@ def main() -> int:
             )
         else:
             try:
-                env, client, no_client = prepare_ours(
-                    idp, outdir, os.environ.get("IDP_BENCH_DATABASE_URL")
-                )
-                for w in [int(x) for x in a.workers.split(",") if x]:
-                    servers.append(start_ours(idp, env, client, no_client, w, outdir))
-                    log(f"idp ({w} workers) up at {servers[-1].issuer}")
+                for kind in kinds:
+                    name = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[kind]
+                    db = prepare_ours(
+                        idp, outdir, name, pg_url if kind == "postgresql" else None, a.accounts
+                    )
+                    databases.append(db)
+                    for w in [int(x) for x in a.workers.split(",") if x]:
+                        servers.append(start_ours(idp, db, w, outdir))
+                        log(f"{servers[-1].label} up at {servers[-1].issuer}")
             except Exception as e:
                 ours_reason = f"idp could not be started: {e}"
                 log(ours_reason)
         if anchor:
             servers.append(anchor)
 
-        db = os.environ.get("IDP_BENCH_DATABASE_URL")
         servers_info = []
         for s in servers:
-            if s.name == "anchor":
+            if not s.ours:
                 servers_info.append(
                     f"anchor: node-oidc-provider {s.meta['version']} on node {s.meta['node']}, one process, "
                     "bench/anchor/server.js: ES256 key generated at start, JWT (RFC 9068) access tokens for "
@@ -1202,109 +1472,24 @@ def main() -> int:
                 )
             else:
                 servers_info.append(
-                    f"{s.label}: `idp serve`, IDP_WORKERS={s.workers}, database "
-                    f"{'PostgreSQL (IDP_BENCH_DATABASE_URL)' if db else 'SQLite file (fresh)'}, "
-                    "IDP_ENV=development (plain-http issuer on loopback), IDP_ID_TOKEN_SIGNING_ALG=ES256 "
-                    "(as the anchor), IDP_LOG_LEVEL=warning"
+                    f"{s.label}: `idp serve`, IDP_WORKERS={s.workers}, {s.db.kind} "
+                    f"({'a fresh file, WAL' if s.db.kind == 'SQLite' else 'IDP_BENCH_DATABASE_URL, emptied first'}), "
+                    f"{a.accounts:,} seeded accounts (`idp bench seed`), IDP_ENV=development (plain-http "
+                    "issuer on loopback), IDP_ID_TOKEN_SIGNING_ALG=ES256 (as the anchor), IDP_LOG_LEVEL=warning"
                 )
 
         # a freshly started server (node's JIT, Python's imports and caches) settles first
         for s in servers:
-            run_wrk(
-                s,
-                s.issuer + "/.well-known/openid-configuration",
-                "get.lua",
-                {},
-                warmup,
-                a.connections,
-                a.threads,
-            )
+            url = s.issuer + "/.well-known/openid-configuration"
+            run_wrk(s, url, "get.lua", {}, o.warmup, a.connections, a.threads)
 
         results: dict[str, list[Result]] = {}
         procnames: dict[int, str] = {}
         ep_keys = set(a.endpoints.split(",")) if a.endpoints else None
-        order = [s.name for s in servers]
         for ep in ENDPOINTS:
             if ep_keys and ep.key not in ep_keys:
                 continue
-            results[ep.key] = []
-            preps: dict[str, dict | None] = {}
-            states: dict[str, dict] = {}
-            for s in servers:
-                states[s.name] = {"outdir": str(outdir), "refresh_pool": a.connections * 3}
-                if ep.kind == "wrk":
-                    try:
-                        meta = httpx.get(s.issuer + "/.well-known/openid-configuration").json()
-                        preps[s.name] = ep.prepare(s, meta, states[s.name])
-                    except Exception as e:
-                        preps[s.name] = None
-                        results[ep.key].append(
-                            Result(s.name, 1, False, reason=f"{type(e).__name__}: {e}")
-                        )
-                        log(f"{ep.key} / {s.name}: not measured: {e}")
-            # warm-up (not recorded), then A B A B
-            for s in servers:
-                if (
-                    ep.kind == "wrk"
-                    and preps.get(s.name)
-                    and not preps[s.name].get("fresh_each_run")
-                ):
-                    p = preps[s.name]
-                    run_wrk(s, p["url"], p["script"], p["env"], warmup, a.connections, a.threads)
-                elif ep.kind == "login" and not (
-                    s.meta.get("no_client") or s.meta.get("no_account")
-                ):
-                    with contextlib.suppress(Exception):
-                        asyncio.run(
-                            login_driver.run_logins(s.target(), warmup, a.login_concurrency)
-                        )
-            for rnd in range(1, rounds + 1):
-                for s in servers:
-                    if ep.kind == "wrk":
-                        if preps.get(s.name) is None:
-                            continue
-                        p = preps[s.name]
-                        if p.get("fresh_each_run") and rnd > 1:
-                            try:
-                                meta = httpx.get(
-                                    s.issuer + "/.well-known/openid-configuration"
-                                ).json()
-                                p = ep.prepare(s, meta, states[s.name])
-                            except Exception as e:
-                                results[ep.key].append(Result(s.name, rnd, False, reason=str(e)))
-                                continue
-                        r = run_wrk(
-                            s, p["url"], p["script"], p["env"], seconds, a.connections, a.threads
-                        )
-                    else:
-                        try:
-                            need(s, "no_client", "no_account")
-
-                            async def probe(s=s):
-                                async with login_driver.new_client() as c:
-                                    t = s.target()
-                                    await t.discover(c)
-                                    await login_driver.login(c, t)
-
-                            asyncio.run(probe())
-                        except Exception as e:
-                            r = Result(s.name, rnd, False, reason=f"{type(e).__name__}: {e}")
-                            results[ep.key].append(r)
-                            log(f"{ep.key:18s} round {rnd} {s.name:8s} not measured: {r.reason}")
-                            continue
-                        r = run_login(s, login_seconds, a.login_concurrency)
-                    r.round = rnd
-                    for pid in r.max_rss_kib:
-                        procnames.setdefault(pid, proc_name(pid))
-                    results[ep.key].append(r)
-                    log(
-                        f"{ep.key:18s} round {rnd} {s.name:8s} "
-                        + (
-                            f"{r.rps:10.1f}/s p50 {r.p50_ms:7.2f} ms p99 {r.p99_ms:7.2f} ms errors {r.errors}"
-                            if r.ok
-                            else f"not measured: {r.reason}"
-                        )
-                    )
+            results[ep.key] = run_endpoint(ep, servers, o, procnames)
 
         floor, floor_reason = None, ""
         try:
@@ -1313,21 +1498,29 @@ def main() -> int:
         except Exception as e:
             floor_reason = f"{type(e).__name__}: {e}"
 
-        scale = (
-            "Not done: "
-            + (
-                ours_reason
-                if not any(s.name != "anchor" for s in servers)
-                else "the seeding command `idp bench seed --accounts N` does not exist yet in the service."
-            )
-            + " The token and login runs with 10,000 and 1,000,000 accounts need it."
-        )
-        ours_started = [s for s in servers if s.name != "anchor"]
-        if ours_started and idp and cli_has(idp, {**os.environ}, "bench", "seed"):
-            scale = (
-                "`idp bench seed` exists but the scale runs are not wired into run.py yet; "
-                "not done in this run."
-            )
+        scale: dict[str, dict] = {}
+        scale_reason = ""
+        scale_eps = [
+            ep
+            for ep in ENDPOINTS
+            if ep.key in ("client_credentials", "refresh_token", "login")
+            and (not ep_keys or ep.key in ep_keys)
+        ]
+        if not databases:
+            scale_reason = ours_reason or "idp did not run"
+        elif a.scale_accounts <= a.accounts:
+            scale_reason = f"--scale-accounts {a.scale_accounts} (not above --accounts)"
+        elif not scale_eps:
+            scale_reason = "no token or login endpoint selected"
+        for db in databases if not scale_reason else []:
+            seed_ours(idp, db, a.scale_accounts)
+            use_new_secret(servers, db)
+            mine = [s for s in servers if s.db is db]
+            scale[db.kind] = {
+                "accounts": db.seed["accounts"],
+                "seed": dict(db.seed),
+                "results": {ep.key: run_endpoint(ep, mine, o, procnames) for ep in scale_eps},
+            }
         if anchor and anchor.proc.poll() is None:
             procnames.setdefault(anchor.proc.pid, proc_name(anchor.proc.pid))
 
@@ -1337,12 +1530,11 @@ def main() -> int:
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "threads": a.threads,
             "connections": a.connections,
-            "seconds": seconds,
-            "rounds": rounds,
-            "warmup": warmup,
+            "seconds": o.seconds,
+            "rounds": o.rounds,
+            "warmup": o.warmup,
             "login_concurrency": a.login_concurrency,
-            "login_seconds": login_seconds,
-            "order": order,
+            "order": [s.name for s in servers],
             "servers": servers,
             "servers_info": servers_info,
             "results": results,
@@ -1350,25 +1542,30 @@ def main() -> int:
             "argon2_source": argon2_source,
             "floor": floor,
             "floor_reason": floor_reason,
+            "accounts": a.accounts,
+            "scale_accounts": a.scale_accounts,
             "scale": scale,
+            "scale_reason": scale_reason,
             "ours_reason": ours_reason,
-            "ours_names_started": [s.name for s in ours_started],
             "procnames": procnames,
             "refresh_pool": a.connections * 3,
-            "notes": notes,
+            "notes": [],
         }
         write_report(Path(a.out), ctx)
-        (outdir / "results.json").write_text(
-            json.dumps(
-                {k: [r.__dict__ for r in v] for k, v in results.items()}, indent=1, default=str
-            )
-        )
+        raw = {
+            "results": {k: [r.__dict__ for r in v] for k, v in results.items()},
+            "scale": {
+                k: {ek: [r.__dict__ for r in ev] for ek, ev in sc["results"].items()}
+                for k, sc in scale.items()
+            },
+        }
+        (outdir / "results.json").write_text(json.dumps(raw, indent=1, default=str))
         log(f"wrote {a.out} in {time.monotonic() - t_start:.0f} s (raw data in {outdir})")
         return 0
     finally:
         for s in servers:
             s.stop()
-        if "anchor" in locals() and anchor and anchor not in servers:
+        if anchor and anchor not in servers:
             anchor.stop()
 
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Entry point of the benchmark suite (`make bench`): idp vs node-oidc-provider.
-# Installs what the bench needs (wrk, the anchor's npm packages, httpx and
-# argon2-cffi in bench/.venv) when missing, then runs bench/run.py with the
-# given arguments (e.g. --quick). Writes bench/RESULTS.md.
+# Installs what the bench needs when missing (Debian's wrk, the anchor's npm
+# packages from the committed lock file), then runs bench/run.py with the given
+# arguments (e.g. --quick) and writes bench/RESULTS.md. Python: $BENCH_PYTHON
+# (make bench passes the project's .venv, which has httpx and argon2-cffi), else
+# a bench/.venv made here.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 if ! command -v wrk >/dev/null; then
@@ -11,9 +13,10 @@ if ! command -v wrk >/dev/null; then
 fi
 command -v node >/dev/null || { echo "bench: node is required for the anchor (apt-get install -y nodejs npm)" >&2; exit 2; }
 [ -f "$here/anchor/node_modules/oidc-provider/package.json" ] || "$here/anchor/install.sh"
-py="$here/.venv/bin/python"
+py="${BENCH_PYTHON:-$here/.venv/bin/python}"
 if ! "$py" -c "import httpx, argon2" 2>/dev/null; then
   python3 -m venv "$here/.venv"
-  "$here/.venv/bin/pip" install -q -r "$here/requirements.txt"
+  py="$here/.venv/bin/python"
+  "$py" -m pip install -q -r "$here/requirements.txt"
 fi
 exec "$py" "$here/run.py" "$@"

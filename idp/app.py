@@ -13,6 +13,7 @@ from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 
 from idp import clock
+from idp.accounts.passwords import limit_malloc_arenas
 from idp.assurance import Policy, load_policy
 from idp.db.engine import Database
 from idp.db.migrate import pending
@@ -82,6 +83,7 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     """Connect to the database, check it is migrated and load the keys."""
+    limit_malloc_arenas()
     db = Database(settings.database_url)
     try:
         if pending(db.engine):

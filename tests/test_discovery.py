@@ -75,3 +75,18 @@ def test_token_signed_before_rotation_verifies_after_it(live_server, db, keys_di
     after = store.sign({"sub": "b"}, "ES256")
     assert jwt.decode(after, keyset).claims == {"sub": "b"}
     assert store.active("ES256").kid != old_kid
+
+
+def test_metadata_is_public_cacheable_and_carries_the_security_headers(client):
+    response = client.get("/.well-known/openid-configuration")
+    assert response.headers["cache-control"] == "public, max-age=3600"
+    assert response.headers["access-control-allow-origin"] == "*"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert int(response.headers["content-length"]) == len(response.content)
+
+
+def test_metadata_and_keys_answer_only_get(client):
+    for path in ("/.well-known/openid-configuration", "/jwks.json"):
+        response = client.post(path)
+        assert response.status_code == 405
+        assert response.headers["allow"] == "GET"

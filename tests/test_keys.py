@@ -74,3 +74,21 @@ def test_retiring_an_active_key_rotates_past_it_and_removing_unpublishes_it(db, 
     assert not (tmp_path / "keys" / f"{active}.pem").exists()
     with pytest.raises(KeyStoreError, match="no such key"):
         store.retire(active)
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_signed_tokens_verify_with_the_published_keys(db, tmp_path, alg):
+    from joserfc import jwt
+    from joserfc.errors import BadSignatureError
+
+    store = _fresh(db, tmp_path)
+    store.ensure()
+    store.load()
+    claims = {"iss": "https://idp.example.de", "sub": "ä-1", "exp": 2_000_000_000, "amr": ["pwd"]}
+    token = store.sign(claims, alg, "at+jwt")
+    decoded = jwt.decode(token, store.public_keyset(), algorithms=[alg])
+    assert decoded.claims == claims
+    assert decoded.header == {"alg": alg, "kid": store.active(alg).kid, "typ": "at+jwt"}
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(BadSignatureError):
+        jwt.decode(tampered, store.public_keyset(), algorithms=[alg])

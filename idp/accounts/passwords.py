@@ -10,11 +10,14 @@ too, sending only the first five hex digits of the password's SHA-1.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
+import os
 import secrets
 import unicodedata
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
 from argon2 import PasswordHasher, Type
@@ -78,9 +81,16 @@ def check_password(password: str, email: str, settings: Settings) -> str:
 
 
 class Passwords:
-    """argon2id with the configured parameters, and a dummy hash for unknown accounts."""
+    """argon2id with the configured parameters, and a dummy hash for unknown accounts.
 
-    def __init__(self, time_cost: int, memory_kib: int, parallelism: int) -> None:
+    Hashes are computed in ``threads`` threads of the hasher's own: argon2id allocates
+    its memory (19 MiB by default) for each hash, and glibc keeps what a thread freed in
+    that thread's arena, so every request thread that ever hashed would hold on to that
+    much (a worker grew past 250 MB). A few hashing threads bound it; more than the
+    cores cannot hash faster anyway.
+    """
+
+    def __init__(self, time_cost: int, memory_kib: int, parallelism: int, threads: int = 1) -> None:
         self.hasher = PasswordHasher(
             time_cost=time_cost,
             memory_cost=memory_kib,
@@ -89,17 +99,21 @@ class Passwords:
             salt_len=16,
             type=Type.ID,
         )
+        self._threads = ThreadPoolExecutor(threads, thread_name_prefix="argon2id")
         # Verifying against this for unknown emails costs what a real check costs.
-        self.dummy_hash = self.hasher.hash(secrets.token_urlsafe(16))
+        self.dummy_hash = self.hash(secrets.token_urlsafe(16))
 
     def hash(self, password: str) -> str:
         """A new argon2id hash of the (normalised) password."""
-        return self.hasher.hash(normalise(password))
+        return self._threads.submit(self.hasher.hash, normalise(password)).result()
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """True if ``password`` matches; with no hash, spend the same time and say no."""
+        return self._threads.submit(self._verify, password_hash, normalise(password)).result()
+
+    def _verify(self, password_hash: str | None, password: str) -> bool:
         try:
-            return self.hasher.verify(password_hash or self.dummy_hash, normalise(password)) and (
+            return self.hasher.verify(password_hash or self.dummy_hash, password) and (
                 password_hash is not None
             )
         except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -110,13 +124,33 @@ class Passwords:
         return self.hasher.check_needs_rehash(password_hash)
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Let glibc keep at most ``arenas`` malloc arenas in this process (at start-up).
+
+    glibc gives threads arenas of their own (up to eight per core) and keeps freed
+    memory in them; each arena an argon2id hash ran in keeps its 19 MiB. With two,
+    the hashing threads reuse the same memory. A no-op where the C library is not glibc.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        log.debug("not glibc: malloc arenas left as they are")
+
+
 @cache
-def _passwords(time_cost: int, memory_kib: int, parallelism: int) -> Passwords:
-    return Passwords(time_cost, memory_kib, parallelism)
+def _passwords(time_cost: int, memory_kib: int, parallelism: int, threads: int) -> Passwords:
+    return Passwords(time_cost, memory_kib, parallelism, threads)
 
 
 def passwords_for(settings: Settings) -> Passwords:
-    """The process's hasher for the configured parameters (built once)."""
+    """The process's hasher for the configured parameters (built once).
+
+    It hashes in as many threads as this process's share of the cores.
+    """
+    threads = max(1, (os.cpu_count() or 1) // settings.workers)
     return _passwords(
-        settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism
+        settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism, threads
     )

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -20,6 +24,41 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+# Statements that do not start SQLite's write transaction (the sqlite3 module begins one
+# implicitly before the first other statement).
+_READS = ("SELECT", "PRAGMA")
+
+
+class _OneWriter:
+    """One SQLite write transaction at a time per process, queued on a lock.
+
+    SQLite lets one connection write at a time; others retry in its busy handler,
+    sleeping 1-100 ms between tries while the writer may itself wait for the GIL.
+    Under load that convoy cut the refresh-token grant to a tenth of its rate.
+    Taking a process lock at the transaction's first write, and releasing it when
+    the connection goes back to the pool (after its commit or rollback), queues
+    writers without sleeping: the busy handler is left for the rare overlap with
+    another process.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+
+    def before_execute(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if not conn.info.get("writing") and not statement.lstrip().startswith(_READS):
+            self.lock.acquire()
+            conn.info["writing"] = True
+
+    def checkin(self, _dbapi_connection: Any, record: Any) -> None:
+        # The record's info is the dict the Connection's ``info`` showed above.
+        if record.info.pop("writing", False):
+            self.lock.release()
+
+    def install(self, engine: Engine) -> None:
+        event.listen(engine, "before_cursor_execute", self.before_execute)
+        event.listen(engine, "checkin", self.checkin)
+
+
 def make_engine(database_url: str) -> Engine:
     """Create the engine; an SQLite file's folder is created and the file put in WAL mode."""
     url = make_url(database_url)
@@ -28,8 +67,41 @@ def make_engine(database_url: str) -> Engine:
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
+        _OneWriter().install(engine)
         return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=10, max_overflow=20)
+    _ping_when_idle(engine)
+    return engine
+
+
+# A pooled connection unused for this long is checked with a ping before use.
+IDLE_PING_SECONDS = 2.0
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """SQLAlchemy's pre-ping, but only for connections that sat idle in the pool.
+
+    A ping is a round trip, as long as a short query: pinging every checkout cost the
+    userinfo endpoint a third of its time. A connection used a moment ago is alive;
+    one idle for a while may have lost its server (restart, failover) and is replaced.
+    """
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < IDLE_PING_SECONDS:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            raise DisconnectionError() from exc
+        if not alive:
+            raise DisconnectionError()
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "checkin", checkin)
 
 
 class Database:

@@ -66,13 +66,14 @@ class ProtocolRequest(OAuth2Request):
         uri: str,
         params: Iterable[tuple[str, str]],
         headers: Mapping[str, str] | Headers,
-        uow: Session,
+        uow: Session | None,
         ip: str | None = None,
         login_session: LoginSession | None = None,
     ) -> None:
         super().__init__(method, uri, headers=headers)
         self.payload = Payload(params)
-        self.uow = uow
+        # None where the request needs no database (a client-credentials grant).
+        self.uow: Session = uow  # type: ignore[assignment]
         self.ip = ip
         # The browser's SSO session, where the endpoint acts on it (authorize, end-session).
         self.login_session = login_session
@@ -102,7 +103,7 @@ async def read_params(request: Request) -> list[tuple[str, str]]:
 def protocol_request(
     request: Request,
     params: Iterable[tuple[str, str]],
-    uow: Session,
+    uow: Session | None = None,
     login_session: LoginSession | None = None,
 ) -> ProtocolRequest:
     """An authlib request for this litestar request, its parameters and its unit of work."""

@@ -68,3 +68,18 @@ class EncodedDocument:
         self.document = document
         self.body = json.dumps(document, separators=(",", ":")).encode()
         self.etag = '"' + hashlib.sha256(self.body).hexdigest()[:32] + '"'
+        self._headers: dict[int, list[tuple[bytes, bytes]]] = {}
+
+    def headers(self, max_age: int) -> list[tuple[bytes, bytes]]:
+        """Response headers (ASGI), encoded once per ``max_age``; content type first."""
+        headers = self._headers.get(max_age)
+        if headers is None:
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(self.body)).encode()),
+                (b"cache-control", f"public, max-age={max_age}".encode()),
+                (b"etag", self.etag.encode()),
+                (b"access-control-allow-origin", b"*"),
+            ]
+            self._headers[max_age] = headers
+        return headers

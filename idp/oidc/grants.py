@@ -241,15 +241,14 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshedGrant | None:
-        grant = tokens.use_refresh_token(
+        used = tokens.use_refresh_token(
             self.request.uow, refresh_token, self.request.client.client_id
         )
-        return RefreshedGrant(grant) if grant else None
+        return RefreshedGrant(*used) if used else None
 
     def authenticate_user(self, refresh_token: RefreshedGrant) -> Authenticated | None:
-        grant = refresh_token.grant
-        account = self.request.uow.get(Account, grant.account_id)
-        if account is None or account.disabled_at is not None:
+        grant, account = refresh_token.grant, refresh_token.account
+        if account.disabled_at is not None:
             return None
         self.request.grant = grant
         return Authenticated(account, None, grant.auth_time, grant.acr, list(grant.amr))
@@ -272,9 +271,10 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
 
 @dataclass(frozen=True, slots=True)
 class RefreshedGrant:
-    """A consumed refresh token's grant, as authlib's refresh grant expects it."""
+    """A consumed refresh token's grant (and its account), as authlib's refresh grant expects it."""
 
     grant: Grant
+    account: Account
 
     def check_client(self, client: Any) -> bool:
         return client.client_id == self.grant.client_id

@@ -19,12 +19,13 @@ from authlib.oidc.core.util import create_half_hash
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, exists, insert, select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.audit.events import record
 from idp.db.models import (
+    Account,
     AuthorizationCode,
     ClientAssertionJti,
     Grant,
@@ -206,16 +207,53 @@ def start_grant(
     return grant
 
 
+# The refresh grant's statements, built once: SQLAlchemy spends more building a statement
+# than SQLite spends running it. Core tables, not ORM entities: no identity map work.
+_REFRESH, _GRANT, _ACCOUNT = RefreshToken.__table__, Grant.__table__, Account.__table__
+_INSERT_REFRESH = insert(_REFRESH)
+_FIND_LIVE_REFRESH = (
+    select(
+        _GRANT.c.id,
+        _GRANT.c.account_id,
+        _GRANT.c.scope,
+        _GRANT.c.auth_time,
+        _GRANT.c.acr,
+        _GRANT.c.amr,
+        _GRANT.c.expires_at,
+        _ACCOUNT.c.subject,
+        _ACCOUNT.c.disabled_at,
+    )
+    .select_from(
+        _REFRESH.join(_GRANT, _GRANT.c.id == _REFRESH.c.grant_id).join(
+            _ACCOUNT, _ACCOUNT.c.id == _GRANT.c.account_id
+        )
+    )
+    .where(
+        _REFRESH.c.token_digest == bindparam("digest"),
+        _GRANT.c.client_id == bindparam("client_id"),
+        _GRANT.c.revoked_at.is_(None),
+        _REFRESH.c.expires_at > bindparam("now"),
+        _GRANT.c.expires_at > bindparam("now"),
+    )
+)
+_CONSUME_REFRESH = (
+    update(_REFRESH)
+    .where(_REFRESH.c.token_digest == bindparam("digest"), _REFRESH.c.used_at.is_(None))
+    .values(used_at=bindparam("now"))
+)
+
+
 def issue_refresh_token(session: Session, grant: Grant) -> str:
     """A new refresh token in ``grant``'s family; valid until the grant expires."""
     token = secrets.token_urlsafe(32)
-    session.execute(
-        insert(RefreshToken).values(
-            token_digest=digest(token),
-            grant_id=grant.id,
-            created_at=clock.now(),
-            expires_at=grant.expires_at,
-        )
+    session.connection().execute(
+        _INSERT_REFRESH,
+        {
+            "token_digest": digest(token),
+            "grant_id": grant.id,
+            "created_at": clock.now(),
+            "expires_at": grant.expires_at,
+        },
     )
     return token
 
@@ -241,34 +279,36 @@ def revoke_grant(session: Session, grant_id: str | None, reason: str) -> bool:
     return bool(result.rowcount)
 
 
-def use_refresh_token(session: Session, token: str, client_id: str) -> Grant | None:
-    """Consume a refresh token (rotation); the live grant it belongs to, or None.
+def use_refresh_token(session: Session, token: str, client_id: str) -> tuple[Grant, Account] | None:
+    """Consume a refresh token (rotation); the live grant it belongs to and its account.
 
     A token that was used before is a reuse: its whole family is revoked
-    (RFC 9700 4.14.2). A token of another client is refused untouched.
+    (RFC 9700 4.14.2). A token of another client is refused untouched. The grant
+    and account come back detached and filled with what issuing tokens reads.
     """
-    row = session.execute(
-        select(RefreshToken, Grant)
-        .join(Grant, Grant.id == RefreshToken.grant_id)
-        .where(RefreshToken.token_digest == digest(token))
+    connection = session.connection()
+    token_digest, now = digest(token), clock.now()
+    row = connection.execute(
+        _FIND_LIVE_REFRESH, {"digest": token_digest, "client_id": client_id, "now": now}
     ).first()
     if row is None:
         return None
-    refresh, grant = row
-    if grant.client_id != client_id:
-        return None
-    now = clock.now()
-    if grant.revoked_at is not None or refresh.expires_at <= now or grant.expires_at <= now:
-        return None
-    consumed = session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.token_digest == refresh.token_digest, RefreshToken.used_at.is_(None))
-        .values(used_at=now)
-    )
+    consumed = connection.execute(_CONSUME_REFRESH, {"digest": token_digest, "now": now})
     if not consumed.rowcount:
-        revoke_grant(session, grant.id, "refresh_token_reused")
+        revoke_grant(session, row.id, "refresh_token_reused")
         return None
-    return grant
+    grant = Grant(
+        id=row.id,
+        client_id=client_id,
+        account_id=row.account_id,
+        scope=row.scope,
+        auth_time=row.auth_time,
+        acr=row.acr,
+        amr=row.amr,
+        expires_at=row.expires_at,
+    )
+    account = Account(id=row.account_id, subject=row.subject, disabled_at=row.disabled_at)
+    return grant, account
 
 
 def find_refresh_token(session: Session, token: str) -> tuple[RefreshToken, Grant] | None:
@@ -295,14 +335,22 @@ def revoke_access_token(session: Session, claims: dict[str, Any]) -> None:
     )
 
 
+_REVOKED = RevokedAccessToken.__table__
+_NOT_REVOKED = ~exists().where(_REVOKED.c.jti == bindparam("jti"))
+_TOKEN_LIVE = select(_NOT_REVOKED)
+_TOKEN_AND_GRANT_LIVE = select(_GRANT.c.id).where(
+    _GRANT.c.id == bindparam("grant_id"), _GRANT.c.revoked_at.is_(None), _NOT_REVOKED
+)
+
+
 def access_token_live(session: Session, claims: dict[str, Any]) -> bool:
     """Whether a verified access token is neither revoked itself nor through its grant."""
-    if session.get(RevokedAccessToken, claims["jti"]) is not None:
-        return False
     grant_id = claims.get("grant_id")
     if grant_id is None:
-        return True
-    live = session.scalar(select(Grant.id).where(Grant.id == grant_id, Grant.revoked_at.is_(None)))
+        return bool(session.connection().scalar(_TOKEN_LIVE, {"jti": claims["jti"]}))
+    live = session.connection().scalar(
+        _TOKEN_AND_GRANT_LIVE, {"grant_id": grant_id, "jti": claims["jti"]}
+    )
     return live is not None
 
 

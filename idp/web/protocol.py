@@ -2,9 +2,14 @@
 
 Thin: read the parameters once, call the provider (idp/oidc), answer. They are
 authenticated by client credentials or bearer tokens, not by the browser, so
-the CSRF guard does not apply. A client-credentials grant with a cached client
-is a signature and no database work: it stays on the event loop; everything
-that reads or writes the database runs in a worker thread.
+the CSRF guard does not apply.
+
+Where each request runs is chosen by measurement (PERFORMANCE.md): work that is
+a cache hit, a signature and a few short statements runs on the event loop,
+since a hop to a worker thread (and the GIL hand-offs around each statement)
+costs more than the work. Work that waits long goes to a thread: the code
+exchange (an RS256 ID token costs about 1 ms) and ``private_key_jwt`` client
+authentication (it may fetch the client's key set).
 """
 
 from __future__ import annotations
@@ -20,19 +25,35 @@ from idp.oidc import userinfo as userinfo_action
 from idp.oidc.adapter import ProtocolResponse, protocol_request, read_params, to_response
 
 PROGRAMS = {"csrf": False}
+ON_LOOP_GRANTS = frozenset({"client_credentials", "refresh_token"})
 
 
-def _call(request: Request, params: list[tuple[str, str]], action: Any) -> Response[bytes]:
+def _call(
+    request: Request, params: list[tuple[str, str]], action: Any, database: bool = True
+) -> Response[bytes]:
     services = request.app.state.services
+    if not database:
+        response: ProtocolResponse = action(services.oidc, protocol_request(request, params))
+        return to_response(response)
     with services.db.unit_of_work() as uow:
-        response: ProtocolResponse = action(services.oidc, protocol_request(request, params, uow))
+        response = action(services.oidc, protocol_request(request, params, uow))
     return to_response(response)
 
 
-def _stays_on_loop(params: list[tuple[str, str]]) -> bool:
-    names = {name for name, _ in params}
-    grant_type = next((value for name, value in params if name == "grant_type"), None)
-    return grant_type == "client_credentials" and "client_assertion" not in names
+def _value(params: list[tuple[str, str]], name: str) -> str | None:
+    return next((value for key, value in params if key == name), None)
+
+
+def _on_loop(params: list[tuple[str, str]]) -> bool:
+    return _value(params, "client_assertion") is None
+
+
+async def _run(
+    request: Request, params: list[tuple[str, str]], action: Any, database: bool = True
+) -> Response[bytes]:
+    if _on_loop(params):
+        return _call(request, params, action, database)
+    return await anyio.to_thread.run_sync(partial(_call, request, params, action, database))
 
 
 @post("/token", opt=PROGRAMS, status_code=200)
@@ -43,9 +64,12 @@ async def token(request: Request) -> Response[bytes]:
     def action(provider: Any, oauth_request: Any) -> ProtocolResponse:
         return provider.create_token_response(oauth_request)
 
-    if _stays_on_loop(params):
-        return _call(request, params, action)
-    return await anyio.to_thread.run_sync(partial(_call, request, params, action))
+    grant_type = _value(params, "grant_type")
+    if grant_type not in ON_LOOP_GRANTS:
+        return await anyio.to_thread.run_sync(partial(_call, request, params, action))
+    # A client-credentials grant authenticated by a secret reads only the client cache.
+    database = grant_type != "client_credentials" or not _on_loop(params)
+    return await _run(request, params, action, database)
 
 
 @route("/userinfo", http_method=[HttpMethod.GET, HttpMethod.POST], opt=PROGRAMS, status_code=200)
@@ -61,7 +85,7 @@ async def userinfo(request: Request) -> Response[bytes]:
             )
         return to_response(response)
 
-    return await anyio.to_thread.run_sync(action)
+    return action()
 
 
 @post("/introspect", opt=PROGRAMS, status_code=200)
@@ -72,7 +96,7 @@ async def introspect(request: Request) -> Response[bytes]:
     def action(provider: Any, oauth_request: Any) -> ProtocolResponse:
         return provider.create_endpoint_response("introspection", oauth_request)
 
-    return await anyio.to_thread.run_sync(partial(_call, request, params, action))
+    return await _run(request, params, action)
 
 
 @post("/revoke", opt=PROGRAMS, status_code=200)
@@ -83,7 +107,7 @@ async def revoke(request: Request) -> Response[bytes]:
     def action(provider: Any, oauth_request: Any) -> ProtocolResponse:
         return provider.create_endpoint_response("revocation", oauth_request)
 
-    return await anyio.to_thread.run_sync(partial(_call, request, params, action))
+    return await _run(request, params, action)
 
 
 ROUTES = [token, userinfo, introspect, revoke]

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from litestar.datastructures import MutableScopeHeaders
 from litestar.types import Message, Scope
 
 CSP = (
@@ -39,12 +38,17 @@ def headers_hook(issuer: str) -> Callable[[Message, Scope], Coroutine[Any, Any, 
     if issuer.startswith("https://"):
         defaults["strict-transport-security"] = "max-age=31536000; includeSubDomains"
 
+    # Encoded once: this runs for every response.
+    encoded = [
+        (name.encode("latin-1"), value.encode("latin-1")) for name, value in defaults.items()
+    ]
+
     async def add_headers(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
             return
-        headers = MutableScopeHeaders.from_message(message)
-        for name, value in defaults.items():
-            if name not in headers:
-                headers[name] = value
+        headers = list(message.get("headers", ()))
+        present = {name.lower() for name, _ in headers}
+        headers.extend(pair for pair in encoded if pair[0] not in present)
+        message["headers"] = headers
 
     return add_headers

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from litestar.testing import TestClient
@@ -106,6 +108,24 @@ def test_an_unknown_email_costs_a_password_hash_too(account_settings):
     passwords = Passwords(1, 1024, 1)
     assert passwords.verify(None, "anything") is False
     assert passwords.dummy_hash.startswith("$argon2id$")
+
+
+def test_hashing_stays_in_the_hashers_own_threads_whoever_asks():
+    passwords = Passwords(1, 1024, 1, threads=2)
+    hashed = passwords.hash(STRONG)
+    hashing_threads: set[str] = set()
+
+    class Spy:
+        def verify(self, password_hash: str, password: str) -> bool:
+            hashing_threads.add(threading.current_thread().name)
+            return real.verify(password_hash, password)
+
+    real, passwords.hasher = passwords.hasher, Spy()
+    with ThreadPoolExecutor(8) as requests:
+        results = list(requests.map(lambda _: passwords.verify(hashed, STRONG), range(32)))
+    assert all(results)
+    assert 1 <= len(hashing_threads) <= 2
+    assert all(name.startswith("argon2id") for name in hashing_threads)
 
 
 def test_a_hash_with_old_parameters_is_replaced_at_login(app_client, account_settings, db):
