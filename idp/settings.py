@@ -364,6 +364,9 @@ class Settings:
         """Cross-field rules that a single parser cannot see."""
         if self.environment == "production" and not self.issuer.startswith("https://"):
             raise SettingsError("IDP_ISSUER", "must use https in production")
+        if self.environment == "production" and not self.smtp_host:
+            # Without it mail would pile up in IDP_MAIL_DIR and no citizen could verify.
+            raise SettingsError("IDP_SMTP_HOST", "must be set in production")
 
     @property
     def development(self) -> bool:
