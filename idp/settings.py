@@ -105,6 +105,22 @@ def _acr_policy_file(value: str) -> Path | None:
     return path
 
 
+def _ca_file(value: str) -> Path | None:
+    """A PEM file of CA certificates, loaded now so a bad file stops the start."""
+    if not value:
+        return None
+    import ssl
+
+    path = Path(value)
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:  # an OSError too: ask first
+        raise ValueError(f"{path} holds no PEM certificate ({exc.reason})") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    return path
+
+
 def setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
     """Declare a field read from the environment variable ``env``."""
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
@@ -298,6 +314,12 @@ class Settings:
         _choice("starttls", "tls", "none"),
         "starttls, tls (implicit, port 465) or none (local relays and tests only)",
     )
+    smtp_ca_file: Path | None = setting(
+        "IDP_SMTP_CA_FILE",
+        None,
+        _ca_file,
+        "PEM file of the CAs trusted for the SMTP server's certificate instead of the system's",
+    )
     smtp_user: str = setting("IDP_SMTP_USER", "", _text, "SMTP login (empty: no AUTH)")
     smtp_password: str = setting("IDP_SMTP_PASSWORD", "", _text, "SMTP password")
     mail_from: str = setting(
@@ -342,6 +364,9 @@ class Settings:
         """Cross-field rules that a single parser cannot see."""
         if self.environment == "production" and not self.issuer.startswith("https://"):
             raise SettingsError("IDP_ISSUER", "must use https in production")
+        if self.environment == "production" and not self.smtp_host:
+            # Without it mail would pile up in IDP_MAIL_DIR and no citizen could verify.
+            raise SettingsError("IDP_SMTP_HOST", "must be set in production")
 
     @property
     def development(self) -> bool:

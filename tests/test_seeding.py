@@ -104,7 +104,12 @@ def test_the_command_prints_one_json_object_and_refuses_production(db, keys_dir)
         "seed",
         "--accounts",
         "4",
-        env={**env, "IDP_ENV": "production", "IDP_ISSUER": "https://idp.example.de"},
+        env={
+            **env,
+            "IDP_ENV": "production",
+            "IDP_ISSUER": "https://idp.example.de",
+            "IDP_SMTP_HOST": "mail.example.de",
+        },
     )
     assert refused.returncode == 1
     assert "development" in refused.stderr and "Traceback" not in refused.stderr

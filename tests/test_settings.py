@@ -35,10 +35,18 @@ def test_a_bad_value_names_the_variable_and_the_problem(variable, value, message
 
 
 def test_production_requires_an_https_issuer():
+    smtp = {"IDP_SMTP_HOST": "mail.example.de"}
     with pytest.raises(SettingsError, match="IDP_ISSUER: must use https"):
-        Settings.from_env({"IDP_ENV": "production", "IDP_ISSUER": "http://id.example.de"})
-    settings = Settings.from_env({"IDP_ENV": "production", "IDP_ISSUER": "https://id.example.de/"})
+        Settings.from_env({**smtp, "IDP_ENV": "production", "IDP_ISSUER": "http://id.example.de"})
+    settings = Settings.from_env(
+        {**smtp, "IDP_ENV": "production", "IDP_ISSUER": "https://id.example.de/"}
+    )
     assert settings.issuer == "https://id.example.de"
+
+
+def test_production_refuses_to_start_without_an_smtp_server():
+    with pytest.raises(SettingsError, match="IDP_SMTP_HOST: must be set in production"):
+        Settings.from_env({"IDP_ENV": "production", "IDP_ISSUER": "https://id.example.de"})
 
 
 def test_readme_documents_every_setting():

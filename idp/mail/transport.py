@@ -28,10 +28,14 @@ class SmtpTransport:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        # Certificate and host name are always verified; a private CA is trusted
+        # through IDP_SMTP_CA_FILE, never by switching verification off.
+        cafile = str(settings.smtp_ca_file) if settings.smtp_ca_file else None
+        self.context = ssl.create_default_context(cafile=cafile)
 
     def deliver(self, email: EmailMessage) -> None:
         s = self.settings
-        context = ssl.create_default_context()
+        context = self.context
         if s.smtp_security == "tls":
             client: smtplib.SMTP = smtplib.SMTP_SSL(
                 s.smtp_host, s.smtp_port, timeout=TIMEOUT, context=context

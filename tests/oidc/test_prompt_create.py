@@ -1,0 +1,103 @@
+"""prompt=create while the browser is already logged in: the registration page is
+shown, and the authorization continues with the NEW account (the old session ends,
+as every login replaces the session), over a real server with real mail."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from idp.db.models import Account, LoginSession
+from tests.accounts.conftest import FAST_HASH, STRONG, code, mailbox  # noqa: F401 - fixture
+from tests.conftest import LiveServer, free_port, make_settings
+from tests.oidc import factories
+from tests.oidc.test_interaction import id_claims
+from tests.oidc.test_negative import authorize_url, redeem
+
+
+@pytest.fixture
+def server(db, keys_dir, mailbox, tmp_path) -> Iterator[LiveServer]:  # noqa: F811
+    port = free_port()
+    settings = make_settings(
+        db.url,
+        keys_dir,
+        issuer=f"http://127.0.0.1:{port}",
+        port=port,
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.port,
+        smtp_security="none",
+        mail_poll_seconds=1,
+        mail_dir=tmp_path / "mail",
+        **FAST_HASH,
+    )
+    with LiveServer(settings) as live:
+        yield live
+
+
+def _subject(db, email: str) -> str:
+    with db.unit_of_work() as session:
+        return session.scalar(select(Account.subject).where(Account.email == email))
+
+
+def test_prompt_create_while_logged_in_registers_and_continues_with_the_new_account(
+    server,
+    db,
+    mailbox,  # noqa: F811
+):
+    info = factories.client(db)
+    old_id = factories.account(db, "alt@example.de")
+    browser = factories.Browser(server.url)
+    browser.log_in(factories.login_token(db, old_id, server.settings))
+
+    page = browser.open(authorize_url(server, info, prompt="create"))
+    assert (page.status_code, urlsplit(str(page.url)).path) == (200, "/register")
+
+    registered = browser.http.post(
+        "/register",
+        data={
+            **factories.form_fields(page.text),
+            "email": "neu@example.de",
+            "password": STRONG,
+            "privacy_consent": "yes",
+        },
+    )
+    assert registered.status_code == 303
+    verify_page = browser.http.get(registered.headers["location"])
+    (mail,) = mailbox.wait_for("neu@example.de")
+    verified = browser.http.post(
+        "/verify-email", data={**factories.form_fields(verify_page.text), "code": code(mail)}
+    )
+    assert verified.status_code == 200
+    resume = re.search(r'href="(/authorize/resume/[^"]+)"', verified.text)
+    assert resume, verified.text
+
+    params = factories.callback_params(browser.open(resume.group(1)))
+    assert params["state"] == "st"
+    claims = id_claims(server, redeem(server, info, params["code"]).json()["id_token"])
+    assert claims["sub"] == _subject(db, "neu@example.de")
+    assert claims["sub"] != _subject(db, "alt@example.de")
+    with db.unit_of_work() as session:
+        old = session.scalars(select(LoginSession).where(LoginSession.account_id == old_id)).one()
+        assert old.ended_at is not None, "registering and logging in replaced the old session"
+
+
+def test_prompt_create_while_logged_in_can_continue_with_an_existing_account_instead(server, db):
+    info = factories.client(db)
+    old_id = factories.account(db, "alt@example.de")
+    email, password = factories.password_account(db, server.settings, "da@example.de")
+    browser = factories.Browser(server.url)
+    browser.log_in(factories.login_token(db, old_id, server.settings))
+
+    page = browser.open(authorize_url(server, info, prompt="create"))
+    assert urlsplit(str(page.url)).path == "/register"
+    login_link = re.search(r'href="(/login\?[^"]+)"', page.text)
+    assert login_link, "the registration page links to login for those with an account"
+    params = factories.callback_params(
+        browser.open(login_link.group(1).replace("&amp;", "&"), credentials=(email, password))
+    )
+    claims = id_claims(server, redeem(server, info, params["code"]).json()["id_token"])
+    assert claims["sub"] == _subject(db, "da@example.de")
