@@ -1196,6 +1196,12 @@ def why_not_met(ctx: dict) -> list[str]:
                         + ", ".join(f"{o * 100:.0f}%" for o in others)
                         + " of a core)"
                     )
+                elif key == "client_credentials":
+                    cause = (
+                        "this grant reads no database row (the client comes from memory), so its tail "
+                        "is the scheduling of the workers and the load generator on two cores (the "
+                        f"rounds at {ctx['accounts']:,} already differ by {noise * 100:.0f}%)"
+                    )
                 elif kind == "SQLite" and s.workers > 1:
                     cause = (
                         "two processes share SQLite's one writer lock, and the one that waits sleeps in "
