@@ -277,7 +277,9 @@ def registration_options(adding: bool) -> Callable[[Callable[..., Any]], Callabl
         click.option("--minimum-acr", help="acr every login for this client must reach."),
         click.option("--backchannel-logout-uri", help="Back-Channel Logout 1.0 endpoint."),
         click.option(
-            "--id-token-alg", type=click.Choice(SIGNING_ALGS), help="ID token algorithm (RS256)."
+            "--id-token-alg",
+            type=click.Choice(SIGNING_ALGS),
+            help="ID token algorithm (default IDP_ID_TOKEN_SIGNING_ALG).",
         ),
         click.option("--json", "as_json", is_flag=True, help="Print one JSON object."),
     ]
@@ -335,6 +337,7 @@ def clients_add(settings: Settings, public: bool, as_json: bool, **values: Any) 
     fields["token_endpoint_auth_method"] = method or SECRET_METHODS[0]
     fields["scopes"] = fields.get("scopes") or ["openid", "profile", "email"]
     fields["grant_types"] = fields.get("grant_types") or ["authorization_code", "refresh_token"]
+    fields.setdefault("id_token_signed_response_alg", settings.id_token_signing_alg)
     db = Database(settings.database_url)
     try:
         with db.unit_of_work() as session:

@@ -66,3 +66,19 @@ def test_a_bad_registration_is_refused_with_one_line(db, keys_dir):
     assert len(result.stderr.strip().splitlines()) == 1
     assert "https" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_new_client_signs_id_tokens_with_the_configured_default_algorithm(db, keys_dir):
+    env = {"IDP_DATABASE_URL": db.url, "IDP_KEYS_DIR": str(keys_dir)}
+    args = ["clients", "add", "--name", "A", "--redirect-uri", "https://a.example.de/cb", "--json"]
+    default = json.loads(run(*args, env=env).stdout)["client_id"]
+    es256 = json.loads(run(*args, env={**env, "IDP_ID_TOKEN_SIGNING_ALG": "ES256"}).stdout)
+    chosen = json.loads(
+        run(
+            *args, "--id-token-alg", "RS256", env={**env, "IDP_ID_TOKEN_SIGNING_ALG": "ES256"}
+        ).stdout
+    )
+    with db.unit_of_work() as session:
+        assert session.get(Client, default).id_token_signed_response_alg == "RS256"
+        assert session.get(Client, es256["client_id"]).id_token_signed_response_alg == "ES256"
+        assert session.get(Client, chosen["client_id"]).id_token_signed_response_alg == "RS256"
