@@ -20,9 +20,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 
-from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+from idp.accounts.argon2id import Argon2id
 from idp.accounts.errors import PasswordRejected
 from idp.settings import Settings
 
@@ -83,21 +83,13 @@ def check_password(password: str, email: str, settings: Settings) -> str:
 class Passwords:
     """argon2id with the configured parameters, and a dummy hash for unknown accounts.
 
-    Hashes are computed in ``threads`` threads of the hasher's own: argon2id allocates
-    its memory (19 MiB by default) for each hash, and glibc keeps what a thread freed in
-    that thread's arena, so every request thread that ever hashed would hold on to that
-    much (a worker grew past 250 MB). A few hashing threads bound it.
+    Hashes are computed in ``threads`` threads of the hasher's own, each holding one
+    argon2id memory buffer (19 MiB by default) for good (idp/accounts/argon2id.py): a
+    worker's memory is bounded by its hashing threads, not by its request threads.
     """
 
     def __init__(self, time_cost: int, memory_kib: int, parallelism: int, threads: int = 1) -> None:
-        self.hasher = PasswordHasher(
-            time_cost=time_cost,
-            memory_cost=memory_kib,
-            parallelism=parallelism,
-            hash_len=32,
-            salt_len=16,
-            type=Type.ID,
-        )
+        self.hasher = Argon2id(time_cost, memory_kib, parallelism)
         self._threads = ThreadPoolExecutor(threads, thread_name_prefix="argon2id")
         # Verifying against this for unknown emails costs what a real check costs.
         self.dummy_hash = self.hash(secrets.token_urlsafe(16))
@@ -130,12 +122,12 @@ def limit_malloc_arenas(arenas: int = 1) -> None:
     """Let glibc keep at most ``arenas`` malloc arenas, in this process and its children.
 
     glibc gives threads arenas of their own (up to eight per core) and keeps freed
-    memory in them; each arena an argon2id hash ran in keeps its 19 MiB. With one, the
-    hashes reuse the same memory and what is freed at the heap's top goes back to the
-    system (a worker under logins: 190 MB with the default, under 150 MB with one).
-    Python allocates small objects outside malloc, so the shared arena's lock is rarely
-    contended. Call it first thing: arenas made before stay. Worker processes read the
-    environment variable when they start. A no-op where the C library is not glibc.
+    memory in each of them. Request threads come and go in a worker's thread pool, and
+    what their C libraries (SQLite's page cache, OpenSSL, psycopg) freed would stay
+    spread over those arenas. Python allocates small objects outside malloc, so the
+    one arena's lock is rarely contended. Call it first thing: arenas made before stay.
+    Worker processes read the environment variable when they start. A no-op where the
+    C library is not glibc.
     """
     os.environ.setdefault("MALLOC_ARENA_MAX", str(arenas))
     try:
