@@ -22,18 +22,16 @@ from idp.db.models import Account, LoginSession
 from idp.web.errors import PageError
 from idp.web.forms import FORM, Form
 from idp.web.rendering import render
-from idp.web.session import current_session
-from idp.web.step_up import login_url, request_text
+from idp.web.session import signed_in
+from idp.web.step_up import request_text
 
 HOME = "/account/security"
 STRONG = ("proofing", "high_session")
 
 
-def _signed_in(request: Request, uow: Session) -> tuple[Account, LoginSession] | None:
-    login = current_session(request, uow)
-    if login is None:
-        return None
-    return uow.get(Account, login.account_id), login
+def _who(request: Request, uow: Session) -> tuple[Account, LoginSession]:
+    who = signed_in(request, uow)
+    return who.account, who.login
 
 
 def _level(request: Request, uow: Session, account: Account, login: LoginSession) -> str | None:
@@ -49,10 +47,7 @@ def _done(value: str | None) -> str | None:
 def overview(request: Request) -> Response:
     """The citizen's second factors and the level of this session."""
     with request.app.state.services.db.unit_of_work() as uow:
-        signed_in = _signed_in(request, uow)
-        if signed_in is None:
-            return Redirect(login_url(request), status_code=303)
-        account, login = signed_in
+        account, login = _who(request, uow)
         level = _level(request, uow, account, login)
         return render(
             request,
@@ -73,10 +68,8 @@ def totp_form(request: Request) -> Response:
     """Start adding an authenticator app: QR code, key, first code."""
     services = request.app.state.services
     with services.db.unit_of_work() as uow:
-        signed_in = _signed_in(request, uow)
-        if signed_in is None:
-            return Redirect(login_url(request), status_code=303)
-        enrolment = totp.begin(uow, signed_in[0], services.secret_box, services.settings.issuer)
+        account = signed_in(request, uow).account
+        enrolment = totp.begin(uow, account, services.secret_box, services.settings.issuer)
         return render(request, "totp_enrol.html", {"enrolment": enrolment, "errors": {}})
 
 
@@ -85,10 +78,7 @@ def totp_confirm(request: Request, form: Form) -> Response:
     """Finish adding an authenticator app with its first code."""
     services = request.app.state.services
     with services.db.unit_of_work() as uow:
-        signed_in = _signed_in(request, uow)
-        if signed_in is None:
-            return Redirect(login_url(request), status_code=303)
-        account, login = signed_in
+        account, login = _who(request, uow)
         binding = factors.binding_for(uow, account, login, services.assurance_policy)
         flow_id = form.get("flow", "")
         try:
@@ -117,10 +107,8 @@ def passkey_form(request: Request) -> Response:
     """Start adding a passkey (the browser's part runs in passkeys.js)."""
     services = request.app.state.services
     with services.db.unit_of_work() as uow:
-        signed_in = _signed_in(request, uow)
-        if signed_in is None:
-            return Redirect(login_url(request), status_code=303)
-        flow_id, options = passkeys.begin_registration(uow, signed_in[0], services.settings.issuer)
+        account = signed_in(request, uow).account
+        flow_id, options = passkeys.begin_registration(uow, account, services.settings.issuer)
         return render(
             request, "passkey_enrol.html", {"flow": flow_id, "options": options, "errors": {}}
         )
@@ -132,10 +120,7 @@ def passkey_register(request: Request, form: Form) -> Response:
     services = request.app.state.services
     issuer = services.settings.issuer
     with services.db.unit_of_work() as uow:
-        signed_in = _signed_in(request, uow)
-        if signed_in is None:
-            return Redirect(login_url(request), status_code=303)
-        account, login = signed_in
+        account, login = _who(request, uow)
         binding = factors.binding_for(uow, account, login, services.assurance_policy)
         try:
             passkeys.finish_registration(
@@ -164,10 +149,7 @@ def new_recovery_codes(request: Request) -> Response:
     """Make a new set of recovery codes and show it once."""
     services = request.app.state.services
     with services.db.unit_of_work() as uow:
-        signed_in = _signed_in(request, uow)
-        if signed_in is None:
-            return Redirect(login_url(request), status_code=303)
-        account, login = signed_in
+        account, login = _who(request, uow)
         binding = factors.binding_for(uow, account, login, services.assurance_policy)
         codes = recovery_codes.generate(uow, account, binding)
         return render(request, "recovery_codes.html", {"codes": codes})
@@ -177,10 +159,7 @@ def new_recovery_codes(request: Request) -> Response:
 def remove_factor(request: Request, factor_id: FromPath[int]) -> Response:
     """Remove one factor; one that counts for high needs a high session."""
     with request.app.state.services.db.unit_of_work() as uow:
-        signed_in = _signed_in(request, uow)
-        if signed_in is None:
-            return Redirect(login_url(request), status_code=303)
-        account, login = signed_in
+        account, login = _who(request, uow)
         factor = next((f for f in factors.factors(uow, account.id) if f.id == factor_id), None)
         if factor is None:
             raise PageError(404, "error.404")

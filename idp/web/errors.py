@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlencode
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+from litestar.response import Redirect
 
 log = logging.getLogger("idp.web")
 
@@ -52,6 +54,18 @@ class PageError(Exception):
         self.status = status
         self.key = key
         self.params = params
+
+
+class SignInRequired(Exception):
+    """A page for signed-in citizens was asked for without a live session.
+
+    Answered with a redirect to the login page that comes back to ``return_to``
+    (by default the page asked for), so account pages need no redirect code of their own.
+    """
+
+    def __init__(self, return_to: str | None = None) -> None:
+        super().__init__("sign in required")
+        self.return_to = return_to
 
 
 def wants_json(request: Request) -> bool:
@@ -94,6 +108,11 @@ def page_error(request: Request, exc: PageError) -> Response:
     return _respond(request, exc.status, exc.key, exc.params)
 
 
+def sign_in_required(request: Request, exc: SignInRequired) -> Response:
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect("/login?" + urlencode({"return_to": exc.return_to or here}), status_code=303)
+
+
 def http_error(request: Request, exc: HTTPException) -> Response:
     status = exc.status_code
     if status >= 500:
@@ -117,6 +136,7 @@ def unexpected_error(request: Request, exc: Exception) -> Response:
 
 HANDLERS: dict[type[Exception] | int, Any] = {
     PageError: page_error,
+    SignInRequired: sign_in_required,
     HTTPException: http_error,
     Exception: unexpected_error,
 }

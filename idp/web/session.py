@@ -8,12 +8,15 @@ the session token; the database only its digest (idp.accounts.sessions).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from litestar import Request, Response
 from sqlalchemy.orm import Session
 
 from idp.accounts.sessions import load_session
-from idp.db.models import LoginSession
+from idp.db.models import Account, LoginSession
 from idp.settings import Settings
+from idp.web.errors import SignInRequired
 
 
 def cookie_name(settings: Settings) -> str:
@@ -34,6 +37,23 @@ def current_session(request: Request, uow: Session) -> LoginSession | None:
     """The browser's live login session, or None (no cookie, unknown, ended, timed out)."""
     settings = request.app.state.services.settings
     return load_session(uow, session_token(request), settings)
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """The citizen behind a page request and the login session they are in."""
+
+    account: Account
+    login: LoginSession
+
+
+def signed_in(request: Request, uow: Session, return_to: str | None = None) -> SignedIn:
+    """The signed-in citizen; without a live session, SignInRequired (a redirect to login)."""
+    login = current_session(request, uow)
+    account = uow.get(Account, login.account_id) if login else None
+    if login is None or account is None:
+        raise SignInRequired(return_to)
+    return SignedIn(account, login)
 
 
 def set_session_cookie(response: Response, token: str, settings: Settings) -> None:

@@ -17,7 +17,7 @@ from litestar.testing import TestClient
 
 from idp.app import create_app
 from idp.settings import Settings
-from tests.conftest import free_port, make_settings
+from tests.conftest import LiveServer, free_port, make_settings
 
 # Cheap argon2 parameters keep the suite fast; the defaults are tested separately.
 FAST_HASH = {"argon2_time_cost": 1, "argon2_memory_kib": 1024, "argon2_parallelism": 1}
@@ -113,6 +113,26 @@ def app_client(account_settings) -> Iterator[TestClient]:
     """The app with its mail sender running, delivering to ``mailbox``."""
     with TestClient(create_app(account_settings), base_url=account_settings.issuer) as client:
         yield client
+
+
+@pytest.fixture
+def live_mail_server(db, keys_dir, mailbox, tmp_path) -> Iterator[LiveServer]:
+    """The app on a free loopback port (``idp serve``'s server), delivering mail to ``mailbox``."""
+    port = free_port()
+    settings = make_settings(
+        db.url,
+        keys_dir,
+        issuer=f"http://127.0.0.1:{port}",
+        port=port,
+        smtp_host="127.0.0.1",
+        smtp_port=mailbox.port,
+        smtp_security="none",
+        mail_poll_seconds=1,
+        mail_dir=tmp_path / "mail",
+        **FAST_HASH,
+    )
+    with LiveServer(settings) as live:
+        yield live
 
 
 STRONG = "Fahrradklingel am Rathausplatz"

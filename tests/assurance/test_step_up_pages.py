@@ -228,3 +228,23 @@ def test_the_account_page_leads_to_the_security_and_apps_pages(client, db, setti
     account = client.get("/account")
     assert 'href="/account/security"' in account.text
     assert 'href="/account/apps"' in account.text
+
+
+def test_every_security_page_without_a_session_sends_the_browser_to_login(client):
+    csrf = _csrf(client)
+    pages = [
+        ("GET", "/account/security", None),
+        ("GET", "/account/security/totp", None),
+        ("GET", "/account/security/passkey", None),
+        ("POST", "/account/security/totp", {"code": "123456", "flow": "x"}),
+        ("POST", "/account/security/passkey", {"credential": "{}", "flow": "x"}),
+        ("POST", "/account/security/recovery-codes", {}),
+        ("POST", "/account/security/factors/1/remove", {}),
+    ]
+    for method, path, form in pages:
+        data = None if form is None else {**form, "csrf_token": csrf}
+        response = client.request(method, path, data=data, follow_redirects=False)
+        assert response.status_code == 303, (method, path, response.text[:200])
+        target = urlsplit(response.headers["location"])
+        assert target.path == "/login"
+        assert parse_qs(target.query)["return_to"] == [path]

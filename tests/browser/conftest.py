@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.accounts.conftest import FAST_HASH, mailbox  # noqa: F401 - the SMTP fixture
-from tests.conftest import LiveServer, free_port, make_settings
+from tests.accounts.conftest import live_mail_server, mailbox  # noqa: F401 - fixtures
+from tests.conftest import LiveServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 AXE = Path(__file__).parent / "node_modules" / "axe-core" / "axe.min.js"
@@ -60,23 +60,9 @@ def page(browser):
 
 
 @pytest.fixture
-def server(db, keys_dir, mailbox, tmp_path) -> Iterator[LiveServer]:  # noqa: F811
+def server(live_mail_server: LiveServer) -> LiveServer:  # noqa: F811 - the imported fixture
     """The app on a free loopback port, delivering mail to the test's SMTP server."""
-    port = free_port()
-    settings = make_settings(
-        db.url,
-        keys_dir,
-        issuer=f"http://127.0.0.1:{port}",
-        port=port,
-        smtp_host="127.0.0.1",
-        smtp_port=mailbox.port,
-        smtp_security="none",
-        mail_poll_seconds=1,
-        mail_dir=tmp_path / "mail",
-        **FAST_HASH,
-    )
-    with LiveServer(settings) as live:
-        yield live
+    return live_mail_server
 
 
 def check_accessibility(page) -> None:

@@ -5,37 +5,23 @@ as every login replaces the session), over a real server with real mail."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
 
 from idp.db.models import Account, LoginSession
-from tests.accounts.conftest import FAST_HASH, STRONG, code, mailbox  # noqa: F401 - fixture
-from tests.conftest import LiveServer, free_port, make_settings
+from tests.accounts.conftest import STRONG, code, live_mail_server, mailbox  # noqa: F401 - fixtures
+from tests.conftest import LiveServer
 from tests.oidc import factories
 from tests.oidc.test_interaction import id_claims
 from tests.oidc.test_negative import authorize_url, redeem
 
 
 @pytest.fixture
-def server(db, keys_dir, mailbox, tmp_path) -> Iterator[LiveServer]:  # noqa: F811
-    port = free_port()
-    settings = make_settings(
-        db.url,
-        keys_dir,
-        issuer=f"http://127.0.0.1:{port}",
-        port=port,
-        smtp_host="127.0.0.1",
-        smtp_port=mailbox.port,
-        smtp_security="none",
-        mail_poll_seconds=1,
-        mail_dir=tmp_path / "mail",
-        **FAST_HASH,
-    )
-    with LiveServer(settings) as live:
-        yield live
+def server(live_mail_server: LiveServer) -> LiveServer:  # noqa: F811 - the imported fixture
+    """A live server with real mail (tests/accounts/conftest.py)."""
+    return live_mail_server
 
 
 def _subject(db, email: str) -> str:
