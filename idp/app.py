@@ -20,6 +20,7 @@ from idp.keys.secret import derive_key, load_secret_key
 from idp.keys.secretbox import SecretBox
 from idp.keys.store import KeyStore
 from idp.mail.outbox import MailSender
+from idp.metrics import ProcessMetrics
 from idp.oidc import backchannel, tokens
 from idp.oidc.clients import ClientRegistry
 from idp.oidc.discovery import EncodedDocument, provider_metadata
@@ -62,6 +63,7 @@ class Services:
     assurance_policy: Policy
     clients: ClientRegistry
     oidc: Provider
+    metrics: ProcessMetrics
     # Reloaders of in-process caches; each returns True when it reloaded.
     refreshers: list[Callable[[], bool]] = field(default_factory=list)
     _jwks: EncodedDocument | None = None
@@ -112,7 +114,9 @@ def build_services(settings: Settings) -> Services:
         oidc=Provider(
             settings, keys, clients, assurance_policy, derive_key(secret, "pairwise-subjects")
         ),
+        metrics=ProcessMetrics(settings.metrics_dir),
     )
+    services.metrics.listen(db)
     # Whatever ends a login session, its clients are told (Back-Channel Logout 1.0).
     backchannel.listen(db, services.oidc)
     services.refreshers.append(keys.refresh_if_changed)
@@ -140,6 +144,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            with contextlib.suppress(OSError):
+                services.metrics.publish()  # a worker's last counts outlive it
             services.db.dispose()
 
     static = create_static_files_router(
@@ -191,6 +197,10 @@ async def _poll(services: Services) -> None:
             await asyncio.to_thread(services.refresh)
         except Exception:
             log.exception("refreshing caches failed; keeping the loaded ones")
+        try:
+            await asyncio.to_thread(services.metrics.publish)
+        except OSError as exc:
+            log.warning("cannot write this worker's metrics to IDP_METRICS_DIR: %s", exc)
 
 
 async def _deliver_logouts(services: Services) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -100,6 +103,13 @@ def serve(settings: Settings, migrate: bool) -> None:
             KeyStore(settings.keys_dir, settings.keys_passphrase, db).ensure()
         finally:
             db.dispose()
+    made_metrics_dir = settings.metrics_dir is None
+    if made_metrics_dir:
+        # One folder per run where this node's workers share their counts (idp/metrics.py).
+        settings = dataclasses.replace(
+            settings, metrics_dir=Path(tempfile.mkdtemp(prefix="idp-metrics-"))
+        )
+        os.environ["IDP_METRICS_DIR"] = str(settings.metrics_dir)
     try:
         services = build_services(settings)
     except (StartupError, KeyStoreError) as exc:
@@ -117,12 +127,16 @@ def serve(settings: Settings, migrate: bool) -> None:
         "server_header": False,
         "access_log": False,
     }
-    if settings.workers > 1:
-        # Each worker process builds its own services from the environment.
-        services.db.dispose()
-        uvicorn.run("idp.app:app_from_env", factory=True, workers=settings.workers, **options)
-    else:
-        uvicorn.run(create_app(settings, services), **options)
+    try:
+        if settings.workers > 1:
+            # Each worker process builds its own services from the environment.
+            services.db.dispose()
+            uvicorn.run("idp.app:app_from_env", factory=True, workers=settings.workers, **options)
+        else:
+            uvicorn.run(create_app(settings, services), **options)
+    finally:
+        if made_metrics_dir:
+            shutil.rmtree(settings.metrics_dir, ignore_errors=True)
 
 
 @main.group()

@@ -91,6 +91,16 @@ def _text(value: str) -> str:
     return value
 
 
+def _optional_path(value: str) -> Path | None:
+    return Path(value) if value else None
+
+
+def _metrics_token(value: str) -> str:
+    if value and len(value) < 16:
+        raise ValueError("must be at least 16 characters (or empty to turn /metrics off)")
+    return value
+
+
 def _acr_policy_file(value: str) -> Path | None:
     """An acr policy table in JSON, checked now so a bad table stops the start."""
     if not value:
@@ -336,6 +346,18 @@ class Settings:
         12,
         _int(1, 100),
         "Delivery attempts (backing off) before giving up",
+    )
+    metrics_token: str = setting(
+        "IDP_METRICS_TOKEN",
+        "",
+        _metrics_token,
+        "Bearer token Prometheus sends to `/metrics`; empty: `/metrics` is off (404)",
+    )
+    metrics_dir: Path | None = setting(
+        "IDP_METRICS_DIR",
+        None,
+        _optional_path,
+        "Folder where a node's worker processes share their counts (`idp serve` makes one)",
     )
     log_level: str = setting(
         "IDP_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "Log level"

@@ -1,10 +1,18 @@
-"""Operations endpoints: liveness and readiness."""
+"""Operations endpoints: liveness, readiness and Prometheus metrics."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
+
 from litestar import Request, Response, get
+from litestar.exceptions import NotFoundException
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
+
+from idp import metrics as metrics_module
 
 
 @get("/healthz", sync_to_thread=False)
@@ -30,4 +38,39 @@ def readyz(request: Request) -> Response[dict[str, str]]:
     return Response({"status": "ok"})
 
 
-ROUTES = [healthz, readyz]
+@cache
+def _version() -> str:
+    try:
+        return version("idp")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _digest(value: str) -> bytes:
+    return hashlib.sha256(value.encode()).digest()
+
+
+@get("/metrics", sync_to_thread=True)
+def metrics(request: Request) -> Response[str]:
+    """Prometheus metrics of this node, for a scraper holding IDP_METRICS_TOKEN."""
+    services = request.app.state.services
+    expected = services.settings.metrics_token
+    if not expected:
+        raise NotFoundException()
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        _digest(presented.strip()), _digest(expected)
+    ):
+        return Response(
+            "A bearer token (IDP_METRICS_TOKEN) is needed.\n",
+            status_code=401,
+            media_type="text/plain; charset=utf-8",
+            headers={"WWW-Authenticate": 'Bearer realm="metrics"', "Cache-Control": "no-store"},
+        )
+    body = metrics_module.exposition(services.metrics, services.db, _version())
+    return Response(
+        body, media_type=metrics_module.CONTENT_TYPE, headers={"Cache-Control": "no-store"}
+    )
+
+
+ROUTES = [healthz, readyz, metrics]
