@@ -1,9 +1,9 @@
 """Prometheus metrics of one node, summed over its worker processes.
 
 What is counted costs the hot paths nothing: every audited event (logins,
-registrations, codes issued, refresh-token reuse, password resets, ...) is
-counted when the transaction that recorded it commits, from the unit of work's
-own bookkeeping, so the counts agree with the audit trail. Request rates and
+registrations, codes issued, revoked grants, password resets, ...) is counted
+when the transaction that recorded it commits (``idp.audit.events.record``
+notes it in the session), so the counts agree with the audit trail. Request rates and
 latencies are the reverse proxy's to measure; counting them here would cost every
 request.
 
@@ -28,13 +28,13 @@ from pathlib import Path
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
+from idp.audit.events import RECORDED
 from idp.db.engine import Database
-from idp.db.models import AuditEvent, BackchannelLogout, MailMessage, SigningKey
+from idp.db.models import BackchannelLogout, MailMessage, SigningKey
 
 log = logging.getLogger("idp.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-_PENDING = "idp_metrics_events"
 
 
 class ProcessMetrics:
@@ -55,24 +55,17 @@ class ProcessMetrics:
 
     def listen(self, db: Database) -> None:
         """Count the audit events of ``db``'s units of work when they commit."""
-        sessions = db.sessions
-
-        def after_flush(session: Session, _context: object) -> None:
-            new = [row.event for row in session.new if isinstance(row, AuditEvent)]
-            if new:
-                session.info.setdefault(_PENDING, []).extend(new)
 
         def after_commit(session: Session) -> None:
-            names = session.info.pop(_PENDING, None)
+            names = session.info.pop(RECORDED, None)
             if names:
                 self.count_events(names)
 
         def after_rollback(session: Session) -> None:
-            session.info.pop(_PENDING, None)
+            session.info.pop(RECORDED, None)
 
-        event.listen(sessions, "after_flush", after_flush)
-        event.listen(sessions, "after_commit", after_commit)
-        event.listen(sessions, "after_rollback", after_rollback)
+        event.listen(db.sessions, "after_commit", after_commit)
+        event.listen(db.sessions, "after_rollback", after_rollback)
 
     # -- sharing between processes -------------------------------------------------------
 

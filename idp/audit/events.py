@@ -18,6 +18,9 @@ from idp import clock
 from idp.db.models import AuditEvent, AuditHead
 
 GENESIS = b"\x00" * 32
+# Session.info key: the events recorded in the open transaction, counted by
+# idp.metrics when it commits.
+RECORDED = "idp.audit_recorded"
 
 
 def _digest(prev_hash: bytes, event: AuditEvent) -> bytes:
@@ -45,6 +48,7 @@ def record(
     data: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event in the caller's transaction."""
+    session.info.setdefault(RECORDED, []).append(event)
     head = session.get(AuditHead, 1, with_for_update=True)
     if head is None:
         head = AuditHead(id=1, last_id=0, last_hash=GENESIS)
