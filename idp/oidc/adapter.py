@@ -5,24 +5,40 @@ A litestar ``Request`` becomes an authlib :class:`ProtocolRequest` (an
 and authlib's ``(status, body, headers)`` becomes a litestar ``Response``.
 The request also carries the unit of work of this HTTP request, so grants and
 endpoints write in the request's one transaction.
+
+The endpoints for programs (token, userinfo, introspection, revocation) are
+called far more often than the pages and do one small thing each, so they
+take the ASGI level directly: the parameters come from the scope and the
+body (:func:`read_program_params`), the answer goes out as two ASGI messages
+(:func:`send_response`). Limits, parsing and error answers are litestar's own
+(the same size limit, the same form decoding, the same exceptions rendered
+by the one error handler); what is skipped is the per-request machinery
+these handlers do not use (signature parsing, dependency injection,
+response objects).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from litestar import Request, Response
 from litestar.datastructures import Headers
+from litestar.exceptions import ClientException, InternalServerException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.types import Receive, Scope, Send
 from sqlalchemy.orm import Session
 
 from idp.db.models import Grant, LoginSession
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+FORM = "application/x-www-form-urlencoded"
 
 
 @dataclass
@@ -130,3 +146,145 @@ def to_response(response: ProtocolResponse) -> Response[bytes]:
         content = body.encode() if isinstance(body, str) else (body or b"")
         media_type = media_type or "text/plain"
     return Response(content, status_code=response.status, headers=headers, media_type=media_type)
+
+
+# -- the endpoints for programs, at the ASGI level ---------------------------------------------
+
+
+class ScopeHeaders(Mapping[str, str]):
+    """Case-insensitive read access to a request's raw ASGI headers, decoded on demand.
+
+    authlib reads one or two headers per request (``Authorization``); decoding all of
+    them into litestar's ``Headers`` costs more than the lookups. Like litestar's, a
+    repeated header answers with its first value.
+    """
+
+    __slots__ = ("_raw",)
+
+    def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+
+    def get(self, key: str, default: Any = None) -> Any:
+        name = key.lower().encode("latin-1")
+        for raw_name, value in self._raw:
+            if raw_name == name:
+                return value.decode("latin-1")
+        return default
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys(name.decode("latin-1") for name, _ in self._raw))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for raw_name, value in scope["headers"]:
+        if raw_name == name:
+            return value
+    return None
+
+
+async def _read_body(scope: Scope, receive: Receive) -> bytes:
+    """The whole body, within the application's size limit (as litestar's ``Request.body``)."""
+    limit = scope["litestar_app"].request_max_body_size or math.inf
+    announced = _header(scope, b"content-length")
+    if announced is not None:
+        try:
+            length = int(announced)
+        except ValueError:
+            value = announced.decode("latin-1")
+            raise ClientException(f"Invalid content-length: {value!r}") from None
+        if length > limit:
+            raise RequestEntityTooLarge
+    chunks: list[bytes] = []
+    received = 0
+    while True:
+        event = await receive()
+        if event["type"] == "http.request":
+            chunk = event.get("body", b"")
+            if chunk:
+                received += len(chunk)
+                if received > limit:
+                    raise RequestEntityTooLarge
+                chunks.append(chunk)
+            if not event.get("more_body", False):
+                break
+        elif event["type"] == "http.disconnect":
+            raise InternalServerException("client disconnected prematurely")
+    return b"".join(chunks)
+
+
+async def read_program_params(scope: Scope, receive: Receive) -> list[tuple[str, str]]:
+    """The form body of a POST (read once), decoded as litestar decodes forms; [] otherwise.
+
+    A body of another type is not read at all, as with :func:`read_params`.
+    """
+    if scope["method"] != "POST":
+        return []
+    content_type = _header(scope, b"content-type")
+    if content_type is None or not content_type.decode("latin-1").startswith(FORM):
+        return []
+    body = await _read_body(scope, receive)
+    return parse_qsl(body.decode("latin-1"), keep_blank_values=True, separator="&")
+
+
+def _url(scope: Scope) -> str:
+    host = _header(scope, b"host")
+    if host is not None:
+        netloc = host.decode("latin-1")
+    else:
+        server_host, port = scope.get("server") or ("localhost", None)
+        netloc = f"{server_host}:{port}" if port else server_host
+    url = f"{scope['scheme']}://{netloc}{scope['root_path']}{scope['path']}"
+    query = scope.get("query_string")
+    return f"{url}?{query.decode('latin-1')}" if query else url
+
+
+def program_request(
+    scope: Scope, params: Iterable[tuple[str, str]], uow: Session | None = None
+) -> ProtocolRequest:
+    """An authlib request for an ASGI request to an endpoint for programs."""
+    client = scope.get("client")
+    return ProtocolRequest(
+        scope["method"],
+        _url(scope),
+        params,
+        ScopeHeaders(scope["headers"]),
+        uow,
+        ip=client[0] if client else None,
+    )
+
+
+def encode_body(response: ProtocolResponse) -> tuple[bytes, str]:
+    """The body of a protocol response and its media type; JSON bodies are encoded here."""
+    body = response.body
+    if isinstance(body, dict | list):
+        return json.dumps(body, separators=(",", ":")).encode(), "application/json"
+    content = body.encode() if isinstance(body, str) else (body or b"")
+    return content, "text/plain; charset=utf-8"
+
+
+async def send_response(send: Send, response: ProtocolResponse) -> None:
+    """Send a protocol response with the headers :func:`to_response` would give it.
+
+    The security headers (idp/web/security.py) are added on the way out, as for
+    every response.
+    """
+    content, media_type = encode_body(response)
+    headers = []
+    for name, value in response.headers:
+        if name.lower() == "content-type":
+            media_type = value
+        else:
+            headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    headers.append((b"content-type", media_type.encode("latin-1")))
+    headers.append((b"content-length", str(len(content)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": content, "more_body": False})

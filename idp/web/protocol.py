@@ -4,6 +4,13 @@ Thin: read the parameters once, call the provider (idp/oidc), answer. They are
 authenticated by client credentials or bearer tokens, not by the browser, so
 the CSRF guard does not apply.
 
+They are ASGI handlers (idp/oidc/adapter.py says why): the form comes from
+``read_program_params``, the answer goes out through ``send_response``;
+errors are raised as litestar's exceptions and rendered by the one error
+handler, and the security headers are added on the way out, as everywhere.
+Methods are checked here as litestar checks them for other routes (405 with
+``Allow``, 204 for ``OPTIONS``).
+
 Where each request runs is chosen by measurement (PERFORMANCE.md): work that is
 a cache hit, a signature and a few short statements runs on the event loop,
 since a hop to a worker thread (and the GIL hand-offs around each statement)
@@ -18,26 +25,52 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
-from litestar import Request, Response, post, route
-from litestar.enums import HttpMethod
+from litestar import asgi
+from litestar.exceptions import MethodNotAllowedException
+from litestar.types import Receive, Scope, Send
 
 from idp.oidc import userinfo as userinfo_action
-from idp.oidc.adapter import ProtocolResponse, protocol_request, read_params, to_response
+from idp.oidc.adapter import (
+    ProtocolResponse,
+    ScopeHeaders,
+    program_request,
+    read_program_params,
+    send_response,
+)
 
 PROGRAMS = {"csrf": False}
 ON_LOOP_GRANTS = frozenset({"client_credentials", "refresh_token"})
+POST_ONLY = ("POST",)
+GET_OR_POST = ("GET", "POST")
+
+
+async def _method_allowed(scope: Scope, send: Send, methods: tuple[str, ...]) -> bool:
+    """True if the handler serves this method; answers OPTIONS, refuses the others (405)."""
+    method = scope["method"]
+    if method in methods:
+        return True
+    if method == "OPTIONS":
+        allow = ", ".join(sorted((*methods, "OPTIONS")))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 204,
+                "headers": [(b"allow", allow.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return False
+    raise MethodNotAllowedException(headers={"Allow": ", ".join((*methods, "OPTIONS"))})
 
 
 def _call(
-    request: Request, params: list[tuple[str, str]], action: Any, database: bool = True
-) -> Response[bytes]:
-    services = request.app.state.services
+    scope: Scope, params: list[tuple[str, str]], action: Any, database: bool = True
+) -> ProtocolResponse:
+    services = scope["app"].state.services
     if not database:
-        response: ProtocolResponse = action(services.oidc, protocol_request(request, params))
-        return to_response(response)
+        return action(services.oidc, program_request(scope, params))
     with services.db.unit_of_work() as uow:
-        response = action(services.oidc, protocol_request(request, params, uow))
-    return to_response(response)
+        return action(services.oidc, program_request(scope, params, uow))
 
 
 def _value(params: list[tuple[str, str]], name: str) -> str | None:
@@ -49,65 +82,72 @@ def _on_loop(params: list[tuple[str, str]]) -> bool:
 
 
 async def _run(
-    request: Request, params: list[tuple[str, str]], action: Any, database: bool = True
-) -> Response[bytes]:
+    scope: Scope, params: list[tuple[str, str]], action: Any, database: bool = True
+) -> ProtocolResponse:
     if _on_loop(params):
-        return _call(request, params, action, database)
-    return await anyio.to_thread.run_sync(partial(_call, request, params, action, database))
+        return _call(scope, params, action, database)
+    return await anyio.to_thread.run_sync(partial(_call, scope, params, action, database))
 
 
-@post("/token", opt=PROGRAMS, status_code=200)
-async def token(request: Request) -> Response[bytes]:
+def _create_token_response(provider: Any, oauth_request: Any) -> ProtocolResponse:
+    return provider.create_token_response(oauth_request)
+
+
+def _introspection_response(provider: Any, oauth_request: Any) -> ProtocolResponse:
+    return provider.create_endpoint_response("introspection", oauth_request)
+
+
+def _revocation_response(provider: Any, oauth_request: Any) -> ProtocolResponse:
+    return provider.create_endpoint_response("revocation", oauth_request)
+
+
+@asgi("/token", opt=PROGRAMS, copy_scope=False)
+async def token(scope: Scope, receive: Receive, send: Send) -> None:
     """The token endpoint (RFC 6749 3.2)."""
-    params = await read_params(request)
-
-    def action(provider: Any, oauth_request: Any) -> ProtocolResponse:
-        return provider.create_token_response(oauth_request)
-
+    if not await _method_allowed(scope, send, POST_ONLY):
+        return
+    params = await read_program_params(scope, receive)
     grant_type = _value(params, "grant_type")
     if grant_type not in ON_LOOP_GRANTS:
-        return await anyio.to_thread.run_sync(partial(_call, request, params, action))
-    # A client-credentials grant authenticated by a secret reads only the client cache.
-    database = grant_type != "client_credentials" or not _on_loop(params)
-    return await _run(request, params, action, database)
+        response = await anyio.to_thread.run_sync(
+            partial(_call, scope, params, _create_token_response)
+        )
+    else:
+        # A client-credentials grant authenticated by a secret reads only the client cache.
+        database = grant_type != "client_credentials" or not _on_loop(params)
+        response = await _run(scope, params, _create_token_response, database)
+    await send_response(send, response)
 
 
-@route("/userinfo", http_method=[HttpMethod.GET, HttpMethod.POST], opt=PROGRAMS, status_code=200)
-async def userinfo(request: Request) -> Response[bytes]:
+@asgi("/userinfo", opt=PROGRAMS, copy_scope=False)
+async def userinfo(scope: Scope, receive: Receive, send: Send) -> None:
     """The UserInfo endpoint (OIDC Core 5.3), GET or POST."""
-    params = await read_params(request) if request.method == "POST" else []
-    services = request.app.state.services
-
-    def action() -> Response[bytes]:
-        with services.db.unit_of_work() as uow:
-            response = userinfo_action.userinfo(
-                services.oidc, uow, request.headers.get("authorization"), dict(params)
-            )
-        return to_response(response)
-
-    return action()
+    if not await _method_allowed(scope, send, GET_OR_POST):
+        return
+    params = await read_program_params(scope, receive)
+    services = scope["app"].state.services
+    authorization = ScopeHeaders(scope["headers"]).get("authorization")
+    with services.db.unit_of_work() as uow:
+        response = userinfo_action.userinfo(services.oidc, uow, authorization, dict(params))
+    await send_response(send, response)
 
 
-@post("/introspect", opt=PROGRAMS, status_code=200)
-async def introspect(request: Request) -> Response[bytes]:
+@asgi("/introspect", opt=PROGRAMS, copy_scope=False)
+async def introspect(scope: Scope, receive: Receive, send: Send) -> None:
     """Token introspection (RFC 7662)."""
-    params = await read_params(request)
-
-    def action(provider: Any, oauth_request: Any) -> ProtocolResponse:
-        return provider.create_endpoint_response("introspection", oauth_request)
-
-    return await _run(request, params, action)
+    if not await _method_allowed(scope, send, POST_ONLY):
+        return
+    params = await read_program_params(scope, receive)
+    await send_response(send, await _run(scope, params, _introspection_response))
 
 
-@post("/revoke", opt=PROGRAMS, status_code=200)
-async def revoke(request: Request) -> Response[bytes]:
+@asgi("/revoke", opt=PROGRAMS, copy_scope=False)
+async def revoke(scope: Scope, receive: Receive, send: Send) -> None:
     """Token revocation (RFC 7009)."""
-    params = await read_params(request)
-
-    def action(provider: Any, oauth_request: Any) -> ProtocolResponse:
-        return provider.create_endpoint_response("revocation", oauth_request)
-
-    return await _run(request, params, action)
+    if not await _method_allowed(scope, send, POST_ONLY):
+        return
+    params = await read_program_params(scope, receive)
+    await send_response(send, await _run(scope, params, _revocation_response))
 
 
 ROUTES = [token, userinfo, introspect, revoke]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
 from sqlalchemy import func, select
@@ -161,6 +162,75 @@ def test_userinfo_refuses_a_client_credentials_token(client, db):
     response = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def test_protocol_answers_carry_no_store_and_the_security_headers(client, db):
+    info = service_client(db)
+    auth = (info.client_id, info.client_secret)
+    form = {"grant_type": "client_credentials"}
+    answers = [
+        client.post("/token", data=form, auth=auth),
+        client.post("/token", data=form, auth=(info.client_id, "wrong")),
+        client.post("/introspect", data={"token": "abc"}, auth=auth),
+        client.post("/revoke", data={"token": "abc"}, auth=auth),
+        client.get("/userinfo"),
+    ]
+    for response in answers:
+        assert response.headers["cache-control"] == "no-store"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-type"] == "application/json"
+        assert int(response.headers["content-length"]) == len(response.content)
+    assert answers[0].headers["pragma"] == "no-cache"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/token", "POST, OPTIONS"),
+        ("PUT", "/introspect", "POST, OPTIONS"),
+        ("DELETE", "/revoke", "POST, OPTIONS"),
+        ("PATCH", "/userinfo", "GET, POST, OPTIONS"),
+    ],
+)
+def test_protocol_endpoints_refuse_other_methods_with_405_and_allow(client, method, path, allow):
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) == set(allow.split(", "))
+    assert response.json()["error"] == "method_not_allowed"
+
+
+def test_protocol_endpoints_answer_options_with_their_methods(client):
+    response = client.options("/userinfo")
+    assert response.status_code == 204
+    assert set(response.headers["allow"].split(", ")) == {"GET", "POST", "OPTIONS"}
+    assert set(client.options("/token").headers["allow"].split(", ")) == {"POST", "OPTIONS"}
+
+
+def test_an_oversized_protocol_request_is_refused_with_413_json(client, db, settings):
+    info = service_client(db)
+    body = {"grant_type": "client_credentials", "x": "a" * settings.max_body_bytes}
+    response = client.post("/token", data=body, auth=(info.client_id, info.client_secret))
+    assert response.status_code == 413
+    assert response.json()["error"] == "request_too_large"
+    chunks = (b"grant_type=client_credentials&x=" + b"a" * 4096 for _ in range(20))
+    streamed = client.post(
+        "/introspect",
+        content=chunks,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        auth=(info.client_id, info.client_secret),
+    )
+    assert streamed.status_code == 413
+
+
+def test_a_token_request_that_is_not_a_form_is_not_read(client, db):
+    info = service_client(db)
+    response = client.post(
+        "/token",
+        json={"grant_type": "client_credentials"},
+        auth=(info.client_id, info.client_secret),
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == "unsupported_grant_type"
 
 
 def test_expired_codes_grants_and_token_ids_are_purged(db):
