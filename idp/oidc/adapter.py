@@ -183,6 +183,10 @@ class ScopeHeaders(Mapping[str, str]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def __bool__(self) -> bool:
+        # authlib tests ``headers or {}``: without this, truthiness would decode every name.
+        return bool(self._raw)
+
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
     for raw_name, value in scope["headers"]:

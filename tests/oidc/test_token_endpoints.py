@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import shutil
 import time
 from datetime import timedelta
 
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from litestar.testing import TestClient
 from sqlalchemy import func, select
 
 from idp import clock
+from idp.app import create_app
 from idp.db.models import Grant, RefreshToken, RevokedAccessToken
 from idp.oidc.tokens import purge_expired
+from tests.conftest import make_settings
 from tests.oidc import factories
 
 
@@ -162,6 +168,72 @@ def test_userinfo_refuses_a_client_credentials_token(client, db):
     response = client.get("/userinfo", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
+
+
+def _introspect(client, info, token):
+    return client.post(
+        "/introspect", data={"token": token}, auth=(info.client_id, info.client_secret)
+    ).json()
+
+
+def _cc_token(client, info):
+    return client.post(
+        "/token",
+        data={"grant_type": "client_credentials", "scope": "profile"},
+        auth=(info.client_id, info.client_secret),
+    ).json()["access_token"]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_token_with_changed_claims_or_a_foreign_signature_is_inactive(client, db):
+    info = service_client(db)
+    token = _cc_token(client, info)
+    assert _introspect(client, info, token)["active"] is True  # verified and remembered
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    changed = _b64(json.dumps({**claims, "scope": "profile email"}).encode())
+    assert _introspect(client, info, f"{header}.{changed}.{signature}") == {"active": False}
+    assert _introspect(client, info, f"{header}.{payload}.{signature}x") == {"active": False}
+    assert _introspect(client, info, f"{header}.{payload}.{signature}==") == {"active": False}
+    kid = json.loads(base64.urlsafe_b64decode(header + "=="))["kid"]
+    foreign = ECKey.generate_key("P-256", parameters={"kid": kid}, private=True)
+    forged = jwt.encode({"alg": "ES256", "kid": kid, "typ": "at+jwt"}, claims, foreign)
+    assert _introspect(client, info, forged) == {"active": False}
+    for alg, sig in (("none", ""), ("RS256", signature)):
+        other_alg = _b64(json.dumps({"alg": alg, "kid": kid, "typ": "at+jwt"}).encode())
+        assert _introspect(client, info, f"{other_alg}.{payload}.{sig}") == {"active": False}
+
+
+def test_a_remembered_token_still_expires(client, db, settings):
+    info = service_client(db)
+    token = _cc_token(client, info)
+    assert _introspect(client, info, token)["active"] is True
+    clock.travel(timedelta(seconds=settings.access_token_seconds + 1))
+    assert _introspect(client, info, token) == {"active": False}
+
+
+def test_tokens_of_a_removed_key_no_longer_verify(db, keys_dir, tmp_path):
+    # Removing a key deletes its file: this test works on a copy of the key folder.
+    shutil.copytree(keys_dir, tmp_path / "keys")
+    settings = make_settings(db.url, tmp_path / "keys")
+    with TestClient(create_app(settings), base_url=settings.issuer) as client:
+        _removed_key_test(client, db, client.app.state.services)
+
+
+def _removed_key_test(client, db, services):
+    info = service_client(db)
+    token = _cc_token(client, info)
+    assert _introspect(client, info, token)["active"] is True
+    kid = json.loads(base64.urlsafe_b64decode(token.split(".")[0] + "=="))["kid"]
+    services.keys.retire(kid)  # active -> retired: still published, still verifies
+    services.keys.refresh_if_changed()
+    assert _introspect(client, info, token)["active"] is True
+    services.keys.retire(kid)  # retired -> removed
+    services.keys.refresh_if_changed()
+    assert _introspect(client, info, token) == {"active": False}
 
 
 def test_protocol_answers_carry_no_store_and_the_security_headers(client, db):
