@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, Select, create_engine, event
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -104,6 +105,43 @@ def _ping_when_idle(engine: Engine) -> None:
     event.listen(engine, "checkin", checkin)
 
 
+@lru_cache(maxsize=64)
+def _compiled(dialect: Dialect, statement: Select) -> tuple[str, tuple[str, ...] | None]:
+    """The SQL of a prebuilt statement for ``dialect``, and its parameter order if positional."""
+    compiled = statement.compile(dialect=dialect)
+    return compiled.string, tuple(compiled.positiontup) if dialect.positional else None
+
+
+def read_row(bind: Engine, statement: Select, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """The first row of a prebuilt SELECT, on a pooled connection's DB-API cursor.
+
+    For the hottest read-only checks (is this access token live?): SQLAlchemy's
+    connection, execution context and result cost several times what SQLite spends
+    running such a statement. Outside a transaction, as :meth:`Database.reads`. Values
+    come as the driver returns them, without SQLAlchemy's type conversion: only for
+    statements whose columns need none.
+    """
+    sql, order = _compiled(bind.dialect, statement)
+    autocommit = bind.dialect.name == "postgresql"
+    connection = bind.raw_connection()
+    try:
+        if autocommit:
+            connection.driver_connection.autocommit = True
+        cursor = connection.cursor()
+        cursor.execute(sql, tuple(params[name] for name in order) if order is not None else params)
+        row = cursor.fetchone()
+        cursor.close()
+        if autocommit:
+            connection.driver_connection.autocommit = False
+    except Exception:
+        # As SQLAlchemy does after a failed statement: the connection is not reused.
+        connection.invalidate()
+        raise
+    finally:
+        connection.close()
+    return tuple(row) if row is not None else None
+
+
 class Database:
     """Owns the engine; hands out units of work (one transaction each)."""
 
@@ -111,6 +149,13 @@ class Database:
         self.url = database_url
         self.engine = make_engine(database_url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # PostgreSQL: no BEGIN and COMMIT around reads (two round trips of three). SQLite's
+        # driver starts no transaction for a SELECT anyway.
+        self._reads = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.name == "postgresql"
+            else self.engine
+        )
 
     @property
     def dialect(self) -> str:
@@ -121,6 +166,17 @@ class Database:
         """One transaction: committed when the block ends, rolled back if it raises."""
         with self.sessions() as session, session.begin():
             yield session
+
+    @contextmanager
+    def reads(self) -> Iterator[Connection]:
+        """A pooled connection for reads only, outside a transaction: each statement sees
+        what is committed when it runs. For hot read-only paths (userinfo, introspection)."""
+        with self._reads.connect() as connection:
+            yield connection
+
+    def read_session(self) -> Session:
+        """An ORM session on :meth:`reads`' kind of connection (close it after use)."""
+        return self.sessions(bind=self._reads)
 
     def dispose(self) -> None:
         self.engine.dispose()

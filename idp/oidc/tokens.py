@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.audit.events import record
+from idp.db.engine import read_row
 from idp.db.models import (
     Account,
     AuthorizationCode,
@@ -358,14 +359,19 @@ _TOKEN_AND_GRANT_LIVE = select(_GRANT.c.id).where(
 
 
 def access_token_live(session: Session, claims: dict[str, Any]) -> bool:
-    """Whether a verified access token is neither revoked itself nor through its grant."""
+    """Whether a verified access token is neither revoked itself nor through its grant.
+
+    Read on a raw cursor, outside the session's transaction: it sees what is committed.
+    """
     grant_id = claims.get("grant_id")
+    bind = session.get_bind()
     if grant_id is None:
-        return bool(session.connection().scalar(_TOKEN_LIVE, {"jti": claims["jti"]}))
-    live = session.connection().scalar(
-        _TOKEN_AND_GRANT_LIVE, {"grant_id": grant_id, "jti": claims["jti"]}
+        row = read_row(bind, _TOKEN_LIVE, {"jti": claims["jti"]})
+        return bool(row and row[0])
+    return (
+        read_row(bind, _TOKEN_AND_GRANT_LIVE, {"grant_id": grant_id, "jti": claims["jti"]})
+        is not None
     )
-    return live is not None
 
 
 # -- tokens presented to introspection and revocation ------------------------------------

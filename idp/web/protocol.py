@@ -63,12 +63,18 @@ async def _method_allowed(scope: Scope, send: Send, methods: tuple[str, ...]) ->
     raise MethodNotAllowedException(headers={"Allow": ", ".join((*methods, "OPTIONS"))})
 
 
+WRITES, READS, NO_DATABASE = "writes", "reads", "none"
+
+
 def _call(
-    scope: Scope, params: list[tuple[str, str]], action: Any, database: bool = True
+    scope: Scope, params: list[tuple[str, str]], action: Any, database: str = WRITES
 ) -> ProtocolResponse:
     services = scope["app"].state.services
-    if not database:
+    if database == NO_DATABASE:
         return action(services.oidc, program_request(scope, params))
+    if database == READS:
+        with services.db.read_session() as session:
+            return action(services.oidc, program_request(scope, params, session))
     with services.db.unit_of_work() as uow:
         return action(services.oidc, program_request(scope, params, uow))
 
@@ -82,7 +88,7 @@ def _on_loop(params: list[tuple[str, str]]) -> bool:
 
 
 async def _run(
-    scope: Scope, params: list[tuple[str, str]], action: Any, database: bool = True
+    scope: Scope, params: list[tuple[str, str]], action: Any, database: str = WRITES
 ) -> ProtocolResponse:
     if _on_loop(params):
         return _call(scope, params, action, database)
@@ -114,8 +120,10 @@ async def token(scope: Scope, receive: Receive, send: Send) -> None:
         )
     else:
         # A client-credentials grant authenticated by a secret reads only the client cache.
-        database = grant_type != "client_credentials" or not _on_loop(params)
-        response = await _run(scope, params, _create_token_response, database)
+        secret_cc = grant_type == "client_credentials" and _on_loop(params)
+        response = await _run(
+            scope, params, _create_token_response, NO_DATABASE if secret_cc else WRITES
+        )
     await send_response(send, response)
 
 
@@ -127,8 +135,8 @@ async def userinfo(scope: Scope, receive: Receive, send: Send) -> None:
     params = await read_program_params(scope, receive)
     services = scope["app"].state.services
     authorization = ScopeHeaders(scope["headers"]).get("authorization")
-    with services.db.unit_of_work() as uow:
-        response = userinfo_action.userinfo(services.oidc, uow, authorization, dict(params))
+    with services.db.reads() as reads:
+        response = userinfo_action.userinfo(services.oidc, reads, authorization, dict(params))
     await send_response(send, response)
 
 
@@ -138,7 +146,9 @@ async def introspect(scope: Scope, receive: Receive, send: Send) -> None:
     if not await _method_allowed(scope, send, POST_ONLY):
         return
     params = await read_program_params(scope, receive)
-    await send_response(send, await _run(scope, params, _introspection_response))
+    # Introspection only reads; private_key_jwt authentication writes its jti, in a unit of work.
+    database = READS if _on_loop(params) else WRITES
+    await send_response(send, await _run(scope, params, _introspection_response, database))
 
 
 @asgi("/revoke", opt=PROGRAMS, copy_scope=False)
