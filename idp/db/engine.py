@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, create_engine, event
+from sqlalchemy import Engine, Select, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
@@ -106,22 +106,29 @@ def _ping_when_idle(engine: Engine) -> None:
 
 
 @lru_cache(maxsize=64)
-def _compiled(dialect: Dialect, statement: Select) -> tuple[str, tuple[str, ...] | None]:
-    """The SQL of a prebuilt statement for ``dialect``, and its parameter order if positional."""
+def _compiled(
+    dialect: Dialect, statement: Select
+) -> tuple[str, tuple[str, ...] | None, tuple[Any, ...]]:
+    """A prebuilt statement's SQL for ``dialect``, its parameter order if positional, and
+    each column's result conversion (None where the driver's value is the one to use)."""
     compiled = statement.compile(dialect=dialect)
-    return compiled.string, tuple(compiled.positiontup) if dialect.positional else None
+    order = tuple(compiled.positiontup) if dialect.positional else None
+    convert = tuple(
+        column.type.dialect_impl(dialect).result_processor(dialect, None)
+        for column in statement.selected_columns
+    )
+    return compiled.string, order, convert
 
 
 def read_row(bind: Engine, statement: Select, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
     """The first row of a prebuilt SELECT, on a pooled connection's DB-API cursor.
 
-    For the hottest read-only checks (is this access token live?): SQLAlchemy's
+    For the hottest read-only paths (is this access token live, userinfo): SQLAlchemy's
     connection, execution context and result cost several times what SQLite spends
-    running such a statement. Outside a transaction, as :meth:`Database.reads`. Values
-    come as the driver returns them, without SQLAlchemy's type conversion: only for
-    statements whose columns need none.
+    running such a statement. Outside a transaction, as :meth:`Database.reads`; values
+    converted by their column types as SQLAlchemy would.
     """
-    sql, order = _compiled(bind.dialect, statement)
+    sql, order, convert = _compiled(bind.dialect, statement)
     autocommit = bind.dialect.name == "postgresql"
     connection = bind.raw_connection()
     try:
@@ -139,7 +146,12 @@ def read_row(bind: Engine, statement: Select, params: Mapping[str, Any]) -> tupl
         raise
     finally:
         connection.close()
-    return tuple(row) if row is not None else None
+    if row is None:
+        return None
+    return tuple(
+        value if process is None else process(value)
+        for value, process in zip(row, convert, strict=True)
+    )
 
 
 class Database:
@@ -167,15 +179,9 @@ class Database:
         with self.sessions() as session, session.begin():
             yield session
 
-    @contextmanager
-    def reads(self) -> Iterator[Connection]:
-        """A pooled connection for reads only, outside a transaction: each statement sees
-        what is committed when it runs. For hot read-only paths (userinfo, introspection)."""
-        with self._reads.connect() as connection:
-            yield connection
-
     def read_session(self) -> Session:
-        """An ORM session on :meth:`reads`' kind of connection (close it after use)."""
+        """An ORM session for reads only, outside a transaction: each statement sees what is
+        committed when it runs (close it after use). For hot read-only paths."""
         return self.sessions(bind=self._reads)
 
     def dispose(self) -> None:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, exists, select
 
 from idp.assurance.verified_claims import IDENTITY_SCOPE, current_identity, identity_claims
+from idp.db.engine import Database, read_row
 from idp.db.models import Account, Grant, RevokedAccessToken
 from idp.oidc import claims as claims_module
 from idp.oidc.adapter import ProtocolResponse
@@ -78,19 +78,19 @@ def challenge(error: OAuth2Error | None) -> ProtocolResponse:
 
 
 def userinfo(
-    provider: Provider, reads: Connection, authorization: str | None, form: dict[str, str]
+    provider: Provider, db: Database, authorization: str | None, form: dict[str, str]
 ) -> ProtocolResponse:
-    """Answer a UserInfo request; ``reads`` is a connection for reads (Database.reads)."""
+    """Answer a UserInfo request. It only reads, outside a transaction (as committed)."""
     try:
         token = bearer_token(authorization, form)
         if not token:
             return challenge(None)
-        return ProtocolResponse(200, _claims(provider, reads, token), [CORS])
+        return ProtocolResponse(200, _claims(provider, db, token), [CORS])
     except OAuth2Error as error:
         return challenge(error)
 
 
-def _claims(provider: Provider, reads: Connection, token: str) -> dict[str, Any]:
+def _claims(provider: Provider, db: Database, token: str) -> dict[str, Any]:
     claims = provider.tokens.verify_access_token(token)
     if claims is None:
         raise InvalidToken("The access token is invalid or expired.")
@@ -98,9 +98,9 @@ def _claims(provider: Provider, reads: Connection, token: str) -> dict[str, Any]
     if "openid" not in scope.split() or "grant_id" not in claims:
         raise InvalidToken("The access token was not issued for OpenID Connect.")
     client = provider.clients.get(claims.get("client_id"))
-    found = reads.execute(
-        _LIVE_GRANT_AND_ACCOUNT, {"grant_id": claims["grant_id"], "jti": claims["jti"]}
-    ).first()
+    found = read_row(
+        db.engine, _LIVE_GRANT_AND_ACCOUNT, {"grant_id": claims["grant_id"], "jti": claims["jti"]}
+    )
     if found is None or client is None:
         raise InvalidToken("The access token was revoked.")
     requested = (found[0] or {}).get("userinfo")
@@ -108,7 +108,7 @@ def _claims(provider: Provider, reads: Connection, token: str) -> dict[str, Any]
     released = claims_module.release(account, scope, by_scope=True, requested=requested)
     if IDENTITY_SCOPE in scope.split():
         # Verified identity data overrides self-asserted names.
-        with Session(bind=reads) as session:
+        with db.read_session() as session:
             identity = current_identity(session, account.id)
         released.update(identity_claims(identity, scope.split(), requested, target="userinfo"))
     authentication = {name: claims[name] for name in AUTHENTICATION_CLAIMS if name in claims}

@@ -135,8 +135,7 @@ async def userinfo(scope: Scope, receive: Receive, send: Send) -> None:
     params = await read_program_params(scope, receive)
     services = scope["app"].state.services
     authorization = ScopeHeaders(scope["headers"]).get("authorization")
-    with services.db.reads() as reads:
-        response = userinfo_action.userinfo(services.oidc, reads, authorization, dict(params))
+    response = userinfo_action.userinfo(services.oidc, services.db, authorization, dict(params))
     await send_response(send, response)
 
 

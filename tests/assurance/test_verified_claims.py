@@ -10,8 +10,11 @@ import pytest
 from idp import clock
 from idp.accounts import factors, proofing, totp
 from idp.assurance.verified_claims import current_identity, identity_claims
+from idp.db.models import Account
 from idp.keys.secretbox import SecretBox
+from idp.oidc import tokens
 from tests.assurance import factories
+from tests.oidc import factories as oidc_factories
 
 REQUEST = {
     "verified_claims": {
@@ -174,3 +177,32 @@ def test_evidence_that_discovery_does_not_name_is_never_recorded(db, values):
         with pytest.raises(ValueError, match="unsupported"):
             proofing.record_proofing(session, owner, factories.verified_identity(**values))
         assert owner.proofing_level == "low"
+
+
+def _access_token(services, db, owner_id, scope):
+    """An access token of a login's grant, as the code exchange issues it."""
+    info = oidc_factories.client(db, scopes=["openid", "profile", "identity"])
+    context = tokens.GrantContext(owner_id, None, None, clock.now(), None, ["pwd"], None)
+    with db.unit_of_work() as session:
+        grant = tokens.start_grant(session, services.settings, info.client_id, scope, context)
+        account = session.get(Account, owner_id)
+        sub = services.oidc.subject(account, services.clients.get(info.client_id))
+        token, _ = services.oidc.tokens.access_token(info.client_id, sub, scope, grant=grant)
+    return token, grant.id
+
+
+def test_userinfo_over_http_releases_verified_claims_until_the_grant_is_revoked(
+    client, db, services
+):
+    with db.unit_of_work() as session:
+        owner_id = _proofed(session).id
+    token, grant_id = _access_token(services, db, owner_id, "openid profile identity")
+    bearer = {"Authorization": f"Bearer {token}"}
+    answer = client.get("/userinfo", headers=bearer)
+    assert answer.status_code == 200
+    body = answer.json()
+    assert body["given_name"] == "Erika", "verified names override self-asserted ones"
+    assert body["verified_claims"]["verification"]["trust_framework"] == "eidas"
+    with db.unit_of_work() as session:
+        tokens.revoke_grant(session, grant_id, "test")
+    assert client.get("/userinfo", headers=bearer).status_code == 401
