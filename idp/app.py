@@ -112,7 +112,7 @@ def build_services(settings: Settings) -> Services:
         assurance_policy=assurance_policy,
         clients=clients,
         oidc=Provider(
-            settings, keys, clients, assurance_policy, derive_key(secret, "pairwise-subjects")
+            settings, keys, clients, assurance_policy, derive_key(secret, "pairwise-subjects"), db
         ),
         metrics=ProcessMetrics(settings.metrics_dir),
     )

@@ -44,15 +44,31 @@ class _OneWriter:
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        self._owner: int | None = None
+        self._holds = 0
 
     def before_execute(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not conn.info.get("writing") and not statement.lstrip().startswith(_READS):
+        if not statement.lstrip().startswith(_READS):
+            self.hold(conn)
+
+    def hold(self, conn: Any) -> None:
+        """Take the lock for ``conn``'s write transaction (once); its checkin releases it."""
+        if not conn.info.get("writing"):
             self.lock.acquire()
+            self._owner = threading.get_ident()
+            self._holds += 1
             conn.info["writing"] = True
+
+    def held_here(self) -> bool:
+        """Whether this thread has a write transaction open: a second one would wait on it."""
+        return self._owner == threading.get_ident()
 
     def checkin(self, _dbapi_connection: Any, record: Any) -> None:
         # The record's info is the dict the Connection's ``info`` showed above.
         if record.info.pop("writing", False):
+            self._holds -= 1
+            if not self._holds:
+                self._owner = None
             self.lock.release()
 
     def install(self, engine: Engine) -> None:
@@ -62,17 +78,23 @@ class _OneWriter:
 
 def make_engine(database_url: str) -> Engine:
     """Create the engine; an SQLite file's folder is created and the file put in WAL mode."""
+    return _make_engine(database_url)[0]
+
+
+def _make_engine(database_url: str) -> tuple[Engine, _OneWriter | None]:
+    """The engine and, for SQLite, the process's writer queue installed on it."""
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _sqlite_pragmas)
-        _OneWriter().install(engine)
-        return engine
+        writer = _OneWriter()
+        writer.install(engine)
+        return engine, writer
     engine = create_engine(url, pool_size=10, max_overflow=20)
     _ping_when_idle(engine)
-    return engine
+    return engine, None
 
 
 # A pooled connection unused for this long is checked with a ping before use.
@@ -159,7 +181,7 @@ class Database:
 
     def __init__(self, database_url: str) -> None:
         self.url = database_url
-        self.engine = make_engine(database_url)
+        self.engine, self._writer = _make_engine(database_url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # PostgreSQL: no BEGIN and COMMIT around reads (two round trips of three). SQLite's
         # driver starts no transaction for a SELECT anyway.
@@ -183,6 +205,54 @@ class Database:
         """An ORM session for reads only, outside a transaction: each statement sees what is
         committed when it runs (close it after use). For hot read-only paths."""
         return self.sessions(bind=self._reads)
+
+    @contextmanager
+    def dbapi_connection(self, *, autocommit: bool = False) -> Iterator[Any]:
+        """A pooled DB-API connection for a hot path's prebuilt statements.
+
+        SQLAlchemy's work around each statement (compiling, type processing, events)
+        costs more than SQLite or PostgreSQL spend running a short one
+        (PERFORMANCE.md), so the few statements of a hot path may skip it. Without
+        ``autocommit`` the block is one transaction: committed at its end, rolled back
+        if it raises; on SQLite it takes the process's writer lock first, as a write
+        through SQLAlchemy would. With ``autocommit`` (PostgreSQL only) each statement
+        commits on its own: one round trip, no BEGIN or COMMIT.
+        """
+        connection = self.engine.raw_connection()
+        dbapi = connection.dbapi_connection
+        try:
+            if autocommit:
+                if self.dialect != "postgresql":
+                    raise ValueError("autocommit statements are for PostgreSQL")
+                dbapi.autocommit = True
+            elif self._writer is not None:
+                self._writer.hold(connection)
+            yield dbapi
+            if not autocommit:
+                dbapi.commit()
+        except BaseException as exc:
+            dialect = self.engine.dialect
+            if isinstance(exc, dialect.loaded_dbapi.Error) and dialect.is_disconnect(
+                exc, dbapi, None
+            ):
+                # What SQLAlchemy's execute would do: the pool must not hand it out again.
+                connection.invalidate(exc)
+            elif not autocommit:
+                dbapi.rollback()
+            raise
+        finally:
+            try:
+                if autocommit and connection.is_valid:
+                    dbapi.autocommit = False
+            except BaseException as exc:
+                connection.invalidate(exc)
+                raise
+            finally:
+                connection.close()
+
+    def writing_here(self) -> bool:
+        """Whether this thread already writes to SQLite (a second connection would wait)."""
+        return self._writer is not None and self._writer.held_here()
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -19,7 +19,7 @@ from sqlalchemy import update
 
 from idp import clock
 from idp.audit.events import record
-from idp.db.models import Account, AuthorizationCode, Grant, LoginSession
+from idp.db.models import Account, AuthorizationCode, LoginSession
 from idp.oidc import claims as claims_module
 from idp.oidc import tokens
 from idp.oidc.adapter import ProtocolRequest
@@ -174,13 +174,17 @@ class AuthorizationCodeGrant(_Issuing, grants.AuthorizationCodeGrant):
             amr=list(row.amr),
             claims=row.claims,
         )
+        scope = scope or ""
         grant = tokens.start_grant(
-            self.request.uow, self.server.settings, self.client.client_id, scope or "", context
+            self.request.uow, self.server.settings, self.client.client_id, scope, context
         )
         self.request.grant = grant
-        return self.server.token_response(
-            self.request, grant, user, scope or "", refresh=include_refresh_token
+        refresh_token = (
+            tokens.issue_refresh_token(self.request.uow, grant)
+            if include_refresh_token and self.server.offers_refresh(self.client, scope)
+            else None
         )
+        return self.server.token_response(self.request, grant, user, scope, refresh_token)
 
 
 class PKCE(CodeChallenge):
@@ -240,20 +244,28 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
-    def authenticate_refresh_token(self, refresh_token: str) -> RefreshedGrant | None:
-        used = tokens.use_refresh_token(
-            self.request.uow, refresh_token, self.request.client.client_id
+    def authenticate_refresh_token(self, refresh_token: str) -> tokens.Refreshed:
+        """Rotate now: the old token consumed, its successor stored, in one step."""
+        scope = self.request.payload.scope
+        # Without a narrowing the scope is the grant's, which has offline_access: a
+        # refresh token is only ever issued for such a grant (Provider.offers_refresh).
+        successor = self.server.offers_refresh(self.request.client, scope) if scope else True
+        return tokens.rotate_refresh_token(
+            self.request.uow,
+            self.server.refresh_rotation,
+            refresh_token,
+            self.request.client.client_id,
+            scope,
+            successor=successor,
         )
-        return RefreshedGrant(*used) if used else None
 
-    def authenticate_user(self, refresh_token: RefreshedGrant) -> Authenticated | None:
-        grant, account = refresh_token.grant, refresh_token.account
-        if account.disabled_at is not None:
-            return None
+    def authenticate_user(self, refresh_token: tokens.Refreshed) -> Authenticated:
+        """The rotation only matched a live grant of an account that is not disabled."""
+        grant = refresh_token.grant
         self.request.grant = grant
-        return Authenticated(account, None, grant.auth_time, grant.acr, list(grant.amr))
+        return Authenticated(refresh_token.account, None, grant.auth_time, grant.acr, grant.amr)
 
-    def revoke_old_credential(self, refresh_token: RefreshedGrant) -> None:
+    def revoke_old_credential(self, refresh_token: tokens.Refreshed) -> None:
         """The old token was consumed atomically when it was authenticated."""
 
     def generate_token(
@@ -264,23 +276,10 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
         expires_in: int | None = None,
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
+        refreshed: tokens.Refreshed = self.request.refresh_token
         return self.server.token_response(
-            self.request, self.request.grant, user, scope or "", refresh=True
+            self.request, refreshed.grant, user, scope or "", refreshed.refresh_token
         )
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshedGrant:
-    """A consumed refresh token's grant (and its account), as authlib's refresh grant expects it."""
-
-    grant: Grant
-    account: Account
-
-    def check_client(self, client: Any) -> bool:
-        return client.client_id == self.grant.client_id
-
-    def get_scope(self) -> str:
-        return self.grant.scope
 
 
 class ClientCredentialsGrant(_Issuing, grants.ClientCredentialsGrant):

@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session
 
 from idp.assurance import Policy
 from idp.assurance.verified_claims import current_identity, identity_claims
+from idp.db.engine import Database
 from idp.db.models import Account, ClientAssertionJti
+from idp.db.refresh_rotation import RefreshRotation
 from idp.keys.store import KeyStore
 from idp.oidc import claims as claims_module
 from idp.oidc import grants, tokens
@@ -112,6 +114,7 @@ class Provider(rfc6749.AuthorizationServer):
         clients: ClientRegistry,
         assurance_policy: Policy,
         pairwise_key: bytes,
+        database: Database,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -120,6 +123,7 @@ class Provider(rfc6749.AuthorizationServer):
         self.assurance_policy = assurance_policy
         self.pairwise_key = pairwise_key
         self.tokens = tokens.TokenService(settings, keys)
+        self.refresh_rotation = RefreshRotation(database)
         self.register_grant(grants.AuthorizationCodeGrant, [grants.PKCE(), grants.OpenIDCode()])
         self.register_grant(grants.RefreshTokenGrant)
         self.register_grant(grants.ClientCredentialsGrant)
@@ -150,16 +154,19 @@ class Provider(rfc6749.AuthorizationServer):
         """The ``sub`` of ``account`` as ``client`` sees it."""
         return claims_module.subject(account, client, self.pairwise_key)
 
+    def offers_refresh(self, client: RegisteredClient, scope: str) -> bool:
+        """Whether tokens for ``scope`` come with a refresh token (``offline_access``)."""
+        return "offline_access" in scope.split() and client.check_grant_type("refresh_token")
+
     def token_response(
         self,
         request: ProtocolRequest,
         grant: Any,
         user: grants.Authenticated,
         scope: str,
-        *,
-        refresh: bool,
+        refresh_token: str | None,
     ) -> dict[str, Any]:
-        """Access token (and refresh token with ``offline_access``) for a login's grant."""
+        """Access token (and the refresh token issued with it) for a login's grant."""
         client: RegisteredClient = request.client
         access_token, lifetime = self.tokens.access_token(
             client.client_id, self.subject(user.account, client), scope, grant=grant
@@ -170,12 +177,8 @@ class Provider(rfc6749.AuthorizationServer):
             "expires_in": lifetime,
             "scope": scope,
         }
-        if (
-            refresh
-            and "offline_access" in scope.split()
-            and client.check_grant_type("refresh_token")
-        ):
-            token["refresh_token"] = tokens.issue_refresh_token(request.uow, grant)
+        if refresh_token:
+            token["refresh_token"] = refresh_token
         return token
 
     def id_token(

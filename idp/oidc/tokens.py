@@ -30,8 +30,10 @@ from idp.db.models import (
     RefreshToken,
     RevokedAccessToken,
 )
+from idp.db.refresh_rotation import RefreshRotation
 from idp.keys.store import KeyStore
 from idp.oidc.clients import RegisteredClient
+from idp.oidc.errors import InvalidGrant, InvalidScope, OAuth2Error
 from idp.settings import Settings
 
 AT_JWT = "at+jwt"
@@ -222,49 +224,24 @@ def start_grant(
     return grant
 
 
-# The refresh grant's statements, built once: SQLAlchemy spends more building a statement
-# than SQLite spends running it. Core tables, not ORM entities: no identity map work.
-_REFRESH, _GRANT, _ACCOUNT = RefreshToken.__table__, Grant.__table__, Account.__table__
-_INSERT_REFRESH = insert(_REFRESH)
-_FIND_LIVE_REFRESH = (
-    select(
-        _GRANT.c.id,
-        _GRANT.c.account_id,
-        _GRANT.c.scope,
-        _GRANT.c.auth_time,
-        _GRANT.c.acr,
-        _GRANT.c.amr,
-        _GRANT.c.expires_at,
-        _ACCOUNT.c.subject,
-        _ACCOUNT.c.disabled_at,
-    )
-    .select_from(
-        _REFRESH.join(_GRANT, _GRANT.c.id == _REFRESH.c.grant_id).join(
-            _ACCOUNT, _ACCOUNT.c.id == _GRANT.c.account_id
-        )
-    )
-    .where(
-        _REFRESH.c.token_digest == bindparam("digest"),
-        _GRANT.c.client_id == bindparam("client_id"),
-        _GRANT.c.revoked_at.is_(None),
-        _REFRESH.c.expires_at > bindparam("now"),
-        _GRANT.c.expires_at > bindparam("now"),
-    )
-)
-_CONSUME_REFRESH = (
-    update(_REFRESH)
-    .where(_REFRESH.c.token_digest == bindparam("digest"), _REFRESH.c.used_at.is_(None))
-    .values(used_at=bindparam("now"))
-)
+# Built once: SQLAlchemy spends more building a statement than SQLite spends running it.
+_GRANT = Grant.__table__
+_INSERT_REFRESH = insert(RefreshToken.__table__)
+
+
+def new_refresh_token() -> tuple[str, bytes]:
+    """A fresh refresh token and its stored digest."""
+    token = secrets.token_urlsafe(32)
+    return token, digest(token)
 
 
 def issue_refresh_token(session: Session, grant: Grant) -> str:
     """A new refresh token in ``grant``'s family; valid until the grant expires."""
-    token = secrets.token_urlsafe(32)
+    token, token_digest = new_refresh_token()
     session.connection().execute(
         _INSERT_REFRESH,
         {
-            "token_digest": digest(token),
+            "token_digest": token_digest,
             "grant_id": grant.id,
             "created_at": clock.now(),
             "expires_at": grant.expires_at,
@@ -294,36 +271,82 @@ def revoke_grant(session: Session, grant_id: str | None, reason: str) -> bool:
     return bool(result.rowcount)
 
 
-def use_refresh_token(session: Session, token: str, client_id: str) -> tuple[Grant, Account] | None:
-    """Consume a refresh token (rotation); the live grant it belongs to and its account.
+@dataclass(frozen=True, slots=True)
+class Refreshed:
+    """A refresh token's grant after rotation, its account, and the successor (already stored)."""
 
-    A token that was used before is a reuse: its whole family is revoked
-    (RFC 9700 4.14.2). A token of another client is refused untouched. The grant
-    and account come back detached and filled with what issuing tokens reads.
+    grant: Grant
+    account: Account
+    refresh_token: str | None
+
+    def check_client(self, client: Any) -> bool:
+        return client.client_id == self.grant.client_id
+
+    def get_scope(self) -> str:
+        return self.grant.scope
+
+
+def rotate_refresh_token(
+    uow: Session,
+    rotation: RefreshRotation,
+    token: str,
+    client_id: str,
+    scope: str | None,
+    *,
+    successor: bool,
+) -> Refreshed:
+    """Consume a refresh token and store its successor (rotation, RFC 9700 4.14.2).
+
+    ``scope`` narrows the grant's scope (RFC 6749 section 6); ``successor`` says
+    whether a new refresh token is due. Refused: :class:`InvalidGrant`, or
+    :class:`InvalidScope` for a narrowing beyond the grant. A token used before
+    revokes its whole family; a token of another client is refused untouched.
     """
-    connection = session.connection()
     token_digest, now = digest(token), clock.now()
-    row = connection.execute(
-        _FIND_LIVE_REFRESH, {"digest": token_digest, "client_id": client_id, "now": now}
-    ).first()
-    if row is None:
-        return None
-    consumed = connection.execute(_CONSUME_REFRESH, {"digest": token_digest, "now": now})
-    if not consumed.rowcount:
-        revoke_grant(session, row.id, "refresh_token_reused")
-        return None
+    new_token, new_digest = new_refresh_token() if successor else (None, None)
+    scopes = scope.split() if scope else []
+    rotated = rotation.rotate(uow, token_digest, client_id, scopes, new_digest, now)
+    if rotated is None:
+        raise _refusal(uow, token_digest, client_id, scopes, now)
     grant = Grant(
-        id=row.id,
+        id=rotated.grant_id,
         client_id=client_id,
-        account_id=row.account_id,
-        scope=row.scope,
-        auth_time=row.auth_time,
-        acr=row.acr,
-        amr=row.amr,
-        expires_at=row.expires_at,
+        account_id=rotated.account_id,
+        scope=rotated.scope,
+        auth_time=rotated.auth_time,
+        acr=rotated.acr,
+        amr=rotated.amr,
+        expires_at=rotated.expires_at,
     )
-    account = Account(id=row.account_id, subject=row.subject, disabled_at=row.disabled_at)
-    return grant, account
+    account = Account(id=rotated.account_id, subject=rotated.subject, disabled_at=None)
+    return Refreshed(grant, account, new_token)
+
+
+def _refusal(
+    uow: Session, token_digest: bytes, client_id: str, scopes: list[str], now: datetime
+) -> OAuth2Error:
+    """Why a refresh token did not rotate, acting on what calls for it (the rare path)."""
+    row = uow.execute(
+        select(RefreshToken, Grant, Account.disabled_at)
+        .join(Grant, Grant.id == RefreshToken.grant_id)
+        .join(Account, Account.id == Grant.account_id)
+        .where(RefreshToken.token_digest == token_digest)
+    ).first()
+    if row is None or row.Grant.client_id != client_id:
+        return InvalidGrant()
+    refresh, grant = row.RefreshToken, row.Grant
+    if refresh.used_at is not None:
+        # Used before: either this client or an attacker holds a copy (RFC 9700 4.14.2).
+        revoke_grant(uow, grant.id, "refresh_token_reused")
+        return InvalidGrant()
+    if grant.revoked_at is not None or refresh.expires_at <= now or grant.expires_at <= now:
+        return InvalidGrant()
+    if row.disabled_at is not None:
+        revoke_grant(uow, grant.id, "account_disabled")
+        return InvalidGrant()
+    if not set(scopes) <= set(grant.scope.split(" ")):
+        return InvalidScope()
+    return InvalidGrant()
 
 
 def find_refresh_token(session: Session, token: str) -> tuple[RefreshToken, Grant] | None:

@@ -1,0 +1,190 @@
+"""Refresh-token rotation in prebuilt SQL: the token endpoint's hot path.
+
+A rotation consumes a live refresh token of the calling client, stores its
+successor and reads what the token response needs, atomically. The statements
+are written out for each dialect and run on a pooled DB-API connection
+(:meth:`Database.dbapi_connection`): SQLAlchemy's compiling, type processing and
+events around each statement, and an ORM session around them, cost several
+times what the database spends running them (PERFORMANCE.md).
+
+- PostgreSQL: one statement (a data-modifying CTE) in autocommit: one round
+  trip, no BEGIN or COMMIT. Two rotations of one token queue on its row lock;
+  the second re-checks ``used_at IS NULL`` once the first committed and matches
+  nothing.
+- SQLite: consume (``UPDATE ... RETURNING``), read the grant, store the
+  successor, commit: one transaction under the process's writer lock.
+
+"Live" is all a refresh needs: the token unused and unexpired; its grant the
+client's, unrevoked and unexpired; the account not disabled; a narrowed
+``scope`` within the grant's (RFC 6749 section 6, scopes separated by spaces).
+When any of that fails nothing changes and :meth:`RefreshRotation.rotate`
+answers None: the caller finds out why (idp/oidc/tokens.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from idp.db.engine import Database
+from idp.db.models import Account, Grant, RefreshToken
+
+POSTGRESQL = """
+WITH consumed AS (
+    UPDATE refresh_tokens SET used_at = %(now)s
+    FROM grants JOIN accounts ON accounts.id = grants.account_id
+    WHERE refresh_tokens.token_digest = %(digest)s
+      AND refresh_tokens.used_at IS NULL
+      AND refresh_tokens.expires_at > %(now)s
+      AND grants.id = refresh_tokens.grant_id
+      AND grants.client_id = %(client_id)s
+      AND grants.revoked_at IS NULL
+      AND grants.expires_at > %(now)s
+      AND accounts.disabled_at IS NULL
+      AND string_to_array(grants.scope, ' ') @> %(scopes)s::text[]
+    RETURNING grants.id, grants.account_id, grants.scope, grants.auth_time, grants.acr,
+              grants.amr, grants.expires_at, accounts.subject
+), successor AS (
+    INSERT INTO refresh_tokens (token_digest, grant_id, created_at, expires_at)
+    SELECT %(successor)s::bytea, id, %(now)s, expires_at FROM consumed
+    WHERE %(successor)s::bytea IS NOT NULL
+)
+SELECT * FROM consumed
+"""
+
+SQLITE_CONSUME = """
+UPDATE refresh_tokens SET used_at = :now
+WHERE token_digest = :digest
+  AND used_at IS NULL
+  AND expires_at > :now
+  AND EXISTS (
+      SELECT 1 FROM grants JOIN accounts ON accounts.id = grants.account_id
+      WHERE grants.id = refresh_tokens.grant_id
+        AND grants.client_id = :client_id
+        AND grants.revoked_at IS NULL
+        AND grants.expires_at > :now
+        AND accounts.disabled_at IS NULL
+        AND NOT EXISTS (
+            SELECT 1 FROM json_each(:scopes) AS requested
+            WHERE instr(' ' || grants.scope || ' ', ' ' || requested.value || ' ') = 0))
+RETURNING grant_id
+"""
+
+SQLITE_GRANT = """
+SELECT grants.id, grants.account_id, grants.scope, grants.auth_time, grants.acr,
+       grants.amr, grants.expires_at, accounts.subject
+FROM grants JOIN accounts ON accounts.id = grants.account_id
+WHERE grants.id = :grant_id
+"""
+
+SQLITE_SUCCESSOR = """
+INSERT INTO refresh_tokens (token_digest, grant_id, created_at, expires_at)
+VALUES (:successor, :grant_id, :now, :expires_at)
+"""
+
+# What both dialects return, in order, and the model column each comes from.
+_RETURNED = (
+    Grant.__table__.c.id,
+    Grant.__table__.c.account_id,
+    Grant.__table__.c.scope,
+    Grant.__table__.c.auth_time,
+    Grant.__table__.c.acr,
+    Grant.__table__.c.amr,
+    Grant.__table__.c.expires_at,
+    Account.__table__.c.subject,
+)
+_EXPIRES_AT = 6
+
+
+@dataclass(frozen=True, slots=True)
+class Rotated:
+    """A consumed refresh token's grant and account subject: what the token response needs."""
+
+    grant_id: str
+    account_id: int
+    scope: str
+    auth_time: datetime
+    acr: str | None
+    amr: list[Any]
+    expires_at: datetime
+    subject: str
+
+
+class RefreshRotation:
+    """The rotation statements for one database, with the models' value conversions."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        dialect = database.engine.dialect
+        self.postgresql = dialect.name == "postgresql"
+        # The conversions the ORM applies to these columns, so values read and written
+        # here are stored exactly as the rest of the service stores them.
+        used_at = RefreshToken.__table__.c.used_at.type.dialect_impl(dialect)
+        self._bind_time: Callable[[Any], Any] = used_at.bind_processor(dialect) or _same
+        self._results = [
+            column.type.dialect_impl(dialect).result_processor(dialect, None) or _same
+            for column in _RETURNED
+        ]
+
+    def rotate(
+        self,
+        uow: Session,
+        token_digest: bytes,
+        client_id: str,
+        scopes: list[str],
+        successor: bytes | None,
+        now: datetime,
+    ) -> Rotated | None:
+        """Consume the live token, store ``successor`` (if any) in its family; None: no change.
+
+        ``scopes`` is a narrowing the client asked for (empty: none). ``uow`` is the
+        request's unit of work, used only where SQLite would otherwise make this
+        thread wait on itself (see :meth:`_sqlite`).
+        """
+        params = {
+            "now": self._bind_time(now),
+            "digest": token_digest,
+            "client_id": client_id,
+            "successor": successor,
+        }
+        if self.postgresql:
+            params["scopes"] = scopes
+            with self.database.dbapi_connection(autocommit=True) as connection:
+                row = connection.execute(POSTGRESQL, params).fetchone()
+        else:
+            params["scopes"] = json.dumps(scopes)
+            row = self._sqlite(uow, params)
+        if row is None:
+            return None
+        return Rotated(*(convert(value) for convert, value in zip(self._results, row, strict=True)))
+
+    def _sqlite(self, uow: Session, params: dict[str, Any]) -> tuple[Any, ...] | None:
+        if self.database.writing_here():
+            # This request already writes through its session (a private_key_jwt
+            # assertion's jti): a second connection would wait for it forever, so the
+            # statements join the session's transaction and commit with it.
+            return _sqlite_statements(uow.connection().connection.dbapi_connection, params)
+        with self.database.dbapi_connection() as connection:
+            return _sqlite_statements(connection, params)
+
+
+def _sqlite_statements(connection: Any, params: dict[str, Any]) -> tuple[Any, ...] | None:
+    consumed = connection.execute(SQLITE_CONSUME, params).fetchall()
+    if not consumed:
+        return None
+    row = connection.execute(SQLITE_GRANT, {"grant_id": consumed[0][0]}).fetchone()
+    if params["successor"] is not None:
+        connection.execute(
+            SQLITE_SUCCESSOR,
+            {**params, "grant_id": row[0], "expires_at": row[_EXPIRES_AT]},
+        )
+    return row
+
+
+def _same(value: Any) -> Any:
+    return value
