@@ -166,8 +166,9 @@ class RefreshRotation:
     def _sqlite(self, uow: Session, params: dict[str, Any]) -> tuple[Any, ...] | None:
         if self.database.writing_here():
             # This request already writes through its session (a private_key_jwt
-            # assertion's jti): a second connection would wait for it forever, so the
-            # statements join the session's transaction and commit with it.
+            # assertion's jti). SQLite lets one connection write at a time and this
+            # thread holds the writer lock: the statements join the session's
+            # transaction and commit with it rather than wait on it.
             return _sqlite_statements(uow.connection().connection.dbapi_connection, params)
         with self.database.dbapi_connection() as connection:
             return _sqlite_statements(connection, params)

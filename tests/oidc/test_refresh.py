@@ -1,0 +1,258 @@
+"""The refresh-token grant over HTTP: rotation, reuse, binding, narrowing, and what it refuses."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from datetime import timedelta
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+from joserfc import jwt
+from joserfc.jwk import ECKey, KeySet
+from sqlalchemy import select, update
+
+from idp import clock
+from idp.db.models import Account, AuditEvent, Grant
+from tests.conftest import LiveServer, free_port, make_settings
+from tests.oidc import factories
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+@pytest.fixture
+def world(live_server, db):
+    """A server, a confidential client and a logged-in browser; returns the account id too."""
+    info = factories.client(db)
+    account_id = factories.account(db)
+    browser = factories.Browser(live_server.url)
+    browser.log_in(factories.login_token(db, account_id, live_server.settings))
+    return live_server, info, browser, account_id
+
+
+def login(world, scope: str = "openid offline_access", **redeem_data) -> dict:
+    """The token response of a code flow for the world's browser and client."""
+    server, info, browser, _ = world
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": info.client_id,
+            "redirect_uri": info.redirect_uri,
+            "scope": scope,
+            "state": "st",
+            "nonce": "n",
+        }
+    )
+    code = factories.callback_params(browser.open(f"{server.url}/authorize?{query}"))["code"]
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": info.redirect_uri}
+    auth = None if redeem_data else (info.client_id, info.client_secret)
+    response = httpx.post(f"{server.url}/token", data={**data, **redeem_data}, auth=auth)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def refresh(server, info, token: str, **extra) -> httpx.Response:
+    data = {"grant_type": "refresh_token", "refresh_token": token, **extra}
+    return httpx.post(f"{server.url}/token", data=data, auth=(info.client_id, info.client_secret))
+
+
+def access_claims(server, token: str) -> dict:
+    keys = KeySet.import_key_set(httpx.get(f"{server.url}/jwks.json").json())
+    return jwt.decode(token, keys).claims
+
+
+def family_revocations(db, reason: str) -> list[AuditEvent]:
+    with db.unit_of_work() as session:
+        events = session.scalars(select(AuditEvent).where(AuditEvent.event == "grant.revoked"))
+        return [e for e in events if e.data.get("reason") == reason]
+
+
+@pytest.mark.parametrize("subject_type", ["public", "pairwise"])
+def test_a_refreshed_access_token_carries_the_logins_claims(live_server, db, subject_type):
+    info = factories.client(db, subject_type=subject_type, first_party=True)
+    account_id = factories.account(db)
+    browser = factories.Browser(live_server.url)
+    browser.log_in(factories.login_token(db, account_id, live_server.settings))
+    first = login((live_server, info, browser, account_id))
+    refreshed = refresh(live_server, info, first["refresh_token"])
+    assert refreshed.status_code == 200
+    body = refreshed.json()
+    assert set(body) == {"access_token", "token_type", "expires_in", "scope", "refresh_token"}
+    assert body["token_type"] == "Bearer" and body["scope"] == "openid offline_access"
+    before = access_claims(live_server, first["access_token"])
+    after = access_claims(live_server, body["access_token"])
+    for name in ("iss", "aud", "sub", "client_id", "scope", "grant_id", "auth_time", "amr"):
+        assert after[name] == before[name], name
+    assert after.get("acr") == before.get("acr")
+    assert after["jti"] != before["jti"]
+    with db.unit_of_work() as session:
+        subject = session.get(Account, account_id).subject
+    assert (after["sub"] == subject) is (subject_type == "public")
+
+
+def test_each_refresh_token_works_once_along_a_rotation_chain(world):
+    server, info, _, _ = world
+    token = login(world)["refresh_token"]
+    for _ in range(3):
+        response = refresh(server, info, token)
+        assert response.status_code == 200
+        assert response.json()["refresh_token"] != token
+        token = response.json()["refresh_token"]
+
+
+def test_a_reused_refresh_token_is_audited_and_revokes_the_access_tokens(world, db):
+    server, info, _, _ = world
+    first = login(world)
+    rotated = refresh(server, info, first["refresh_token"]).json()
+    reuse = refresh(server, info, first["refresh_token"])
+    assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
+    userinfo = httpx.get(
+        f"{server.url}/userinfo", headers={"Authorization": f"Bearer {rotated['access_token']}"}
+    )
+    assert userinfo.status_code == 401
+    [event] = family_revocations(db, "refresh_token_reused")
+    assert event.client_id == info.client_id
+    assert event.data["grant_id"] == access_claims(server, first["access_token"])["grant_id"]
+
+
+def test_two_concurrent_refreshes_of_one_token_one_wins_and_the_family_is_revoked(
+    world, db, keys_dir
+):
+    server, info, _, _ = world
+    token = login(world)["refresh_token"]
+    port = free_port()
+    other = make_settings(db.url, keys_dir, issuer=f"http://127.0.0.1:{port}", port=port)
+    answers: list[httpx.Response] = []
+    start = threading.Barrier(2)
+
+    def send(target) -> None:
+        start.wait(5)
+        answers.append(refresh(target, info, token))
+
+    with LiveServer(other) as second:
+        threads = [threading.Thread(target=send, args=(s,)) for s in (server, second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert sorted(a.status_code for a in answers) == [200, 400]
+    won = next(a for a in answers if a.status_code == 200).json()
+    lost = next(a for a in answers if a.status_code == 400).json()
+    assert lost["error"] == "invalid_grant"
+    assert refresh(server, info, won["refresh_token"]).json()["error"] == "invalid_grant"
+    userinfo = httpx.get(
+        f"{server.url}/userinfo", headers={"Authorization": f"Bearer {won['access_token']}"}
+    )
+    assert userinfo.status_code == 401
+    assert len(family_revocations(db, "refresh_token_reused")) == 1
+
+
+def test_another_clients_refresh_token_is_refused_and_left_usable(world, db):
+    server, info, _, _ = world
+    token = login(world)["refresh_token"]
+    other = factories.client(db, name="Other")
+    stolen = refresh(server, other, token)
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    assert refresh(server, info, token).status_code == 200, "the rightful client still can"
+    assert family_revocations(db, "refresh_token_reused") == []
+
+
+def test_an_unknown_refresh_token_is_refused(world):
+    server, info, _, _ = world
+    response = refresh(server, info, secrets.token_urlsafe(32))
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_an_expired_refresh_token_is_refused(world):
+    server, info, _, _ = world
+    token = login(world)["refresh_token"]
+    clock.travel(timedelta(days=server.settings.refresh_token_days, seconds=1))
+    response = refresh(server, info, token)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_a_refresh_token_of_a_revoked_grant_is_refused(world):
+    server, info, _, _ = world
+    first = login(world)
+    revoked = httpx.post(
+        f"{server.url}/revoke",
+        data={"token": first["refresh_token"]},
+        auth=(info.client_id, info.client_secret),
+    )
+    assert revoked.status_code == 200
+    response = refresh(server, info, first["refresh_token"])
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+
+
+def test_a_disabled_accounts_refresh_token_is_refused_and_its_grant_revoked(world, db):
+    server, info, _, account_id = world
+    token = login(world)["refresh_token"]
+    with db.unit_of_work() as session:
+        session.execute(
+            update(Account).where(Account.id == account_id).values(disabled_at=clock.now())
+        )
+    response = refresh(server, info, token)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    with db.unit_of_work() as session:
+        session.execute(update(Account).where(Account.id == account_id).values(disabled_at=None))
+        grant = session.scalar(select(Grant).where(Grant.account_id == account_id))
+        assert grant.revoke_reason == "account_disabled"
+    assert refresh(server, info, token).json()["error"] == "invalid_grant"
+
+
+def test_a_narrowed_refresh_keeps_offline_access_only_if_asked(world):
+    server, info, _, _ = world
+    token = login(world, "openid profile offline_access")["refresh_token"]
+    narrowed = refresh(server, info, token, scope="profile offline_access")
+    assert narrowed.status_code == 200
+    body = narrowed.json()
+    assert body["scope"] == "profile offline_access"
+    assert access_claims(server, body["access_token"])["scope"] == "profile offline_access"
+    last = refresh(server, info, body["refresh_token"], scope="openid")
+    assert last.status_code == 200
+    assert last.json()["scope"] == "openid" and "refresh_token" not in last.json()
+
+
+def test_a_narrowing_beyond_the_grant_is_invalid_scope_and_keeps_the_token(world):
+    server, info, _, _ = world
+    token = login(world)["refresh_token"]
+    wider = refresh(server, info, token, scope="openid email")
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+    assert refresh(server, info, token).status_code == 200
+
+
+def test_a_private_key_jwt_client_refreshes(live_server, db):
+    """Its assertion's jti is written before the rotation: both in one request."""
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
+    info = factories.client(
+        db, token_endpoint_auth_method="private_key_jwt", jwks={"keys": [key.as_dict()]}
+    )
+    account_id = factories.account(db)
+    browser = factories.Browser(live_server.url)
+    browser.log_in(factories.login_token(db, account_id, live_server.settings))
+
+    def assertion() -> dict:
+        now = int(time.time())
+        claims = {
+            "iss": info.client_id,
+            "sub": info.client_id,
+            "aud": f"{live_server.url}/token",
+            "iat": now,
+            "exp": now + 60,
+            "jti": secrets.token_urlsafe(16),
+        }
+        signed = jwt.encode({"alg": "ES256", "kid": "k1"}, claims, key)
+        return {"client_id": info.client_id, "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": signed}  # fmt: skip
+
+    token = login((live_server, info, browser, account_id), **assertion())["refresh_token"]
+    data = {"grant_type": "refresh_token", "refresh_token": token}
+    started = time.monotonic()
+    rotated = httpx.post(f"{live_server.url}/token", data={**data, **assertion()}, timeout=30)
+    assert rotated.status_code == 200, rotated.text
+    assert time.monotonic() - started < 5, "the rotation did not wait on the request's own write"
+    assert rotated.json()["refresh_token"] != token
+    again = httpx.post(f"{live_server.url}/token", data={**data, **assertion()})
+    assert again.json()["error"] == "invalid_grant"
