@@ -1146,13 +1146,13 @@ def why_not_met(ctx: dict) -> list[str]:
         for s in ours
     ):
         out.append(
-            "**refresh_token per worker process.** Each rotation is a durable write in idp: one "
-            "statement finds the live token with its grant and account, one consumes it (atomically, so "
-            "a replay is detected and revokes the family), one stores the new token, then a commit. The "
-            "anchor keeps tokens in its process's memory (the bundled in-memory adapter, no durability). "
-            "On PostgreSQL each statement is also a round trip, and the database's own CPU (database "
-            "CPU column) comes on top; with two workers on SQLite the processes take turns at the one "
-            "writer lock, so a second worker adds little."
+            "**refresh_token per worker process.** Each rotation is a durable write in idp: the live "
+            "token is consumed (atomically, so a replay is detected and revokes the family) and the new "
+            "one stored in one commit: on SQLite three short statements, on PostgreSQL one statement, "
+            "one round trip whose commit waits for the WAL flush. The anchor keeps tokens in its "
+            "process's memory (the bundled in-memory adapter, no durability). On PostgreSQL the "
+            "database's own CPU (database CPU column) comes on top; with two workers on SQLite the "
+            "processes take turns at the one writer lock, so a second worker adds little."
         )
     fl = ctx.get("floor")
     if fl and any(
