@@ -11,8 +11,9 @@ times what the database spends running them (PERFORMANCE.md).
   trip, no BEGIN or COMMIT. Two rotations of one token queue on its row lock;
   the second re-checks ``used_at IS NULL`` once the first committed and matches
   nothing.
-- SQLite: consume (``UPDATE ... RETURNING``), read the grant, store the
-  successor, commit: one transaction under the process's writer lock.
+- SQLite: consume (``UPDATE ... RETURNING``, SQLite 3.35 or later), read the
+  grant, store the successor, commit: one transaction under the process's
+  writer lock.
 
 "Live" is all a refresh needs: the token unused and unexpired; its grant the
 client's, unrevoked and unexpired; the account not disabled; a narrowed
