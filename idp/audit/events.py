@@ -3,6 +3,12 @@
 Each event's hash covers the previous hash and the event's canonical JSON,
 so deleting or editing a row breaks the chain, which :func:`verify` finds.
 Appending locks the chain's head row, so concurrent writers stay ordered.
+
+Appending is three Core statements (lock and read the head, insert the event,
+move the head), not ORM objects: an event is written on every login, and the
+unit of work's flush machinery cost more than the statements themselves. The
+head read under the lock is remembered for the rest of the transaction, so a
+request that records several events (consent, then the code) reads it once.
 """
 
 from __future__ import annotations
@@ -11,8 +17,8 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session, SessionTransaction
 
 from idp import clock
 from idp.db.models import AuditEvent, AuditHead
@@ -21,18 +27,21 @@ GENESIS = b"\x00" * 32
 # Session.info key: the events recorded in the open transaction, counted by
 # idp.metrics when it commits.
 RECORDED = "idp.audit_recorded"
+_EVENTS = AuditEvent.__table__
+_HEAD = AuditHead.__table__
+# PostgreSQL locks the row; SQLite has no row locks, and a plain SELECT there runs before
+# the write transaction begins (it may read a head another writer is about to move): a
+# no-op UPDATE takes the database's write lock and reads the head under it.
+_LOCK_HEAD = select(_HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1)
+_LOCK_HEAD_SQLITE = _MOVE_HEAD.values(last_id=_HEAD.c.last_id).returning(_HEAD.c.last_hash)
+_HASHED = ("at", "event", "actor", "account_id", "client_id", "ip", "data")
+_HELD = "idp.audit_head"  # Session.info: (transaction, last hash) while the lock is held
 
 
-def _digest(prev_hash: bytes, event: AuditEvent) -> bytes:
-    body = {
-        "at": event.at.isoformat(),
-        "event": event.event,
-        "actor": event.actor,
-        "account_id": event.account_id,
-        "client_id": event.client_id,
-        "ip": event.ip,
-        "data": event.data,
-    }
+def _digest(prev_hash: bytes, event: AuditEvent | dict[str, Any]) -> bytes:
+    fields = event if isinstance(event, dict) else {k: getattr(event, k) for k in _HASHED}
+    body = {**fields, "at": fields["at"].isoformat()}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(prev_hash + canonical.encode()).digest()
 
@@ -46,29 +55,48 @@ def record(
     client_id: str | None = None,
     ip: str | None = None,
     data: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one event in the caller's transaction."""
+) -> int:
+    """Append one event in the caller's transaction; return its id."""
     session.info.setdefault(RECORDED, []).append(event)
-    head = session.get(AuditHead, 1, with_for_update=True)
-    if head is None:
-        head = AuditHead(id=1, last_id=0, last_hash=GENESIS)
-        session.add(head)
-    row = AuditEvent(
-        at=clock.now().replace(microsecond=0),
-        event=event,
-        actor=actor,
-        account_id=account_id,
-        client_id=client_id,
-        ip=ip,
-        data=data or {},
-        prev_hash=head.last_hash,
-    )
-    row.hash = _digest(head.last_hash, row)
-    session.add(row)
-    session.flush()
-    head.last_id = row.id
-    head.last_hash = row.hash
-    return row
+    prev_hash = _locked_head(session)
+    values = {
+        "at": clock.now().replace(microsecond=0),
+        "event": event,
+        "actor": actor,
+        "account_id": account_id,
+        "client_id": client_id,
+        "ip": ip,
+        "data": data or {},
+    }
+    digest = _digest(prev_hash, values)
+    event_id = session.execute(
+        insert(_EVENTS).values(**values, prev_hash=prev_hash, hash=digest)
+    ).inserted_primary_key[0]
+    session.execute(_MOVE_HEAD.values(last_id=event_id, last_hash=digest))
+    session.info[_HELD] = (_transaction(session), digest)
+    return event_id
+
+
+def _transaction(session: Session) -> SessionTransaction | None:
+    """The innermost transaction: a savepoint rolled back must not leave a stale head."""
+    return session.get_nested_transaction() or session.get_transaction()
+
+
+def _locked_head(session: Session) -> bytes:
+    """The chain's last hash, its row locked until the transaction ends.
+
+    Read once per transaction: after this transaction's own append the head is
+    what it wrote, and no one else can move it while the lock is held.
+    """
+    held = session.info.get(_HELD)
+    if held is not None and held[0] is _transaction(session) and held[0] is not None:
+        return held[1]
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    last_hash = session.execute(_LOCK_HEAD_SQLITE if sqlite else _LOCK_HEAD).scalar_one_or_none()
+    if last_hash is None:  # a database set up without the head row
+        session.execute(insert(_HEAD).values(id=1, last_id=0, last_hash=GENESIS))
+        last_hash = GENESIS
+    return last_hash
 
 
 def verify(session: Session) -> int | None:
