@@ -38,16 +38,26 @@ def ip_key(ip: str | None) -> str | None:
     return f"ip:{ip}"[:96] if ip else None
 
 
+_COUNTERS = LoginThrottle.__table__
+_WAITS = select(_COUNTERS.c.key, _COUNTERS.c.blocked_until)
+
+
+def check(session: Session, keys: list[str]) -> tuple[int, frozenset[str]]:
+    """How long the citizen must wait before the next try (0: may try now), and which of
+    ``keys`` have a counter at all (a login that finds none has none to clear)."""
+    now = clock.now()
+    rows = session.execute(_WAITS.where(_COUNTERS.c.key.in_(keys))).all()
+    waits = [
+        (blocked_until - now).total_seconds()
+        for _, blocked_until in rows
+        if blocked_until is not None and blocked_until > now
+    ]
+    return (math.ceil(max(waits)) if waits else 0), frozenset(key for key, _ in rows)
+
+
 def wait_seconds(session: Session, keys: list[str]) -> int:
     """How long the citizen must wait before the next try (0: may try now)."""
-    now = clock.now()
-    rows = session.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(keys))).all()
-    waits = [
-        (row.blocked_until - now).total_seconds()
-        for row in rows
-        if row.blocked_until is not None and row.blocked_until > now
-    ]
-    return math.ceil(max(waits)) if waits else 0
+    return check(session, keys)[0]
 
 
 @dataclass(frozen=True)

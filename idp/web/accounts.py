@@ -30,9 +30,9 @@ from idp.accounts.errors import (
 from idp.accounts.login import authenticate
 from idp.accounts.recovery import open_reset, request_reset, reset_password
 from idp.accounts.registration import open_flow, register, resend, start_verification, verify
-from idp.accounts.sessions import end_session, start_session
+from idp.accounts.sessions import end_session, open_session
 from idp.audit.events import record
-from idp.db.models import Account, LoginSession
+from idp.db.models import Account
 from idp.web import csrf, i18n
 from idp.web.forms import FORM, Form
 from idp.web.redirects import safe_return_to
@@ -93,20 +93,21 @@ def _login_url(return_to: str | None = None, login_hint: str | None = None) -> s
     return "/login" + (f"?{urlencode(params)}" if params else "")
 
 
-def _log_in(request: Request, uow: Any, account: Account) -> tuple[str, LoginSession]:
-    """A fresh session (never the old one: session fixation), the old one ended."""
+def _log_in(request: Request, uow: Any, account_id: int) -> str:
+    """A fresh session (never the old one: session fixation), the old one ended; its token."""
     services = _services(request)
     old = current_session(request, uow)
     if old is not None:
         end_session(uow, old, "replaced")
-    return start_session(
+    token, _ = open_session(
         uow,
-        account,
+        account_id,
         ["pwd"],
         services.settings,
         ip=_ip(request),
         user_agent=request.headers.get("user-agent"),
     )
+    return token
 
 
 def _nudge_mail(request: Request) -> None:
@@ -244,7 +245,7 @@ def verify_submit(request: Request, form: Form) -> Response:
             error = None
             email = result.account.email
             if result.same_browser:
-                token_cookie, _ = _log_in(request, uow, result.account)
+                token_cookie = _log_in(request, uow, result.account.id)
     if error is not None:
         if token is not None or error.key == "verify.invalid":
             return _verify_invalid(request)
@@ -320,7 +321,7 @@ def login_submit(request: Request, form: Form) -> Response:
     email = form.get("email", "")[:MAX_EMAIL]
     with services.db.unit_of_work() as uow:
         try:
-            account = authenticate(
+            account_id = authenticate(
                 uow,
                 services.settings,
                 email=email,
@@ -331,7 +332,7 @@ def login_submit(request: Request, form: Form) -> Response:
             return _login_page(request, return_to, email, {"": _message(request, exc)}, 429)
         except LoginFailed as exc:
             return _login_page(request, return_to, email, {"email": _message(request, exc)}, 400)
-        token, _ = _log_in(request, uow, account)
+        token = _log_in(request, uow, account_id)
     response = Redirect(return_to, status_code=303)
     set_session_cookie(response, token, services.settings)
     return response

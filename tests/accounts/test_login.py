@@ -14,7 +14,8 @@ from idp import clock
 from idp.accounts.passwords import Passwords
 from idp.accounts.registration import create_account
 from idp.app import create_app
-from idp.db.models import Account, AuditEvent, LoginSession
+from idp.audit import events as audit
+from idp.db.models import Account, AuditEvent, LoginSession, LoginThrottle
 from tests.accounts.conftest import STRONG, csrf_token, login, register, submit
 
 
@@ -197,3 +198,40 @@ def test_the_login_hint_fills_in_the_email(app_client):
     assert 'value="a@example.de"' in page.text
     assert "Log in" in page.text
     assert csrf_token(page.text)
+
+
+def test_a_login_clears_the_failures_counted_before_it(app_client, account_settings, db):
+    _create(db, account_settings)
+    for _ in range(account_settings.login_free_attempts - 1):
+        assert login(app_client, "paula@example.de", "falsch falsch").status_code == 400
+    assert login(app_client, "paula@example.de").status_code == 303
+    # The count starts over: as many wrong passwords again before any wait.
+    for _ in range(account_settings.login_free_attempts - 1):
+        assert login(app_client, "paula@example.de", "falsch falsch").status_code == 400
+    with db.unit_of_work() as session:
+        counters = session.scalars(select(LoginThrottle)).all()
+    email_counter = next(c for c in counters if c.key.startswith("email:"))
+    assert email_counter.failures == account_settings.login_free_attempts - 1
+
+
+def test_concurrent_logins_keep_the_audit_trail_one_chain(account_settings, db):
+    for n in range(4):
+        _create(db, account_settings, f"person{n}@example.de")
+
+    def attempts(n: int) -> None:
+        with TestClient(create_app(account_settings), base_url=account_settings.issuer) as client:
+            for attempt in range(3):
+                password = STRONG if attempt != 1 else "falsch falsch"
+                login(client, f"person{n}@example.de", password)
+
+    with ThreadPoolExecutor(4) as browsers:
+        list(browsers.map(attempts, range(4)))
+    with db.unit_of_work() as session:
+        events = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+        assert [e.event for e in events].count("login.success") == 8
+        assert [e.event for e in events].count("login.failure") == 4
+        assert audit.verify(session) is None
+        # and the chain notices an edited event
+        events[3].data = {**events[3].data, "edited": True}
+    with db.unit_of_work() as session:
+        assert audit.verify(session) == events[3].id
