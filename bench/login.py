@@ -12,6 +12,15 @@ Forms are read from the HTML (stdlib html.parser), not hard-coded: hidden fields
 the consent form's "allow"-like submit button is chosen. So the same driver runs
 against the anchor (node-oidc-provider with bench/anchor/server.js) and idp.
 
+A *password login* (``run_password_logins``) is only what a citizen does to log
+in: GET the login page, POST its form with email and password, answered with a
+redirect (a wrong password shows the form again and counts as an error). Where
+the service has a login page of its own (idp: ``/login``), every login starts
+there with an empty cookie jar. Where the login form exists only inside an
+authorization request (node-oidc-provider's interactions), the requests that
+open it (GET /authorize and its redirects) are made beforehand, outside the
+timed run, and each timed login gets one such opened form with its cookies.
+
 Also usable alone:  python bench/login.py --issuer URL --client-id ... --seconds 5
 """
 
@@ -117,6 +126,9 @@ class Target:
     email_pattern: str | None = None
     accounts: int = 0
     prompt: str | None = "consent"  # offline_access needs prompt=consent (OIDC Core 11)
+    # The service's own login page (idp: /login?return_to=...); None: the login form is
+    # reached through /authorize (an interaction), opened before the timed run.
+    login_page: str | None = None
     authorization_endpoint: str = ""
     token_endpoint: str = ""
 
@@ -173,23 +185,8 @@ def _fill(form: Form, email: str, password: str) -> list[tuple[str, str]]:
 
 async def login(client: httpx.AsyncClient, target: Target, max_steps: int = 20) -> dict:
     """Run one full login with the given (fresh) client; return the token response."""
-    verifier = secrets.token_urlsafe(48)
-    challenge = (
-        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-    )
-    state = secrets.token_urlsafe(16)
-    params = {
-        "response_type": "code",
-        "client_id": target.client_id,
-        "redirect_uri": target.redirect_uri,
-        "scope": target.scope,
-        "state": state,
-        "nonce": secrets.token_urlsafe(16),
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-    }
-    if target.prompt:
-        params["prompt"] = target.prompt
+    params, verifier = _authorize_params(target)
+    state = params["state"]
     email = target.pick_email()
     r = await client.get(target.authorization_endpoint, params=params)
     code = None
@@ -246,6 +243,84 @@ async def login(client: httpx.AsyncClient, target: Target, max_steps: int = 20) 
     return tokens
 
 
+def _authorize_params(target: Target) -> tuple[dict[str, str], str]:
+    """An authorization request's parameters (PKCE S256, state, nonce) and its code verifier."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    params = {
+        "response_type": "code",
+        "client_id": target.client_id,
+        "redirect_uri": target.redirect_uri,
+        "scope": target.scope,
+        "state": secrets.token_urlsafe(16),
+        "nonce": secrets.token_urlsafe(16),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    if target.prompt:
+        params["prompt"] = target.prompt
+    return params, verifier
+
+
+@dataclass
+class LoginStart:
+    """Where one password login begins: the login page's URL and the browser's cookies."""
+
+    url: str
+    cookies: httpx.Cookies | None = None
+
+
+async def open_login_form(
+    client: httpx.AsyncClient, target: Target, max_steps: int = 10
+) -> LoginStart:
+    """GET /authorize and follow its redirects to the page with the password form."""
+    r = await client.get(target.authorization_endpoint, params=_authorize_params(target)[0])
+    for _ in range(max_steps):
+        if r.is_redirect:
+            r = await client.get(urljoin(str(r.url), r.headers["location"]))
+            continue
+        if r.status_code == 200 and _pick_form(parse_forms(r.text), password_stage=True):
+            return LoginStart(str(r.url), httpx.Cookies(client.cookies))
+        raise LoginError(f"no login form at {r.url}: {r.status_code} {r.text[:200]}")
+    raise LoginError("no login form after max steps")
+
+
+async def open_login_forms(target: Target, n: int, concurrency: int = 4) -> list[LoginStart]:
+    """``n`` login forms opened through /authorize, each with its own cookies."""
+    out: list[LoginStart] = []
+
+    async def worker(k: int) -> None:
+        async with new_client() as c:
+            for _ in range(k):
+                c.cookies.clear()
+                out.append(await open_login_form(c, target))
+
+    per = [n // concurrency + (1 if i < n % concurrency else 0) for i in range(concurrency)]
+    await asyncio.gather(*(worker(k) for k in per if k))
+    return out
+
+
+async def password_login(client: httpx.AsyncClient, target: Target, start: LoginStart) -> None:
+    """One password login: GET the login page, POST email and password, expect a redirect."""
+    if start.cookies:
+        client.cookies.update(start.cookies)
+    r = await client.get(start.url)
+    if r.status_code != 200:
+        raise LoginError(f"GET {r.url} -> {r.status_code}: {r.text[:300]}")
+    form = _pick_form(parse_forms(r.text), password_stage=True)
+    if form is None:
+        raise LoginError(f"no login form at {r.url}")
+    r = await client.post(
+        urljoin(str(r.url), form.action or str(r.url)),
+        content=urlencode(_fill(form, target.pick_email(), target.password)).encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    if not r.is_redirect:
+        raise LoginError(f"POST {r.url} -> {r.status_code} (no redirect): {r.text[:300]}")
+
+
 def new_client(limits: httpx.Limits | None = None) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         follow_redirects=False,
@@ -280,13 +355,28 @@ def percentile(sorted_values: list[float], p: float) -> float:
     return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
 
 
-async def run_logins(target: Target, seconds: float, concurrency: int) -> dict:
+async def run_logins(
+    target: Target,
+    seconds: float,
+    concurrency: int,
+    *,
+    password_only: bool = False,
+    starts: list[LoginStart] | None = None,
+) -> dict:
     """Closed loop: `concurrency` virtual users log in back to back for `seconds`.
+
+    A full authorization-code login each (``login``), or with ``password_only`` a
+    password login each (``password_login``): from ``target.login_page`` with an
+    empty cookie jar, or else from one of ``starts`` (forms opened beforehand with
+    ``open_login_forms``; each is used once, and a run that uses them all up stops
+    early and says so).
 
     Returns logins/s, latency percentiles (ms), errors, and the driver's own CPU
     use (to show whether the driver, not the server, is the limit)."""
     async with new_client() as c:
         await target.discover(c)
+    pending = list(starts or [])
+    ran_out = False
     latencies: list[float] = []
     errors: list[str] = []
     requests = 0
@@ -299,6 +389,7 @@ async def run_logins(target: Target, seconds: float, concurrency: int) -> dict:
             return await super().handle_async_request(request)
 
     async def user():
+        nonlocal ran_out
         # one connection pool per virtual user (a browser keeps its connection),
         # an empty cookie jar per login (a new browser session each time)
         async with httpx.AsyncClient(
@@ -306,9 +397,21 @@ async def run_logins(target: Target, seconds: float, concurrency: int) -> dict:
         ) as c:
             while time.perf_counter() < deadline:
                 c.cookies.clear()
+                start = None
+                if password_only:
+                    if target.login_page:
+                        start = LoginStart(target.login_page)
+                    elif pending:
+                        start = pending.pop()
+                    else:
+                        ran_out = True
+                        break
                 t0 = time.perf_counter()
                 try:
-                    await login(c, target)
+                    if start is None:
+                        await login(c, target)
+                    else:
+                        await password_login(c, target, start)
                 except Exception as e:  # counted, reported, never hidden
                     errors.append(f"{type(e).__name__}: {e}"[:300])
                     continue
@@ -330,6 +433,7 @@ async def run_logins(target: Target, seconds: float, concurrency: int) -> dict:
         "first_errors": errors[:3],
         "driver_cpu_s": cpu,
         "driver_cpu_share": cpu / wall,  # of one core
+        "ran_out_of_forms": ran_out,
     }
 
 
@@ -344,9 +448,28 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--once", action="store_true", help="one login, print the token response")
+    ap.add_argument(
+        "--password-only",
+        metavar="LOGIN_PAGE",
+        nargs="?",
+        const="",
+        help="password logins only: from LOGIN_PAGE (a URL), or through /authorize without it",
+    )
     a = ap.parse_args()
     t = Target(a.issuer, a.client_id, a.client_secret, a.redirect_uri, a.email, a.password)
-    if a.once:
+    if a.password_only is not None:
+        t.login_page = a.password_only or None
+
+        async def password_run() -> dict:
+            starts = None
+            if not t.login_page:
+                async with new_client() as c:
+                    await t.discover(c)
+                starts = await open_login_forms(t, int(a.seconds * 150), a.concurrency)
+            return await run_logins(t, a.seconds, a.concurrency, password_only=True, starts=starts)
+
+        print(json.dumps(asyncio.run(password_run()), indent=2))
+    elif a.once:
         print(json.dumps(asyncio.run(mint(t, 1))[0], indent=2))
     else:
         print(json.dumps(asyncio.run(run_logins(t, a.seconds, a.concurrency)), indent=2))
