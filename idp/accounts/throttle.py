@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,14 +46,22 @@ _WAITS = select(_COUNTERS.c.key, _COUNTERS.c.blocked_until)
 def check(session: Session, keys: list[str]) -> tuple[int, frozenset[str]]:
     """How long the citizen must wait before the next try (0: may try now), and which of
     ``keys`` have a counter at all (a login that finds none has none to clear)."""
-    now = clock.now()
     rows = session.execute(_WAITS.where(_COUNTERS.c.key.in_(keys))).all()
+    return summarise(rows)
+
+
+def summarise(rows: Iterable[tuple[str | None, datetime | None]]) -> tuple[int, frozenset[str]]:
+    """:func:`check`'s answer from (key, blocked_until) pairs read elsewhere (a key of None:
+    no counter), e.g. joined to the login's account lookup (idp.accounts.login)."""
+    rows = list(rows)
+    now = clock.now()
     waits = [
         (blocked_until - now).total_seconds()
-        for _, blocked_until in rows
-        if blocked_until is not None and blocked_until > now
+        for key, blocked_until in rows
+        if key is not None and blocked_until is not None and blocked_until > now
     ]
-    return (math.ceil(max(waits)) if waits else 0), frozenset(key for key, _ in rows)
+    found = frozenset(key for key, _ in rows if key is not None)
+    return (math.ceil(max(waits)) if waits else 0), found
 
 
 def wait_seconds(session: Session, keys: list[str]) -> int:

@@ -8,14 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from litestar.testing import TestClient
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from idp import clock
 from idp.accounts.passwords import Passwords
 from idp.accounts.registration import create_account
 from idp.app import create_app
 from idp.audit import events as audit
-from idp.db.models import Account, AuditEvent, LoginSession, LoginThrottle
+from idp.db.models import Account, AuditEvent, AuditHead, LoginSession, LoginThrottle
 from tests.accounts.conftest import STRONG, csrf_token, login, register, submit
 
 
@@ -235,3 +235,18 @@ def test_concurrent_logins_keep_the_audit_trail_one_chain(account_settings, db):
         events[3].data = {**events[3].data, "edited": True}
     with db.unit_of_work() as session:
         assert audit.verify(session) == events[3].id
+
+
+def test_the_audit_chain_starts_at_genesis_without_its_head_row(db):
+    with db.unit_of_work() as session:
+        session.execute(delete(AuditHead))
+    with db.unit_of_work() as session:
+        first = audit.record(session, "test.first", data={"n": 1})
+        second = audit.record(session, "test.second", data={"n": 2})
+    with db.unit_of_work() as session:
+        assert audit.verify(session) is None
+        head = session.get(AuditHead, 1)
+        rows = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).all()
+    assert [r.id for r in rows] == [first, second]
+    assert rows[0].prev_hash == audit.GENESIS and rows[1].prev_hash == rows[0].hash
+    assert (head.last_id, head.last_hash) == (second, rows[1].hash)
