@@ -39,20 +39,11 @@ def ip_key(ip: str | None) -> str | None:
     return f"ip:{ip}"[:96] if ip else None
 
 
-_COUNTERS = LoginThrottle.__table__
-_WAITS = select(_COUNTERS.c.key, _COUNTERS.c.blocked_until)
-
-
-def check(session: Session, keys: list[str]) -> tuple[int, frozenset[str]]:
-    """How long the citizen must wait before the next try (0: may try now), and which of
-    ``keys`` have a counter at all (a login that finds none has none to clear)."""
-    rows = session.execute(_WAITS.where(_COUNTERS.c.key.in_(keys))).all()
-    return summarise(rows)
-
-
 def summarise(rows: Iterable[tuple[str | None, datetime | None]]) -> tuple[int, frozenset[str]]:
-    """:func:`check`'s answer from (key, blocked_until) pairs read elsewhere (a key of None:
-    no counter), e.g. joined to the login's account lookup (idp.accounts.login)."""
+    """How long the citizen must wait before the next try (0: may try now), and which
+    counters exist (a login that finds none has none to clear), from (key, blocked_until)
+    pairs (a key of None: no counter). The login reads them joined to its account lookup
+    (idp.accounts.login): one statement, not two."""
     rows = list(rows)
     now = clock.now()
     waits = [
@@ -62,11 +53,6 @@ def summarise(rows: Iterable[tuple[str | None, datetime | None]]) -> tuple[int, 
     ]
     found = frozenset(key for key, _ in rows if key is not None)
     return (math.ceil(max(waits)) if waits else 0), found
-
-
-def wait_seconds(session: Session, keys: list[str]) -> int:
-    """How long the citizen must wait before the next try (0: may try now)."""
-    return check(session, keys)[0]
 
 
 @dataclass(frozen=True)
