@@ -1217,6 +1217,23 @@ def why_not_met(ctx: dict) -> list[str]:
             "threads), a CPython worker runs its Python on one core at a time. Per core idp is about even; "
             "per process it is behind, and ahead as soon as a second worker runs (the 2-worker rows)."
         )
+    multi = [
+        (s, sm)
+        for s in ours
+        if s.workers > 1 and (sm := summarize(res.get("client_credentials", []), s.name))
+    ]
+    if cc_anchor and any(sm.rps / s.workers < cc_anchor.rps for s, sm in multi):
+        per = "; ".join(
+            f"{s.label}: {fmt(sm.rps)} req/s in all ({sm.rps / cc_anchor.rps:.2f}x the anchor), "
+            f"{cores(sm):.2f} cores for {s.workers} processes"
+            for s, sm in multi
+        )
+        out.append(
+            f"**client_credentials per worker process, several workers.** This machine has "
+            f"{os.cpu_count()} cores, shared by the worker processes and the load generator, so no "
+            f"worker has a core of its own ({per}): the rate per process falls as processes are "
+            "added while the total rises. The 1-worker rows compare one process with one process."
+        )
     rt_anchor = summarize(res.get("refresh_token", []), "anchor")
     if rt_anchor and any(
         (sm := summarize(res.get("refresh_token", []), s.name))

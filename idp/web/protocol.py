@@ -92,8 +92,9 @@ def _call(
     if database == READS:
         with services.db.read_session() as session:
             return action(services.oidc, program_request(scope, params, session))
-    with services.db.unit_of_work() as uow:
-        return action(services.oidc, program_request(scope, params, uow))
+    # Begun when first used: a refresh-token rotation may never touch it.
+    with services.db.lazy_unit_of_work() as uow:
+        return action(services.oidc, program_request(scope, params, uow))  # type: ignore[arg-type]
 
 
 def _value(params: list[tuple[str, str]], name: str) -> str | None:
