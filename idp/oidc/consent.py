@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, literal_column, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from idp import clock
@@ -36,18 +37,45 @@ def consented_scopes(uow: Session, account_id: int, client_id: str) -> frozenset
     return frozenset(scopes or ())
 
 
+# The stored scopes joined with the newly allowed ones (``excluded``), sorted, in the
+# upsert's SET: the database computes the union on the row it has locked, so a
+# concurrent consent is neither lost nor collides.
+_UNION = {
+    "postgresql": literal_column(
+        "(SELECT json_agg(s ORDER BY s) FROM ("
+        "SELECT json_array_elements_text(consents.scopes) AS s"
+        " UNION SELECT json_array_elements_text(excluded.scopes)) AS u)"
+    ),
+    "sqlite": literal_column(
+        "(SELECT json_group_array(value) FROM ("
+        "SELECT value FROM json_each(consents.scopes)"
+        " UNION SELECT value FROM json_each(excluded.scopes) ORDER BY value))"
+    ),
+}
+
+
 def give_consent(
     uow: Session, account_id: int, client_id: str, scopes: frozenset[str], ip: str | None = None
 ) -> None:
-    """Remember that the account allowed ``scopes`` to the client (added to earlier ones)."""
-    row = uow.scalar(
-        select(Consent).where(Consent.account_id == account_id, Consent.client_id == client_id)
+    """Remember that the account allowed ``scopes`` to the client (added to earlier ones).
+
+    One insert-or-update: the same citizen may consent to the same client in two
+    requests at once (two tabs, a double submit), and a read followed by an insert
+    let both insert into the unique (account, client) row, the later one failing.
+    Both decisions are kept (the union): each was the citizen's, and remembering
+    only the later would ask again for data the citizen allowed a moment before.
+    """
+    dialect = uow.get_bind().dialect.name
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert
+    statement = insert(Consent).values(
+        account_id=account_id, client_id=client_id, scopes=sorted(scopes), granted_at=clock.now()
     )
-    if row is None:
-        row = Consent(account_id=account_id, client_id=client_id, scopes=[])
-        uow.add(row)
-    row.scopes = sorted(set(row.scopes) | scopes)
-    row.granted_at = clock.now()
+    uow.execute(
+        statement.on_conflict_do_update(
+            index_elements=["account_id", "client_id"],
+            set_={"scopes": _UNION[dialect], "granted_at": statement.excluded.granted_at},
+        )
+    )
     record(
         uow,
         "oidc.consent_given",

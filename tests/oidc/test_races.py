@@ -1,0 +1,67 @@
+"""Two requests racing on one unique key both succeed (no 500 from the constraint).
+
+Each test sends the racing requests from threads released together by a barrier, to a
+real server, so the requests really overlap in the database; a few rounds make a
+collision near certain on the code that read a row and then inserted it.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
+
+import httpx
+from sqlalchemy import func, select
+
+from idp.db.models import Consent, RevokedAccessToken
+from tests.oidc import factories
+from tests.oidc.test_negative import authorize_url
+
+ROUNDS = 4
+TABS = 4
+
+
+def _together(calls):
+    """Run the calls in threads released at the same moment; return their results."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
+def test_one_account_consenting_in_several_tabs_at_once(live_server, db):
+    account_id = factories.account(db)
+    token = factories.login_token(db, account_id, live_server.settings)
+    scope_sets = ["openid email", "openid profile", "openid phone", "openid address"]
+    for _ in range(ROUNDS):
+        info = factories.client(db)
+        tabs = []
+        for scope in scope_sets[:TABS]:
+            tab = factories.Browser(live_server.url)
+            tab.log_in(token)
+            page = tab.open(authorize_url(live_server, info, scope=scope), consent=None)
+            assert urlsplit(str(page.url)).path == "/consent"
+            tabs.append((tab, {**factories.form_fields(page.text), "decision": "allow"}))
+
+        answers = _together(
+            [lambda tab=tab, form=form: tab.http.post("/consent", data=form) for tab, form in tabs]
+        )
+
+        assert all(a.status_code in (302, 303) for a in answers), [a.text[:300] for a in answers]
+        with db.unit_of_work() as session:
+            rows = session.scalars(
+                select(Consent).where(
+                    Consent.account_id == account_id, Consent.client_id == info.client_id
+                )
+            ).all()
+        # One row that remembers every tab's decision: none of them is asked again.
+        assert len(rows) == 1
+        assert sorted(rows[0].scopes) == ["address", "email", "openid", "phone", "profile"]
+        for (tab, _), scope in zip(tabs, scope_sets, strict=True):
+            again = tab.open(authorize_url(live_server, info, scope=scope), consent=None)
+            assert "code" in factories.callback_params(again)
