@@ -17,6 +17,7 @@ from typing import Any
 
 from authlib.oidc.core.util import create_half_hash
 from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from idp import clock
@@ -360,16 +361,24 @@ def find_refresh_token(session: Session, token: str) -> tuple[RefreshToken, Gran
 
 
 def revoke_access_token(session: Session, claims: dict[str, Any]) -> None:
-    """Remember a single access token as revoked until it expires (RFC 7009)."""
+    """Remember a single access token as revoked until it expires (RFC 7009).
+
+    Insert-or-nothing: a client may revoke one token twice at once (a retry, two
+    nodes), and a read followed by an insert let the later request collide with the
+    earlier one's row and answer 500. Revoking a revoked token is a success.
+    """
     jti = claims.get("jti")
-    if not isinstance(jti, str) or session.get(RevokedAccessToken, jti) is not None:
+    if not isinstance(jti, str):
         return
-    session.add(
-        RevokedAccessToken(
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(
+        dialect.insert(RevokedAccessToken)
+        .values(
             jti=jti,
             revoked_at=clock.now(),
             expires_at=datetime.fromtimestamp(claims["exp"], clock.now().tzinfo),
         )
+        .on_conflict_do_nothing(index_elements=["jti"])
     )
 
 

@@ -15,6 +15,7 @@ import httpx
 from sqlalchemy import func, select
 
 from idp.db.models import Consent, RevokedAccessToken
+from tests.conftest import LiveServer, free_port, make_settings
 from tests.oidc import factories
 from tests.oidc.test_negative import authorize_url
 
@@ -65,3 +66,45 @@ def test_one_account_consenting_in_several_tabs_at_once(live_server, db):
         for (tab, _), scope in zip(tabs, scope_sets, strict=True):
             again = tab.open(authorize_url(live_server, info, scope=scope), consent=None)
             assert "code" in factories.callback_params(again)
+
+
+def test_a_client_revoking_one_access_token_on_two_nodes_at_once(live_server, db):
+    # Revocation runs on the event loop, so one node takes its requests in turn; two
+    # nodes on one database (two workers, two machines) overlap.
+    info = factories.client(
+        db, grant_types=["client_credentials"], scopes=["profile"], redirect_uris=[]
+    )
+    auth = (info.client_id, info.client_secret)
+    port = free_port()
+    other = make_settings(db.url, live_server.settings.keys_dir, issuer=live_server.url, port=port)
+    with LiveServer(other):
+        nodes = [
+            httpx.Client(base_url=url, timeout=10)
+            for url in (live_server.url, f"http://127.0.0.1:{port}")
+        ]
+        for _ in range(ROUNDS):
+            token = (
+                nodes[0]
+                .post(
+                    "/token",
+                    data={"grant_type": "client_credentials", "scope": "profile"},
+                    auth=auth,
+                )
+                .json()["access_token"]
+            )
+
+            answers = _together(
+                [
+                    lambda node=node, token=token: node.post(
+                        "/revoke", data={"token": token}, auth=auth
+                    )
+                    for node in nodes * 2
+                ]
+            )
+
+            assert [a.status_code for a in answers] == [200] * 4, [a.text[:300] for a in answers]
+            for node in nodes:
+                inactive = node.post("/introspect", data={"token": token}, auth=auth).json()
+                assert inactive == {"active": False}
+    with db.unit_of_work() as session:
+        assert session.scalar(select(func.count()).select_from(RevokedAccessToken)) == ROUNDS
