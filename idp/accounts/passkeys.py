@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import webauthn
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from webauthn.helpers import bytes_to_base64url
 from webauthn.helpers.exceptions import WebAuthnException
@@ -136,26 +137,32 @@ def finish_registration(
         )
     except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
         raise FactorError(f"the passkey could not be verified: {exc}") from None
-    if session.scalar(
-        select(SecondFactor.id).where(SecondFactor.credential_id == verified.credential_id)
-    ):
-        raise FactorError("this passkey is already registered")
     single = verified.credential_device_type == CredentialDeviceType.SINGLE_DEVICE
-    factor = SecondFactor(
-        account_id=account.id,
-        kind="passkey",
-        label=(label.strip() or "Passkey")[:64],
-        binding=binding,
-        amr="hwk" if single else "swk",
-        created_at=clock.now(),
-        failures=0,
-        credential_id=verified.credential_id,
-        public_key=verified.credential_public_key,
-        sign_count=verified.sign_count,
-        transports=_transports(credential),
+    # Insert-or-nothing on the unique credential id: checking first and then adding let
+    # two ceremonies answered with one credential (two tabs, a faulty or hostile
+    # authenticator) both pass the check, and the later failed with a 500.
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    factor_id = session.scalar(
+        dialect.insert(SecondFactor)
+        .values(
+            account_id=account.id,
+            kind="passkey",
+            label=(label.strip() or "Passkey")[:64],
+            binding=binding,
+            amr="hwk" if single else "swk",
+            created_at=clock.now(),
+            failures=0,
+            credential_id=verified.credential_id,
+            public_key=verified.credential_public_key,
+            sign_count=verified.sign_count,
+            transports=_transports(credential),
+        )
+        .on_conflict_do_nothing(index_elements=["credential_id"])
+        .returning(SecondFactor.id)
     )
-    session.add(factor)
-    session.flush()
+    if factor_id is None:
+        raise FactorError("this passkey is already registered")
+    factor = session.get_one(SecondFactor, factor_id)
     events.record(
         session,
         "factor.enrolled",
