@@ -42,7 +42,7 @@ def consented_scopes(uow: Session, account_id: int, client_id: str) -> frozenset
 # concurrent consent is neither lost nor collides.
 _UNION = {
     "postgresql": literal_column(
-        "(SELECT json_agg(s ORDER BY s) FROM ("
+        "(SELECT coalesce(json_agg(s ORDER BY s), '[]'::json) FROM ("
         "SELECT json_array_elements_text(consents.scopes) AS s"
         " UNION SELECT json_array_elements_text(excluded.scopes)) AS u)"
     ),
