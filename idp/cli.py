@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -93,6 +91,7 @@ def serve(settings: Settings, migrate: bool) -> None:
     from idp import logs
     from idp.app import StartupError, build_services, create_app
     from idp.db.migrate import upgrade
+    from idp.metrics import run_metrics_dir
 
     log_config = logs.configure(settings.log_level)
 
@@ -103,12 +102,9 @@ def serve(settings: Settings, migrate: bool) -> None:
             KeyStore(settings.keys_dir, settings.keys_passphrase, db).ensure()
         finally:
             db.dispose()
-    made_metrics_dir = settings.metrics_dir is None
-    if made_metrics_dir:
-        # One folder per run where this node's workers share their counts (idp/metrics.py).
-        settings = dataclasses.replace(
-            settings, metrics_dir=Path(tempfile.mkdtemp(prefix="idp-metrics-"))
-        )
+    if settings.metrics_dir is None:
+        # Where this node's workers share their counts (idp/metrics.py).
+        settings = dataclasses.replace(settings, metrics_dir=run_metrics_dir(settings.port))
         os.environ["IDP_METRICS_DIR"] = str(settings.metrics_dir)
     try:
         services = build_services(settings)
@@ -127,16 +123,12 @@ def serve(settings: Settings, migrate: bool) -> None:
         "server_header": False,
         "access_log": False,
     }
-    try:
-        if settings.workers > 1:
-            # Each worker process builds its own services from the environment.
-            services.db.dispose()
-            uvicorn.run("idp.app:app_from_env", factory=True, workers=settings.workers, **options)
-        else:
-            uvicorn.run(create_app(settings, services), **options)
-    finally:
-        if made_metrics_dir:
-            shutil.rmtree(settings.metrics_dir, ignore_errors=True)
+    if settings.workers > 1:
+        # Each worker process builds its own services from the environment.
+        services.db.dispose()
+        uvicorn.run("idp.app:app_from_env", factory=True, workers=settings.workers, **options)
+    else:
+        uvicorn.run(create_app(settings, services), **options)
 
 
 @main.group()

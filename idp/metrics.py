@@ -9,7 +9,8 @@ request.
 
 Each worker process keeps its counts in memory and writes them, with its memory and
 CPU use, to a file of its own in a folder shared by the node's workers
-(``IDP_METRICS_DIR``; ``idp serve`` makes one per run when it is not set). The
+(``IDP_METRICS_DIR``; by default ``idp serve`` uses one per port under the
+temporary folder, emptied when it starts). The
 worker that answers ``/metrics`` sums those files, so the counters keep rising
 while workers come and go. Gauges of the outboxes and signing keys are read from
 the database when scraped.
@@ -20,6 +21,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import stat
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -102,6 +105,27 @@ class ProcessMetrics:
                     continue
                 snapshots.setdefault(pid, data)
         return list(snapshots.values())
+
+
+def run_metrics_dir(port: int) -> Path:
+    """The folder a server on ``port`` shares its workers' counts in, emptied for this run.
+
+    One per user and port under the temporary folder, reused by the next run rather
+    than left behind: uvicorn ends the process by re-raising the stop signal, so no
+    clean-up at exit would run. A folder there that is not this user's own and private
+    (another local user could have made it, to feed in counts) is not used; a fresh
+    private one is made instead.
+    """
+    path = Path(tempfile.gettempdir()) / f"idp-metrics-{os.getuid()}-{port}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        info = path.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return Path(tempfile.mkdtemp(prefix="idp-metrics-"))
+    for old in path.glob("*.json"):
+        old.unlink(missing_ok=True)
+    return path
 
 
 def _alive(pid: object) -> bool:

@@ -357,7 +357,8 @@ class Settings:
         "IDP_METRICS_DIR",
         None,
         _optional_path,
-        "Folder where a node's worker processes share their counts (`idp serve` makes one)",
+        "Folder where a node's worker processes share their counts "
+        "(unset: one per port under the temporary folder)",
     )
     log_level: str = setting(
         "IDP_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "Log level"

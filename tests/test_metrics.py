@@ -139,3 +139,30 @@ def test_two_workers_report_together(tmp_path: Path):
     finally:
         server.terminate()
         server.wait(15)
+
+
+def test_each_run_on_a_port_reuses_and_empties_its_private_folder(tmp_path, monkeypatch):
+    from idp.metrics import run_metrics_dir
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    first = run_metrics_dir(8123)
+    assert first.parent == tmp_path and (first.stat().st_mode & 0o777) == 0o700
+    (first / "4242.json").write_text('{"pid": 4242, "events": {"login.success": 3}}')
+    second = run_metrics_dir(8123)
+    assert second == first
+    assert list(second.glob("*.json")) == []
+    assert run_metrics_dir(8124) != first
+
+
+def test_a_folder_someone_else_could_write_is_not_used(tmp_path, monkeypatch):
+    from idp.metrics import run_metrics_dir
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    planted = tmp_path / f"idp-metrics-{os.getuid()}-8125"
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)
+    (planted / "1.json").write_text('{"pid": 1, "events": {"login.success": 1000}}')
+    chosen = run_metrics_dir(8125)
+    assert chosen != planted
+    assert (chosen.stat().st_mode & 0o777) == 0o700
+    assert (planted / "1.json").exists()  # left alone, not read
