@@ -478,6 +478,10 @@ def start_ours(idp: Path, db: Database, workers: int, outdir: Path) -> Server:
     }
     short = "sqlite" if db.kind == "SQLite" else "pg"
     logf = outdir / f"ours-{short}-{workers}w.log"
+    # Its workers' shared counts (/metrics) stay with the run's raw data, not in /tmp.
+    metrics_dir = outdir / f"metrics-{short}-{workers}w-{port}"
+    metrics_dir.mkdir(mode=0o700, exist_ok=True)
+    env["IDP_METRICS_DIR"] = str(metrics_dir)
     proc = subprocess.Popen(
         [str(idp), "serve"],
         env=env,
