@@ -44,6 +44,8 @@ _FIND = select(
     .outerjoin(_EMAIL_COUNTER, _EMAIL_COUNTER.c.key == bindparam("email_key"))
     .outerjoin(_IP_COUNTER, _IP_COUNTER.c.key == bindparam("ip_key"))
 )
+# The account's changes after a success (the login time, a rehash), as parameters.
+_LOGGED_IN = update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account"))
 
 
 def authenticate(
@@ -115,6 +117,6 @@ def authenticate(
         # Only a counter that existed when the attempt began is cleared: one a concurrent
         # wrong guess created meanwhile stays (and a login with none writes nothing here).
         throttle.clear(session, email_key)
-    session.execute(update(_ACCOUNTS).where(_ACCOUNTS.c.id == account.id).values(**changes))
+    session.execute(_LOGGED_IN, {"account": account.id, **changes})
     record(session, "login.success", account_id=account.id, ip=ip, data={"amr": ["pwd"]})
     return account.id

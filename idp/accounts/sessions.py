@@ -33,6 +33,7 @@ def token_digest(token: str) -> bytes:
 
 
 _SESSIONS = LoginSession.__table__
+_OPEN = insert(_SESSIONS)  # built once: each login passes its values as parameters
 
 
 def open_session(
@@ -52,18 +53,19 @@ def open_session(
     now = clock.now()
     token = secrets.token_urlsafe(32)
     result = session.execute(
-        insert(_SESSIONS).values(
-            token_digest=token_digest(token),
-            sid=secrets.token_urlsafe(16),
-            account_id=account_id,
-            created_at=now,
-            auth_time=now,
-            methods=[{"method": method, "at": now.isoformat()} for method in methods],
-            last_seen_at=now,
-            expires_at=now + timedelta(hours=settings.session_max_hours),
-            ip=ip,
-            user_agent=(user_agent or "")[:255] or None,
-        )
+        _OPEN,
+        {
+            "token_digest": token_digest(token),
+            "sid": secrets.token_urlsafe(16),
+            "account_id": account_id,
+            "created_at": now,
+            "auth_time": now,
+            "methods": [{"method": method, "at": now.isoformat()} for method in methods],
+            "last_seen_at": now,
+            "expires_at": now + timedelta(hours=settings.session_max_hours),
+            "ip": ip,
+            "user_agent": (user_agent or "")[:255] or None,
+        },
     )
     return token, result.inserted_primary_key[0]
 

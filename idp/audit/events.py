@@ -38,6 +38,9 @@ _HEAD = AuditHead.__table__
 _LOCK_HEAD = select(_HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
 _MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1)
 _LOCK_HEAD_SQLITE = _MOVE_HEAD.values(last_id=_HEAD.c.last_id).returning(_HEAD.c.last_hash)
+# Built once; each append passes its values as parameters (a statement built per event
+# cost more than SQLite spends running it).
+_INSERT_EVENT = insert(_EVENTS)
 _HASHED = ("at", "event", "actor", "account_id", "client_id", "ip", "data")
 _HELD = "idp.audit_head"  # Session.info: (transaction, last hash) while the lock is held
 
@@ -83,9 +86,9 @@ def record(
     prev_hash = _locked_head(session)
     digest = _digest(prev_hash, values)
     event_id = session.execute(
-        insert(_EVENTS).values(**values, prev_hash=prev_hash, hash=digest)
+        _INSERT_EVENT, {**values, "prev_hash": prev_hash, "hash": digest}
     ).inserted_primary_key[0]
-    session.execute(_MOVE_HEAD.values(last_id=event_id, last_hash=digest))
+    session.execute(_MOVE_HEAD, {"last_id": event_id, "last_hash": digest})
     session.info[_HELD] = (_transaction(session), digest)
     return event_id
 
