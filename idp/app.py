@@ -146,6 +146,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
                     await task
             with contextlib.suppress(OSError):
                 services.metrics.publish()  # a worker's last counts outlive it
+            if services.db.awaited is not None:
+                await services.db.awaited.aclose()
             services.db.dispose()
 
     static = create_static_files_router(

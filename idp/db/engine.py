@@ -15,6 +15,8 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+from idp.db.awaited import AwaitedStatements
+
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
@@ -76,6 +78,10 @@ class _OneWriter:
         event.listen(engine, "checkin", self.checkin)
 
 
+# PostgreSQL connections kept per process (each pool: the engine's, the awaited one's).
+POOL_SIZE = 10
+
+
 def make_engine(database_url: str) -> Engine:
     """Create the engine; an SQLite file's folder is created and the file put in WAL mode."""
     return _make_engine(database_url)[0]
@@ -92,7 +98,7 @@ def _make_engine(database_url: str) -> tuple[Engine, _OneWriter | None]:
         writer = _OneWriter()
         writer.install(engine)
         return engine, writer
-    engine = create_engine(url, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=20)
     _ping_when_idle(engine)
     return engine, None
 
@@ -222,6 +228,12 @@ class Database:
             self.engine.execution_options(isolation_level="AUTOCOMMIT")
             if self.engine.dialect.name == "postgresql"
             else self.engine
+        )
+        # PostgreSQL: statements the event loop awaits (idp/db/awaited.py); opened on use.
+        self.awaited = (
+            AwaitedStatements(database_url, POOL_SIZE, IDLE_PING_SECONDS)
+            if self.engine.dialect.name == "postgresql"
+            else None
         )
 
     @property

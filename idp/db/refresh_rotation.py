@@ -18,8 +18,12 @@ times what the database spends running them (PERFORMANCE.md).
 "Live" is all a refresh needs: the token unused and unexpired; its grant the
 client's, unrevoked and unexpired; the account not disabled; a narrowed
 ``scope`` within the grant's (RFC 6749 section 6, scopes separated by spaces).
-When any of that fails nothing changes and :meth:`RefreshRotation.rotate`
-answers None: the caller finds out why (idp/oidc/tokens.py).
+When any of that fails nothing changes and the rotation's result is None: the
+caller finds out why (idp/oidc/tokens.py).
+
+On PostgreSQL the statement can also be awaited on the event loop
+(:meth:`RefreshRotation.rotate_awaited`, idp/db/awaited.py), so that a worker
+does not sit idle through each commit's WAL flush.
 """
 
 from __future__ import annotations
@@ -116,6 +120,24 @@ class Rotated:
     subject: str
 
 
+@dataclass(slots=True)
+class PendingRotation:
+    """One rotation's inputs (the successor drawn in advance) and, once it ran, its outcome.
+
+    ``scopes`` is a narrowing the client asked for (empty: none); ``rotated`` stays
+    None when the token was not live (nothing changed).
+    """
+
+    token_digest: bytes
+    client_id: str
+    scopes: list[str]
+    now: datetime
+    successor: str | None
+    successor_digest: bytes | None
+    ran: bool = False
+    rotated: Rotated | None = None
+
+
 class RefreshRotation:
     """The rotation statements for one database, with the models' value conversions."""
 
@@ -132,37 +154,45 @@ class RefreshRotation:
             for column in _RETURNED
         ]
 
-    def rotate(
-        self,
-        uow: Session,
-        token_digest: bytes,
-        client_id: str,
-        scopes: list[str],
-        successor: bytes | None,
-        now: datetime,
-    ) -> Rotated | None:
-        """Consume the live token, store ``successor`` (if any) in its family; None: no change.
+    @property
+    def awaitable(self) -> bool:
+        """Whether :meth:`rotate_awaited` can run it without holding the event loop."""
+        return self.postgresql and self.database.awaited is not None
 
-        ``scopes`` is a narrowing the client asked for (empty: none). ``uow`` is the
-        request's unit of work, used only where SQLite would otherwise make this
-        thread wait on itself (see :meth:`_sqlite`).
+    def rotate(self, uow: Session, pending: PendingRotation) -> None:
+        """Consume the live token, store the successor (if any) in its family; note the result.
+
+        ``uow`` is the request's unit of work, used only where SQLite would otherwise
+        make this thread wait on itself (see :meth:`_sqlite`).
         """
-        params = {
-            "now": self._bind_time(now),
-            "digest": token_digest,
-            "client_id": client_id,
-            "successor": successor,
-        }
+        params = self._params(pending)
         if self.postgresql:
-            params["scopes"] = scopes
             with self.database.dbapi_connection(autocommit=True) as connection:
                 row = connection.execute(POSTGRESQL, params).fetchone()
         else:
-            params["scopes"] = json.dumps(scopes)
             row = self._sqlite(uow, params)
-        if row is None:
-            return None
-        return Rotated(*(convert(value) for convert, value in zip(self._results, row, strict=True)))
+        self._note(pending, row)
+
+    async def rotate_awaited(self, pending: PendingRotation) -> None:
+        """:meth:`rotate` on PostgreSQL, awaited: the event loop serves others meanwhile."""
+        assert self.database.awaited is not None
+        self._note(pending, await self.database.awaited.fetchone(POSTGRESQL, self._params(pending)))
+
+    def _params(self, pending: PendingRotation) -> dict[str, Any]:
+        return {
+            "now": self._bind_time(pending.now),
+            "digest": pending.token_digest,
+            "client_id": pending.client_id,
+            "successor": pending.successor_digest,
+            "scopes": pending.scopes if self.postgresql else json.dumps(pending.scopes),
+        }
+
+    def _note(self, pending: PendingRotation, row: tuple[Any, ...] | None) -> None:
+        pending.ran = True
+        if row is not None:
+            pending.rotated = Rotated(
+                *(convert(value) for convert, value in zip(self._results, row, strict=True))
+            )
 
     def _sqlite(self, uow: Session, params: dict[str, Any]) -> tuple[Any, ...] | None:
         if self.database.writing_here():

@@ -36,6 +36,7 @@ from litestar.types import Receive, Scope, Send
 from sqlalchemy.orm import Session
 
 from idp.db.models import Grant, LoginSession
+from idp.db.refresh_rotation import PendingRotation
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
@@ -95,6 +96,9 @@ class ProtocolRequest(OAuth2Request):
         self.login_session = login_session
         self.session_ended = False
         self.grant: Grant | None = None
+        # A refresh grant's rotation, and whether the endpoint awaits it (idp/oidc/grants.py).
+        self.rotation: PendingRotation | None = None
+        self.await_rotation = False
 
     @property
     def form(self) -> dict[str, str]:

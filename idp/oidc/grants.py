@@ -245,19 +245,25 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> tokens.Refreshed:
-        """Rotate now: the old token consumed, its successor stored, in one step."""
-        scope = self.request.payload.scope
-        # Without a narrowing the scope is the grant's, which has offline_access: a
-        # refresh token is only ever issued for such a grant (Provider.offers_refresh).
-        successor = self.server.offers_refresh(self.request.client, scope) if scope else True
-        return tokens.rotate_refresh_token(
-            self.request.uow,
-            self.server.refresh_rotation,
-            refresh_token,
-            self.request.client.client_id,
-            scope,
-            successor=successor,
-        )
+        """Rotate now: the old token consumed, its successor stored, in one step.
+
+        Where the endpoint awaits the rotation (PostgreSQL, on the event loop), the
+        first pass stops here with :class:`tokens.RotationSuspended`; the second finds
+        it done. Either way it happens only after the client authenticated.
+        """
+        request = self.request
+        pending = request.rotation
+        if pending is None:
+            scope = request.payload.scope
+            # Without a narrowing the scope is the grant's, which has offline_access: a
+            # refresh token is only ever issued for such a grant (Provider.offers_refresh).
+            successor = self.server.offers_refresh(request.client, scope) if scope else True
+            pending = request.rotation = tokens.pending_rotation(
+                refresh_token, request.client.client_id, scope, successor=successor
+            )
+            if request.await_rotation:
+                raise tokens.RotationSuspended(pending)
+        return tokens.rotate_refresh_token(request.uow, self.server.refresh_rotation, pending)
 
     def authenticate_user(self, refresh_token: tokens.Refreshed) -> Authenticated:
         """The rotation only matched a live grant of an account that is not disabled."""

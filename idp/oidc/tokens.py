@@ -31,7 +31,7 @@ from idp.db.models import (
     RefreshToken,
     RevokedAccessToken,
 )
-from idp.db.refresh_rotation import RefreshRotation
+from idp.db.refresh_rotation import PendingRotation, RefreshRotation
 from idp.keys.store import KeyStore
 from idp.oidc.clients import RegisteredClient
 from idp.oidc.errors import InvalidGrant, InvalidScope, OAuth2Error
@@ -287,31 +287,54 @@ class Refreshed:
         return self.grant.scope
 
 
+class RotationSuspended(Exception):
+    """The rotation is to be awaited: raised through authlib's synchronous grant.
+
+    The token endpoint awaits ``pending`` on the event loop and then asks authlib
+    again with the same request, which finds the rotation done (idp/web/protocol.py).
+    """
+
+    def __init__(self, pending: PendingRotation) -> None:
+        super().__init__("refresh-token rotation to be awaited")
+        self.pending = pending
+
+
+def pending_rotation(
+    token: str, client_id: str, scope: str | None, *, successor: bool
+) -> PendingRotation:
+    """A rotation of ``token`` for ``client_id``, its successor drawn if one is due.
+
+    ``scope`` narrows the grant's scope (RFC 6749 section 6).
+    """
+    new_token, new_digest = new_refresh_token() if successor else (None, None)
+    return PendingRotation(
+        token_digest=digest(token),
+        client_id=client_id,
+        scopes=scope.split() if scope else [],
+        now=clock.now(),
+        successor=new_token,
+        successor_digest=new_digest,
+    )
+
+
 def rotate_refresh_token(
-    uow: Session,
-    rotation: RefreshRotation,
-    token: str,
-    client_id: str,
-    scope: str | None,
-    *,
-    successor: bool,
+    uow: Session, rotation: RefreshRotation, pending: PendingRotation
 ) -> Refreshed:
     """Consume a refresh token and store its successor (rotation, RFC 9700 4.14.2).
 
-    ``scope`` narrows the grant's scope (RFC 6749 section 6); ``successor`` says
-    whether a new refresh token is due. Refused: :class:`InvalidGrant`, or
-    :class:`InvalidScope` for a narrowing beyond the grant. A token used before
-    revokes its whole family; a token of another client is refused untouched.
+    Runs the rotation unless it already ran (awaited by the endpoint). Refused:
+    :class:`InvalidGrant`, or :class:`InvalidScope` for a narrowing beyond the grant.
+    A token used before revokes its whole family; a token of another client is
+    refused untouched.
     """
-    token_digest, now = digest(token), clock.now()
-    new_token, new_digest = new_refresh_token() if successor else (None, None)
-    scopes = scope.split() if scope else []
-    rotated = rotation.rotate(uow, token_digest, client_id, scopes, new_digest, now)
+    if not pending.ran:
+        rotation.rotate(uow, pending)
+    rotated = pending.rotated
     if rotated is None:
-        raise _refusal(uow, token_digest, client_id, scopes, now)
+        raise _refusal(uow, pending.token_digest, pending.client_id, pending.scopes, pending.now)
     grant = Grant(
         id=rotated.grant_id,
-        client_id=client_id,
+        client_id=pending.client_id,
         account_id=rotated.account_id,
         scope=rotated.scope,
         auth_time=rotated.auth_time,
@@ -320,7 +343,7 @@ def rotate_refresh_token(
         expires_at=rotated.expires_at,
     )
     account = Account(id=rotated.account_id, subject=rotated.subject, disabled_at=None)
-    return Refreshed(grant, account, new_token)
+    return Refreshed(grant, account, pending.successor)
 
 
 def _refusal(

@@ -38,6 +38,7 @@ from idp.oidc.adapter import (
     read_program_params,
     send_response,
 )
+from idp.oidc.tokens import RotationSuspended
 
 
 class program_route(asgi):
@@ -117,6 +118,26 @@ def _create_token_response(provider: Any, oauth_request: Any) -> ProtocolRespons
     return provider.create_token_response(oauth_request)
 
 
+async def _refresh(scope: Scope, params: list[tuple[str, str]]) -> ProtocolResponse:
+    """The refresh grant on the event loop, its rotation awaited where it can be.
+
+    On PostgreSQL the rotation is one statement whose commit waits for the WAL flush:
+    awaited, the loop serves other requests meanwhile. authlib's grant is synchronous,
+    so it stops at the rotation (:class:`RotationSuspended`, after the client has
+    authenticated); the rotation is awaited and the same request is answered again.
+    """
+    services = scope["app"].state.services
+    rotation = services.oidc.refresh_rotation
+    with services.db.lazy_unit_of_work() as uow:
+        request = program_request(scope, params, uow)  # type: ignore[arg-type]
+        request.await_rotation = rotation.awaitable
+        try:
+            return services.oidc.create_token_response(request)
+        except RotationSuspended as suspended:
+            await rotation.rotate_awaited(suspended.pending)
+        return services.oidc.create_token_response(request)
+
+
 def _introspection_response(provider: Any, oauth_request: Any) -> ProtocolResponse:
     return provider.create_endpoint_response("introspection", oauth_request)
 
@@ -136,6 +157,8 @@ async def token(scope: Scope, receive: Receive, send: Send) -> None:
         response = await anyio.to_thread.run_sync(
             partial(_call, scope, params, _create_token_response)
         )
+    elif grant_type == "refresh_token" and _on_loop(params):
+        response = await _refresh(scope, params)
     else:
         # A client-credentials grant authenticated by a secret reads only the client cache.
         secret_cc = grant_type == "client_credentials" and _on_loop(params)

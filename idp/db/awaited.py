@@ -1,0 +1,95 @@
+"""PostgreSQL statements awaited on the event loop, for the hot paths that write.
+
+The protocol endpoints run on the event loop: a hop to a worker thread costs
+them more than their work (PERFORMANCE.md). A statement through the synchronous
+driver holds the loop for its whole round trip, though, and a durable commit
+waits for PostgreSQL's WAL flush (about 0.4 ms on the benchmark machine): the
+worker then serves one such request at a time and its CPU sits idle. Awaited
+with psycopg's asyncio connection, the loop serves other requests meanwhile,
+and PostgreSQL flushes the commits of concurrent requests together.
+
+Each event loop (a worker process; a test's server) has its own small pool of
+autocommit connections, opened on first use. A connection that sat idle is
+pinged before use, as the synchronous engine's are (idp/db/engine.py); one
+whose statement failed or was cancelled is closed, not reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+
+class _Pool:
+    """One event loop's connections: at most ``size`` in use, idle ones kept for reuse."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, size: int) -> None:
+        self.loop = loop
+        self.slots = asyncio.Semaphore(size)
+        self.idle: list[tuple[psycopg.AsyncConnection[Any], float]] = []
+
+
+class AwaitedStatements:
+    """Run one statement on a pooled asyncio connection (autocommit) and await its row."""
+
+    def __init__(self, database_url: str, size: int, idle_ping_seconds: float) -> None:
+        url = make_url(database_url).set(drivername="postgresql")
+        self._conninfo = url.render_as_string(hide_password=False)
+        self._size = size
+        self._idle_ping_seconds = idle_ping_seconds
+        self._pool: _Pool | None = None
+
+    async def fetchone(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row of ``sql`` (committed on its own), or None."""
+        pool = self._current_pool()
+        async with pool.slots:
+            connection = await self._connection(pool)
+            try:
+                cursor = await connection.execute(sql, params)
+                row = await cursor.fetchone()
+            except BaseException:
+                # Failed or cancelled mid-statement: what state it is in is unknown.
+                await _close(connection)
+                raise
+            pool.idle.append((connection, time.monotonic()))
+            return row
+
+    async def aclose(self) -> None:
+        """Close this loop's idle connections (at shutdown)."""
+        pool, self._pool = self._pool, None
+        if pool is not None and pool.loop is asyncio.get_running_loop():
+            for connection, _ in pool.idle:
+                await _close(connection)
+
+    def _current_pool(self) -> _Pool:
+        loop = asyncio.get_running_loop()
+        if self._pool is None or self._pool.loop is not loop:
+            # Connections and semaphores belong to the loop that made them.
+            self._pool = _Pool(loop, self._size)
+        return self._pool
+
+    async def _connection(self, pool: _Pool) -> psycopg.AsyncConnection[Any]:
+        while pool.idle:
+            connection, idle_since = pool.idle.pop()
+            if connection.closed:
+                continue
+            if time.monotonic() - idle_since < self._idle_ping_seconds:
+                return connection
+            try:
+                await connection.execute("SELECT 1")
+            except psycopg.Error:
+                await _close(connection)
+                continue
+            return connection
+        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+
+
+async def _close(connection: psycopg.AsyncConnection[Any]) -> None:
+    with contextlib.suppress(Exception):
+        await connection.close()
