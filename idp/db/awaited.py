@@ -25,6 +25,9 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+# How these connections show in pg_stat_activity, apart from the engine's.
+APPLICATION_NAME = "idp awaited"
+
 
 class _Pool:
     """One event loop's connections: at most ``size`` in use, idle ones kept for reuse."""
@@ -87,7 +90,9 @@ class AwaitedStatements:
                 await _close(connection)
                 continue
             return connection
-        return await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        return await psycopg.AsyncConnection.connect(
+            self._conninfo, autocommit=True, application_name=APPLICATION_NAME
+        )
 
 
 async def _close(connection: psycopg.AsyncConnection[Any]) -> None:

@@ -174,6 +174,22 @@ def read_row(bind: Engine, statement: Select, params: Mapping[str, Any]) -> tupl
         raise
     finally:
         connection.close()
+    return _converted(row, convert)
+
+
+async def read_row_awaited(
+    database: Database, statement: Select, params: Mapping[str, Any]
+) -> tuple[Any, ...] | None:
+    """:func:`read_row`, awaited on PostgreSQL (idp/db/awaited.py): the event loop serves
+    other requests during the round trip. On SQLite, which answers from the process's
+    own file, it is :func:`read_row`."""
+    if database.awaited is None:
+        return read_row(database.engine, statement, params)
+    sql, _, convert = _compiled(database.engine.dialect, statement)
+    return _converted(await database.awaited.fetchone(sql, params), convert)
+
+
+def _converted(row: Any, convert: tuple[Any, ...]) -> tuple[Any, ...] | None:
     if row is None:
         return None
     return tuple(

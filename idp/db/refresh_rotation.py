@@ -154,11 +154,6 @@ class RefreshRotation:
             for column in _RETURNED
         ]
 
-    @property
-    def awaitable(self) -> bool:
-        """Whether :meth:`rotate_awaited` can run it without holding the event loop."""
-        return self.postgresql and self.database.awaited is not None
-
     def rotate(self, uow: Session, pending: PendingRotation) -> None:
         """Consume the live token, store the successor (if any) in its family; note the result.
 

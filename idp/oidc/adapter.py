@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -74,6 +74,21 @@ class Payload(OAuth2Payload):
         return self._datalist
 
 
+class Awaiting(Exception):
+    """Raised through authlib's synchronous flow where the request must await a round trip.
+
+    authlib's grants and endpoints are synchronous; an endpoint on the event loop must
+    not hold the loop while PostgreSQL answers (idp/db/awaited.py). Where a grant or
+    endpoint reaches such a round trip on a request that ``awaits``, it raises this with
+    the ``step`` to await; the endpoint awaits it and asks authlib again with the same
+    request, which finds the step's result on it (idp/web/protocol.py).
+    """
+
+    def __init__(self, step: Callable[[], Awaitable[None]]) -> None:
+        super().__init__("a database round trip to be awaited")
+        self.step = step
+
+
 class ProtocolRequest(OAuth2Request):
     """authlib's request with parameters, headers and the unit of work already at hand."""
 
@@ -96,9 +111,11 @@ class ProtocolRequest(OAuth2Request):
         self.login_session = login_session
         self.session_ended = False
         self.grant: Grant | None = None
-        # A refresh grant's rotation, and whether the endpoint awaits it (idp/oidc/grants.py).
+        # Whether round trips may pause the flow (Awaiting), and the results of those that
+        # did: a refresh grant's rotation, an introspected access token's liveness.
+        self.awaits = False
         self.rotation: PendingRotation | None = None
-        self.await_rotation = False
+        self.token_live: bool | None = None
 
     @property
     def form(self) -> dict[str, str]:

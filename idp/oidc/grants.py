@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from authlib.oauth2.rfc6749 import grants
@@ -22,7 +23,7 @@ from idp.audit.events import record
 from idp.db.models import Account, AuthorizationCode, LoginSession
 from idp.oidc import claims as claims_module
 from idp.oidc import tokens
-from idp.oidc.adapter import ProtocolRequest
+from idp.oidc.adapter import Awaiting, ProtocolRequest
 from idp.oidc.errors import InvalidRequest, InvalidScope
 
 if TYPE_CHECKING:
@@ -247,9 +248,9 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
     def authenticate_refresh_token(self, refresh_token: str) -> tokens.Refreshed:
         """Rotate now: the old token consumed, its successor stored, in one step.
 
-        Where the endpoint awaits the rotation (PostgreSQL, on the event loop), the
-        first pass stops here with :class:`tokens.RotationSuspended`; the second finds
-        it done. Either way it happens only after the client authenticated.
+        Where the endpoint awaits round trips (PostgreSQL, on the event loop), the first
+        pass stops here (:class:`Awaiting`) and the second finds the rotation done.
+        Either way it happens only after the client authenticated.
         """
         request = self.request
         pending = request.rotation
@@ -261,8 +262,8 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
             pending = request.rotation = tokens.pending_rotation(
                 refresh_token, request.client.client_id, scope, successor=successor
             )
-            if request.await_rotation:
-                raise tokens.RotationSuspended(pending)
+            if request.awaits:
+                raise Awaiting(partial(self.server.refresh_rotation.rotate_awaited, pending))
         return tokens.rotate_refresh_token(request.uow, self.server.refresh_rotation, pending)
 
     def authenticate_user(self, refresh_token: tokens.Refreshed) -> Authenticated:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from idp.db.models import Account
 from idp.oidc import tokens
-from idp.oidc.adapter import ProtocolRequest
+from idp.oidc.adapter import Awaiting, ProtocolRequest
 from idp.oidc.clients import RegisteredClient
 
 BEARER = {"token_type": "Bearer"}
@@ -26,9 +27,17 @@ class Introspection(IntrospectionEndpoint):
         # authlib's version, with the request's unit of work (endpoints are shared by threads).
         self.check_params(request, client)
         token = tokens.presented_token(request.uow, self.server.tokens, request.form["token"])
-        if token and self.check_permission(token, client, request):
-            return token
-        return None
+        if not token or not self.check_permission(token, client, request):
+            return None
+        if token.claims is not None:
+            token.live = request.token_live
+            if token.live is None and request.awaits:
+                raise Awaiting(partial(self._read_liveness, request, token.claims))
+        return token
+
+    async def _read_liveness(self, request: ProtocolRequest, claims: dict[str, Any]) -> None:
+        """Whether the access token is live, read with the round trip awaited."""
+        request.token_live = await tokens.access_token_live_awaited(self.server.database, claims)
 
     def check_permission(
         self, token: tokens.PresentedToken, client: RegisteredClient, request: ProtocolRequest

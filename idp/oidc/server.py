@@ -122,6 +122,7 @@ class Provider(rfc6749.AuthorizationServer):
         self.clients = clients
         self.assurance_policy = assurance_policy
         self.pairwise_key = pairwise_key
+        self.database = database
         self.tokens = tokens.TokenService(settings, keys)
         self.refresh_rotation = RefreshRotation(database)
         self.register_grant(grants.AuthorizationCodeGrant, [grants.PKCE(), grants.OpenIDCode()])

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.audit.events import record
-from idp.db.engine import read_row
+from idp.db.engine import Database, read_row, read_row_awaited
 from idp.db.models import (
     Account,
     AuthorizationCode,
@@ -287,18 +287,6 @@ class Refreshed:
         return self.grant.scope
 
 
-class RotationSuspended(Exception):
-    """The rotation is to be awaited: raised through authlib's synchronous grant.
-
-    The token endpoint awaits ``pending`` on the event loop and then asks authlib
-    again with the same request, which finds the rotation done (idp/web/protocol.py).
-    """
-
-    def __init__(self, pending: PendingRotation) -> None:
-        super().__init__("refresh-token rotation to be awaited")
-        self.pending = pending
-
-
 def pending_rotation(
     token: str, client_id: str, scope: str | None, *, successor: bool
 ) -> PendingRotation:
@@ -418,15 +406,27 @@ def access_token_live(session: Session, claims: dict[str, Any]) -> bool:
 
     Read on a raw cursor, outside the session's transaction: it sees what is committed.
     """
+    statement, params = _liveness(claims)
+    return _live(claims, read_row(session.get_bind(), statement, params))
+
+
+async def access_token_live_awaited(database: Database, claims: dict[str, Any]) -> bool:
+    """:func:`access_token_live`, its round trip awaited on PostgreSQL."""
+    statement, params = _liveness(claims)
+    return _live(claims, await read_row_awaited(database, statement, params))
+
+
+def _liveness(claims: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     grant_id = claims.get("grant_id")
-    bind = session.get_bind()
     if grant_id is None:
-        row = read_row(bind, _TOKEN_LIVE, {"jti": claims["jti"]})
+        return _TOKEN_LIVE, {"jti": claims["jti"]}
+    return _TOKEN_AND_GRANT_LIVE, {"grant_id": grant_id, "jti": claims["jti"]}
+
+
+def _live(claims: dict[str, Any], row: tuple[Any, ...] | None) -> bool:
+    if claims.get("grant_id") is None:
         return bool(row and row[0])
-    return (
-        read_row(bind, _TOKEN_AND_GRANT_LIVE, {"grant_id": grant_id, "jti": claims["jti"]})
-        is not None
-    )
+    return row is not None
 
 
 # -- tokens presented to introspection and revocation ------------------------------------
@@ -443,6 +443,7 @@ class PresentedToken:
     claims: dict[str, Any] | None = None
     grant: Grant | None = None
     refresh: RefreshToken | None = None
+    live: bool | None = None  # an access token's liveness, where it was read already
 
     def check_client(self, client: Any) -> bool:
         return client.client_id == self.client_id
@@ -460,7 +461,8 @@ class PresentedToken:
     def is_revoked(self) -> bool:
         if self.type == "access_token":
             assert self.claims is not None
-            return not access_token_live(self.uow, self.claims)
+            live = self.live if self.live is not None else access_token_live(self.uow, self.claims)
+            return not live
         assert self.refresh is not None and self.grant is not None
         return self.grant.revoked_at is not None or self.refresh.used_at is not None
 

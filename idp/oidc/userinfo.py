@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select
 
 from idp.assurance.verified_claims import IDENTITY_SCOPE, current_identity, identity_claims
-from idp.db.engine import Database, read_row
+from idp.db.engine import Database, read_row_awaited
 from idp.db.models import Account, Grant, RevokedAccessToken
 from idp.oidc import claims as claims_module
 from idp.oidc.adapter import ProtocolResponse
@@ -77,20 +77,21 @@ def challenge(error: OAuth2Error | None) -> ProtocolResponse:
     return ProtocolResponse(status, body, [("WWW-Authenticate", header), CORS])
 
 
-def userinfo(
+async def userinfo(
     provider: Provider, db: Database, authorization: str | None, form: dict[str, str]
 ) -> ProtocolResponse:
-    """Answer a UserInfo request. It only reads, outside a transaction (as committed)."""
+    """Answer a UserInfo request. It only reads, outside a transaction (as committed);
+    on PostgreSQL its one round trip is awaited."""
     try:
         token = bearer_token(authorization, form)
         if not token:
             return challenge(None)
-        return ProtocolResponse(200, _claims(provider, db, token), [CORS])
+        return ProtocolResponse(200, await _claims(provider, db, token), [CORS])
     except OAuth2Error as error:
         return challenge(error)
 
 
-def _claims(provider: Provider, db: Database, token: str) -> dict[str, Any]:
+async def _claims(provider: Provider, db: Database, token: str) -> dict[str, Any]:
     claims = provider.tokens.verify_access_token(token)
     if claims is None:
         raise InvalidToken("The access token is invalid or expired.")
@@ -98,8 +99,8 @@ def _claims(provider: Provider, db: Database, token: str) -> dict[str, Any]:
     if "openid" not in scope.split() or "grant_id" not in claims:
         raise InvalidToken("The access token was not issued for OpenID Connect.")
     client = provider.clients.get(claims.get("client_id"))
-    found = read_row(
-        db.engine, _LIVE_GRANT_AND_ACCOUNT, {"grant_id": claims["grant_id"], "jti": claims["jti"]}
+    found = await read_row_awaited(
+        db, _LIVE_GRANT_AND_ACCOUNT, {"grant_id": claims["grant_id"], "jti": claims["jti"]}
     )
     if found is None or client is None:
         raise InvalidToken("The access token was revoked.")

@@ -32,13 +32,13 @@ from litestar.types import Receive, Scope, Send
 
 from idp.oidc import userinfo as userinfo_action
 from idp.oidc.adapter import (
+    Awaiting,
     ProtocolResponse,
     ScopeHeaders,
     program_request,
     read_program_params,
     send_response,
 )
-from idp.oidc.tokens import RotationSuspended
 
 
 class program_route(asgi):
@@ -98,6 +98,34 @@ def _call(
         return action(services.oidc, program_request(scope, params, uow))  # type: ignore[arg-type]
 
 
+# A request pauses at most this often (a refresh: its rotation; introspection: a liveness read).
+MAX_PAUSES = 2
+
+
+async def _call_awaiting(
+    scope: Scope, params: list[tuple[str, str]], action: Any, database: str = WRITES
+) -> ProtocolResponse:
+    """:func:`_call` on the event loop, with the round trips authlib's flow needs awaited.
+
+    On PostgreSQL a statement through the synchronous driver would hold the loop for its
+    round trip (a refresh's commit also waits for the WAL flush). The request ``awaits``:
+    the flow stops where it needs one (:class:`Awaiting`, raised only after the client
+    authenticated), the step is awaited and the same request is answered again.
+    """
+    services = scope["app"].state.services
+    scoped = services.db.read_session() if database == READS else services.db.lazy_unit_of_work()
+    with scoped as uow:
+        request = program_request(scope, params, uow)
+        request.awaits = services.db.awaited is not None
+        for _ in range(MAX_PAUSES):
+            try:
+                return action(services.oidc, request)
+            except Awaiting as paused:
+                await paused.step()
+        request.awaits = False  # a step that left nothing behind: answer synchronously
+        return action(services.oidc, request)
+
+
 def _value(params: list[tuple[str, str]], name: str) -> str | None:
     return next((value for key, value in params if key == name), None)
 
@@ -116,26 +144,6 @@ async def _run(
 
 def _create_token_response(provider: Any, oauth_request: Any) -> ProtocolResponse:
     return provider.create_token_response(oauth_request)
-
-
-async def _refresh(scope: Scope, params: list[tuple[str, str]]) -> ProtocolResponse:
-    """The refresh grant on the event loop, its rotation awaited where it can be.
-
-    On PostgreSQL the rotation is one statement whose commit waits for the WAL flush:
-    awaited, the loop serves other requests meanwhile. authlib's grant is synchronous,
-    so it stops at the rotation (:class:`RotationSuspended`, after the client has
-    authenticated); the rotation is awaited and the same request is answered again.
-    """
-    services = scope["app"].state.services
-    rotation = services.oidc.refresh_rotation
-    with services.db.lazy_unit_of_work() as uow:
-        request = program_request(scope, params, uow)  # type: ignore[arg-type]
-        request.await_rotation = rotation.awaitable
-        try:
-            return services.oidc.create_token_response(request)
-        except RotationSuspended as suspended:
-            await rotation.rotate_awaited(suspended.pending)
-        return services.oidc.create_token_response(request)
 
 
 def _introspection_response(provider: Any, oauth_request: Any) -> ProtocolResponse:
@@ -158,7 +166,7 @@ async def token(scope: Scope, receive: Receive, send: Send) -> None:
             partial(_call, scope, params, _create_token_response)
         )
     elif grant_type == "refresh_token" and _on_loop(params):
-        response = await _refresh(scope, params)
+        response = await _call_awaiting(scope, params, _create_token_response)
     else:
         # A client-credentials grant authenticated by a secret reads only the client cache.
         secret_cc = grant_type == "client_credentials" and _on_loop(params)
@@ -176,7 +184,9 @@ async def userinfo(scope: Scope, receive: Receive, send: Send) -> None:
     params = await read_program_params(scope, receive)
     services = scope["app"].state.services
     authorization = ScopeHeaders(scope["headers"]).get("authorization")
-    response = userinfo_action.userinfo(services.oidc, services.db, authorization, dict(params))
+    response = await userinfo_action.userinfo(
+        services.oidc, services.db, authorization, dict(params)
+    )
     await send_response(send, response)
 
 
@@ -186,9 +196,11 @@ async def introspect(scope: Scope, receive: Receive, send: Send) -> None:
     if not await _method_allowed(scope, send, POST_ONLY):
         return
     params = await read_program_params(scope, receive)
-    # Introspection only reads; private_key_jwt authentication writes its jti, in a unit of work.
-    database = READS if _on_loop(params) else WRITES
-    await send_response(send, await _run(scope, params, _introspection_response, database))
+    if _on_loop(params):  # only reads
+        response = await _call_awaiting(scope, params, _introspection_response, READS)
+    else:  # private_key_jwt authentication writes its jti, in a unit of work
+        response = await _run(scope, params, _introspection_response)
+    await send_response(send, response)
 
 
 @program_route("/revoke", opt=PROGRAMS, copy_scope=False)

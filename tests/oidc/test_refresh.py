@@ -12,9 +12,10 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from idp import clock
+from idp.db.awaited import APPLICATION_NAME
 from idp.db.models import Account, AuditEvent, Grant
 from tests.conftest import LiveServer, free_port, make_settings
 from tests.oidc import factories
@@ -256,3 +257,30 @@ def test_a_private_key_jwt_client_refreshes(live_server, db):
     assert rotated.json()["refresh_token"] != token
     again = httpx.post(f"{live_server.url}/token", data={**data, **assertion()})
     assert again.json()["error"] == "invalid_grant"
+
+
+def _awaited_queries(db) -> list[str]:
+    """The last statement of each of the service's awaited PostgreSQL connections."""
+    with db.engine.connect() as connection:
+        return list(
+            connection.scalars(
+                text("SELECT query FROM pg_stat_activity WHERE application_name = :name"),
+                {"name": APPLICATION_NAME},
+            )
+        )
+
+
+def test_on_postgresql_the_rotation_and_an_introspection_are_awaited_on_the_event_loop(world, db):
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite answers from the process's own file")
+    server, info, _, _ = world
+    tokens = login(world)
+    assert refresh(server, info, tokens["refresh_token"]).status_code == 200
+    assert any("WITH consumed AS" in query for query in _awaited_queries(db))
+    introspected = httpx.post(
+        f"{server.url}/introspect",
+        data={"token": tokens["access_token"]},
+        auth=(info.client_id, info.client_secret),
+    )
+    assert introspected.json()["active"] is True
+    assert any("revoked_access_tokens" in query for query in _awaited_queries(db))
