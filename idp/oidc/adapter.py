@@ -19,13 +19,13 @@ response objects).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
 
+import msgspec
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from litestar import Request, Response
@@ -72,6 +72,10 @@ class Payload(OAuth2Payload):
     @property
     def datalist(self) -> dict[str, list[str]]:  # type: ignore[override]
         return self._datalist
+
+
+# Compact JSON (UTF-8), as json.dumps with tight separators gives it, several times faster.
+_json = msgspec.json.Encoder().encode
 
 
 class Awaiting(Exception):
@@ -161,7 +165,7 @@ def to_response(response: ProtocolResponse) -> Response[bytes]:
     media_type = headers.pop("Content-Type", None)
     body = response.body
     if isinstance(body, dict | list):
-        content = json.dumps(body, separators=(",", ":")).encode()
+        content = _json(body)
         media_type = media_type or "application/json"
     else:
         content = body.encode() if isinstance(body, str) else (body or b"")
@@ -291,7 +295,7 @@ def encode_body(response: ProtocolResponse) -> tuple[bytes, str]:
     """The body of a protocol response and its media type; JSON bodies are encoded here."""
     body = response.body
     if isinstance(body, dict | list):
-        return json.dumps(body, separators=(",", ":")).encode(), "application/json"
+        return _json(body), "application/json"
     content = body.encode() if isinstance(body, str) else (body or b"")
     return content, "text/plain; charset=utf-8"
 
