@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import psycopg
 import pytest
@@ -11,6 +13,13 @@ from sqlalchemy import text
 from idp.db.awaited import AwaitedStatements
 
 PID = "SELECT pg_backend_pid()"
+
+
+def _run(coroutine: Any) -> Any:
+    """Run on a fresh event loop in a thread of its own, as a worker's loop would be (the
+    main thread may have a loop already: Playwright's synchronous API leaves one)."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture
@@ -37,7 +46,7 @@ def test_concurrent_statements_each_get_a_connection_and_reuse_them(postgresql_u
         await statements.aclose()
         return {row[0] for row in first}, {row[0] for row in again}
 
-    opened, reused = asyncio.run(run())
+    opened, reused = _run(run())
     assert len(opened) == 3  # never more than the pool's size
     assert reused <= opened
 
@@ -52,7 +61,7 @@ def test_a_connection_that_sat_idle_is_pinged_and_replaced_when_dead(db, postgre
         await statements.aclose()
         return dead, replacement
 
-    dead, replacement = asyncio.run(run())
+    dead, replacement = _run(run())
     assert replacement != dead
 
 
@@ -67,12 +76,12 @@ def test_a_failed_statement_closes_its_connection_and_the_next_gets_another(post
         await statements.aclose()
         return before, after
 
-    before, after = asyncio.run(run())
+    before, after = _run(run())
     assert after != before
 
 
 def test_each_event_loop_opens_its_own_connections(postgresql_url):
     statements = AwaitedStatements(postgresql_url, size=1, idle_ping_seconds=60)
-    assert asyncio.run(statements.fetchone("SELECT 1", {})) == (1,)
+    assert _run(statements.fetchone("SELECT 1", {})) == (1,)
     # A second loop (another test server, a restarted worker) must not use the first's.
-    assert asyncio.run(statements.fetchone("SELECT 2", {})) == (2,)
+    assert _run(statements.fetchone("SELECT 2", {})) == (2,)
