@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from idp import clock
 from idp.db import engine as engine_module
-from idp.db.engine import Database
-from idp.db.models import CacheVersion
+from idp.db.engine import Database, Prebuilt
+from idp.db.models import CacheVersion, LoginSession
+from tests.oidc import factories
 
 
 def test_a_second_sqlite_writer_waits_for_the_first_instead_of_failing(db):
@@ -104,3 +106,32 @@ def test_a_postgresql_connection_used_a_moment_ago_is_not_pinged(db, monkeypatch
         assert _backend_pid(database) != dead
     finally:
         database.dispose()
+
+
+def test_a_prebuilt_statement_converts_values_by_column_type_and_raises_sqlalchemy_errors(db):
+    sessions = LoginSession.__table__
+    opened = Prebuilt(insert(sessions).returning(sessions.c.id))
+    found = Prebuilt(
+        select(sessions.c.created_at, sessions.c.methods).where(sessions.c.sid == "s1")
+    )
+    account_id = factories.account(db)
+    now = clock.now()
+    values = {
+        "token_digest": b"\x01" * 32,
+        "sid": "s1",
+        "account_id": account_id,
+        "created_at": now,
+        "auth_time": now,
+        "methods": [{"method": "pwd"}],
+        "last_seen_at": now,
+        "expires_at": now,
+    }
+    with db.unit_of_work() as session:
+        (row,) = opened.execute(session, values)
+        assert session.get(LoginSession, row.id).sid == "s1"
+        (read,) = found.execute(session, {})
+        # As the ORM reads them: an aware UTC datetime, JSON decoded.
+        assert read.created_at == now and read.created_at.tzinfo is not None
+        assert read.methods == [{"method": "pwd"}]
+    with pytest.raises(IntegrityError), db.unit_of_work() as session:
+        opened.execute(session, values)  # the same token digest and sid again

@@ -22,6 +22,7 @@ from idp.accounts.emails import normalise_email
 from idp.accounts.errors import InvalidEmail, LoginBlocked, LoginFailed
 from idp.accounts.passwords import passwords_for
 from idp.audit.events import record
+from idp.db.engine import Prebuilt
 from idp.db.models import Account, LoginThrottle
 from idp.settings import Settings
 
@@ -31,21 +32,23 @@ _IP_COUNTER = LoginThrottle.__table__.alias("ip_counter")
 _ONE = select(literal(1).label("one")).subquery("one")
 # One statement: the account (if any) and both throttling counters (if any), a round
 # trip less than two queries on PostgreSQL.
-_FIND = select(
-    _ACCOUNTS.c.id,
-    _ACCOUNTS.c.password_hash,
-    _ACCOUNTS.c.disabled_at,
-    _EMAIL_COUNTER.c.key.label("email_key"),
-    _EMAIL_COUNTER.c.blocked_until.label("email_blocked_until"),
-    _IP_COUNTER.c.key.label("ip_key"),
-    _IP_COUNTER.c.blocked_until.label("ip_blocked_until"),
-).select_from(
-    _ONE.outerjoin(_ACCOUNTS, _ACCOUNTS.c.email == bindparam("email"))
-    .outerjoin(_EMAIL_COUNTER, _EMAIL_COUNTER.c.key == bindparam("email_key"))
-    .outerjoin(_IP_COUNTER, _IP_COUNTER.c.key == bindparam("ip_key"))
+_FIND = Prebuilt(
+    select(
+        _ACCOUNTS.c.id,
+        _ACCOUNTS.c.password_hash,
+        _ACCOUNTS.c.disabled_at,
+        _EMAIL_COUNTER.c.key.label("email_key"),
+        _EMAIL_COUNTER.c.blocked_until.label("email_blocked_until"),
+        _IP_COUNTER.c.key.label("ip_key"),
+        _IP_COUNTER.c.blocked_until.label("ip_blocked_until"),
+    ).select_from(
+        _ONE.outerjoin(_ACCOUNTS, _ACCOUNTS.c.email == bindparam("email"))
+        .outerjoin(_EMAIL_COUNTER, _EMAIL_COUNTER.c.key == bindparam("email_key"))
+        .outerjoin(_IP_COUNTER, _IP_COUNTER.c.key == bindparam("ip_key"))
+    )
 )
 # The account's changes after a success (the login time, a rehash), as parameters.
-_LOGGED_IN = update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account"))
+_LOGGED_IN = Prebuilt(update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account")))
 
 
 def authenticate(
@@ -62,9 +65,7 @@ def authenticate(
         login_id = email.strip().lower()[:320]
     email_key = throttle.email_key(login_id)
     ip_key = throttle.ip_key(ip)
-    found = session.execute(
-        _FIND, {"email": login_id, "email_key": email_key, "ip_key": ip_key}
-    ).one()
+    (found,) = _FIND.execute(session, {"email": login_id, "email_key": email_key, "ip_key": ip_key})
     account = found if found.id is not None else None
     account_id = account.id if account else None
 
@@ -117,6 +118,6 @@ def authenticate(
         # Only a counter that existed when the attempt began is cleared: one a concurrent
         # wrong guess created meanwhile stays (and a login with none writes nothing here).
         throttle.clear(session, email_key)
-    session.execute(_LOGGED_IN, {"account": account.id, **changes})
+    _LOGGED_IN.execute(session, {"account": account.id, **changes})
     record(session, "login.success", account_id=account.id, ip=ip, data={"amr": ["pwd"]})
     return account.id

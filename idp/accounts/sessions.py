@@ -23,6 +23,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from idp import clock
+from idp.db.engine import Prebuilt
 from idp.db.models import Account, LoginSession
 from idp.settings import Settings
 
@@ -33,7 +34,8 @@ def token_digest(token: str) -> bytes:
 
 
 _SESSIONS = LoginSession.__table__
-_OPEN = insert(_SESSIONS)  # built once: each login passes its values as parameters
+# Built once: each login passes its values as parameters.
+_OPEN = Prebuilt(insert(_SESSIONS).returning(_SESSIONS.c.id))
 
 
 def open_session(
@@ -52,8 +54,8 @@ def open_session(
     """
     now = clock.now()
     token = secrets.token_urlsafe(32)
-    result = session.execute(
-        _OPEN,
+    (opened,) = _OPEN.execute(
+        session,
         {
             "token_digest": token_digest(token),
             "sid": secrets.token_urlsafe(16),
@@ -67,7 +69,7 @@ def open_session(
             "user_agent": (user_agent or "")[:255] or None,
         },
     )
-    return token, result.inserted_primary_key[0]
+    return token, opened.id
 
 
 def start_session(

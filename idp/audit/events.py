@@ -24,6 +24,7 @@ from sqlalchemy import String, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from idp import clock
+from idp.db.engine import Prebuilt
 from idp.db.models import AuditEvent, AuditHead
 
 GENESIS = b"\x00" * 32
@@ -35,12 +36,16 @@ _HEAD = AuditHead.__table__
 # PostgreSQL locks the row; SQLite has no row locks, and a plain SELECT there runs before
 # the write transaction begins (it may read a head another writer is about to move): a
 # no-op UPDATE takes the database's write lock and reads the head under it.
-_LOCK_HEAD = select(_HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update()
+# Built once, run on the cursor (idp.db.engine.Prebuilt); each append passes its values as
+# parameters: building and executing them through SQLAlchemy per event cost more than the
+# database spends running them.
+_LOCK_HEAD = Prebuilt(select(_HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update())
 _MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1)
-_LOCK_HEAD_SQLITE = _MOVE_HEAD.values(last_id=_HEAD.c.last_id).returning(_HEAD.c.last_hash)
-# Built once; each append passes its values as parameters (a statement built per event
-# cost more than SQLite spends running it).
-_INSERT_EVENT = insert(_EVENTS)
+_LOCK_HEAD_SQLITE = Prebuilt(
+    _MOVE_HEAD.values(last_id=_HEAD.c.last_id).returning(_HEAD.c.last_hash)
+)
+_INSERT_EVENT = Prebuilt(insert(_EVENTS).returning(_EVENTS.c.id))
+_MOVE_HEAD_TO = Prebuilt(_MOVE_HEAD)
 _HASHED = ("at", "event", "actor", "account_id", "client_id", "ip", "data")
 _HELD = "idp.audit_head"  # Session.info: (transaction, last hash) while the lock is held
 
@@ -78,19 +83,15 @@ def record(
         "data": data or {},
     }
     if session.get_bind().dialect.name == "postgresql":
-        appended = session.execute(
-            _APPEND_POSTGRESQL, {**values, "canonical": _canonical(values)}
-        ).one_or_none()
-        if appended is not None:
-            return appended.last_id
+        appended = _APPEND_POSTGRESQL.execute(session, {**values, "canonical": _canonical(values)})
+        if appended:
+            return appended[0].last_id
     prev_hash = _locked_head(session)
     digest = _digest(prev_hash, values)
-    event_id = session.execute(
-        _INSERT_EVENT, {**values, "prev_hash": prev_hash, "hash": digest}
-    ).inserted_primary_key[0]
-    session.execute(_MOVE_HEAD, {"last_id": event_id, "last_hash": digest})
+    (inserted,) = _INSERT_EVENT.execute(session, {**values, "prev_hash": prev_hash, "hash": digest})
+    _MOVE_HEAD_TO.execute(session, {"last_id": inserted.id, "last_hash": digest})
     session.info[_HELD] = (_transaction(session), digest)
-    return event_id
+    return inserted.id
 
 
 def _append_postgresql() -> Any:
@@ -124,7 +125,7 @@ def _append_postgresql() -> Any:
     )
 
 
-_APPEND_POSTGRESQL = _append_postgresql()
+_APPEND_POSTGRESQL = Prebuilt(_append_postgresql())
 
 
 def _transaction(session: Session) -> SessionTransaction | None:
@@ -142,7 +143,8 @@ def _locked_head(session: Session) -> bytes:
     if held is not None and held[0] is _transaction(session) and held[0] is not None:
         return held[1]
     sqlite = session.get_bind().dialect.name == "sqlite"
-    last_hash = session.execute(_LOCK_HEAD_SQLITE if sqlite else _LOCK_HEAD).scalar_one_or_none()
+    locked = (_LOCK_HEAD_SQLITE if sqlite else _LOCK_HEAD).execute(session, {})
+    last_hash = locked[0].last_hash if locked else None
     if last_hash is None:  # a database set up without the head row
         session.execute(insert(_HEAD).values(id=1, last_id=0, last_hash=GENESIS))
         last_hash = GENESIS

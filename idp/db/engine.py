@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import namedtuple
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
@@ -12,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Select, create_engine, event
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from idp.db.awaited import AwaitedStatements
@@ -196,6 +197,73 @@ def _converted(row: Any, convert: tuple[Any, ...]) -> tuple[Any, ...] | None:
         value if process is None else process(value)
         for value, process in zip(row, convert, strict=True)
     )
+
+
+class Prebuilt:
+    """A Core statement a hot path runs in its unit of work, on the DB-API cursor.
+
+    Compiled once per dialect and set of parameter names. In an open transaction
+    SQLAlchemy spends about three times what SQLite does on a short statement (cache
+    key, execution context, result); the password login runs six, after its hash and
+    beside the next one, where every instruction costs several times its quiet-core
+    price (bench/RESULTS.md). What SQLAlchemy does that matters is kept: parameters and
+    returned values are converted by their column types, the engine's
+    ``before_cursor_execute`` listeners see the statement (SQLite's writer queue takes
+    its lock there), and driver errors are raised as SQLAlchemy's. Columns left out of
+    an INSERT get no Python-side default: pass every value.
+    """
+
+    __slots__ = ("_plans", "statement")
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._plans: dict[tuple[str, frozenset[str]], tuple[Any, ...]] = {}
+
+    def _plan(self, dialect: Dialect, names: frozenset[str]) -> tuple[Any, ...]:
+        plan = self._plans.get((dialect.name, names))
+        if plan is None:
+            compiled = self.statement.compile(dialect=dialect, column_keys=sorted(names))
+            bind_processors = {
+                name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+                for name, bind in compiled.binds.items()
+            }
+            columns = list(getattr(self.statement, "exported_columns", ()))
+            results = tuple(
+                column.type.dialect_impl(dialect).result_processor(dialect, None)
+                for column in columns
+            )
+            row = namedtuple("Row", [column.key for column in columns]) if columns else None
+            order = tuple(compiled.positiontup) if dialect.positional else None
+            plan = (compiled, bind_processors, order, results, row)
+            self._plans[(dialect.name, names)] = plan
+        return plan
+
+    def execute(self, session: Session, params: Mapping[str, Any]) -> list[Any]:
+        """Run it in ``session``'s transaction; the rows it returns (converted, with the
+        columns' names), if any."""
+        connection = session.connection()
+        dialect = connection.dialect
+        compiled, bind_processors, order, results, row = self._plan(dialect, frozenset(params))
+        values = compiled.construct_params(params)
+        for name, process in bind_processors.items():
+            if process is not None and name in values:
+                values[name] = process(values[name])
+        arguments: Any = tuple(values[name] for name in order) if order is not None else values
+        sql = compiled.string
+        cursor = connection.connection.dbapi_connection.cursor()
+        try:
+            if connection.dispatch.before_cursor_execute:
+                for listener in connection.dispatch.before_cursor_execute:
+                    listener(connection, cursor, sql, arguments, None, False)
+            cursor.execute(sql, arguments)
+            rows = cursor.fetchall() if cursor.description else []
+        except dialect.loaded_dbapi.Error as exc:
+            raise DBAPIError.instance(sql, arguments, exc, dialect.loaded_dbapi.Error) from exc
+        finally:
+            cursor.close()
+        if row is None:
+            return rows
+        return [row(*_converted(values, results)) for values in rows]  # type: ignore[misc]
 
 
 class LazyUnitOfWork:
