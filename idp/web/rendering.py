@@ -18,6 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from litestar import Request, Response
 
 from idp.web import csrf, i18n
+from idp.web.cookies import set_cookie
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -101,10 +102,11 @@ def render(
     new_cookie = csrf.cookie_to_set(request)
     if new_cookie is not None:
         name, value, secure = new_cookie
-        response.set_cookie(name, value, path="/", secure=secure, httponly=True, samesite="lax")
+        set_cookie(response, name, value, path="/", secure=secure, httponly=True, samesite="lax")
     chosen = i18n.supported(_query_lang(request))
     if chosen and chosen != request.cookies.get(i18n.COOKIE):
-        response.set_cookie(
+        set_cookie(
+            response,
             i18n.COOKIE,
             chosen,
             max_age=LANG_COOKIE_SECONDS,

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from idp.accounts.sessions import load_session
 from idp.db.models import Account, LoginSession
 from idp.settings import Settings
+from idp.web.cookies import set_cookie
 from idp.web.errors import SignInRequired
 
 
@@ -58,7 +59,8 @@ def signed_in(request: Request, uow: Session, return_to: str | None = None) -> S
 
 def set_session_cookie(response: Response, token: str, settings: Settings) -> None:
     """Give the browser its (new) session cookie; it lives as long as the browser session."""
-    response.set_cookie(
+    set_cookie(
+        response,
         cookie_name(settings),
         token,
         path="/",
