@@ -108,9 +108,11 @@ _EXPIRES_AT = 6
 
 @dataclass(frozen=True, slots=True)
 class Rotated:
-    """A consumed refresh token's grant and account subject: what the token response needs."""
+    """A consumed refresh token's grant, with its account's subject: what the token
+    response needs. Plain values, not a :class:`Grant`: building an ORM object cost a
+    refresh more than its ES256 signature."""
 
-    grant_id: str
+    id: str
     account_id: int
     scope: str
     auth_time: datetime
@@ -118,6 +120,7 @@ class Rotated:
     amr: list[Any]
     expires_at: datetime
     subject: str
+    client_id: str
 
 
 @dataclass(slots=True)
@@ -186,7 +189,8 @@ class RefreshRotation:
         pending.ran = True
         if row is not None:
             pending.rotated = Rotated(
-                *(convert(value) for convert, value in zip(self._results, row, strict=True))
+                *(convert(value) for convert, value in zip(self._results, row, strict=True)),
+                client_id=pending.client_id,
             )
 
     def _sqlite(self, uow: Session, params: dict[str, Any]) -> tuple[Any, ...] | None:

@@ -31,7 +31,7 @@ from idp.db.models import (
     RefreshToken,
     RevokedAccessToken,
 )
-from idp.db.refresh_rotation import PendingRotation, RefreshRotation
+from idp.db.refresh_rotation import PendingRotation, RefreshRotation, Rotated
 from idp.keys.store import KeyStore
 from idp.oidc.clients import RegisteredClient
 from idp.oidc.errors import InvalidGrant, InvalidScope, OAuth2Error
@@ -73,7 +73,7 @@ class TokenService:
         sub: str,
         scope: str,
         *,
-        grant: Grant | RefreshedGrant | None = None,
+        grant: Grant | Rotated | None = None,
     ) -> tuple[str, int]:
         """A signed RFC 9068 access token and its lifetime in seconds."""
         now = timestamp(clock.now())
@@ -273,24 +273,6 @@ def revoke_grant(session: Session, grant_id: str | None, reason: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class RefreshedGrant:
-    """A grant as its rotation read it: what the token response needs.
-
-    Plain values, not a :class:`Grant`: building an ORM object cost a refresh more
-    than its ES256 signature.
-    """
-
-    id: str
-    client_id: str
-    account_id: int
-    scope: str
-    auth_time: datetime
-    acr: str | None
-    amr: list[Any]
-    expires_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class RefreshedAccount:
     """The grant's account, as far as its ``sub`` goes (idp.oidc.claims.subject)."""
 
@@ -302,7 +284,7 @@ class RefreshedAccount:
 class Refreshed:
     """A refresh token's grant after rotation, its account, and the successor (already stored)."""
 
-    grant: RefreshedGrant
+    grant: Rotated
     account: RefreshedAccount
     refresh_token: str | None
 
@@ -346,19 +328,8 @@ def rotate_refresh_token(
     rotated = pending.rotated
     if rotated is None:
         raise _refusal(uow, pending.token_digest, pending.client_id, pending.scopes, pending.now)
-    grant = RefreshedGrant(
-        rotated.grant_id,
-        pending.client_id,
-        rotated.account_id,
-        rotated.scope,
-        rotated.auth_time,
-        rotated.acr,
-        rotated.amr,
-        rotated.expires_at,
-    )
-    return Refreshed(
-        grant, RefreshedAccount(rotated.account_id, rotated.subject), pending.successor
-    )
+    account = RefreshedAccount(rotated.account_id, rotated.subject)
+    return Refreshed(rotated, account, pending.successor)
 
 
 def _refusal(
