@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -124,6 +126,18 @@ def build_services(settings: Settings) -> Services:
     return services
 
 
+@functools.cache
+def _freeze_start_up() -> None:
+    """Keep what start-up built out of the garbage collector's full passes (once a process).
+
+    Modules, the app and its caches live as long as the process; a full collection
+    walked them all every so often under load (about 100 ms on the benchmark machine,
+    the p99 of a token endpoint).
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings, services: Services | None = None) -> Litestar:
     """The litestar application for ``settings``."""
     services = services or build_services(settings)
@@ -131,6 +145,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        _freeze_start_up()
         tasks = [
             asyncio.create_task(_poll(services)),
             asyncio.create_task(mailer.run()),
