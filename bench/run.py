@@ -42,7 +42,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -253,6 +253,7 @@ class Server:
     workers: int = 1
     meta: dict = field(default_factory=dict)
     db: Database | None = None  # idp's database (None: the anchor)
+    anchor_database: str | None = None  # the anchor's PostgreSQL database, with its adapter
 
     @property
     def auth(self) -> str:
@@ -265,7 +266,9 @@ class Server:
     @property
     def database_name(self) -> str | None:
         """PostgreSQL's database name, whose backends' CPU is measured apart."""
-        if self.db is None or self.db.kind != "PostgreSQL":
+        if self.db is None:
+            return self.anchor_database
+        if self.db.kind != "PostgreSQL":
             return None
         return self.db.url.rsplit("/", 1)[-1].split("?")[0]
 
@@ -335,16 +338,19 @@ def tail(path: Path, n: int = 15) -> str:
 
 
 def ensure_anchor_installed() -> None:
-    if not (ANCHOR_DIR / "node_modules" / "oidc-provider" / "package.json").exists():
+    modules = ANCHOR_DIR / "node_modules"
+    if not all((modules / name / "package.json").exists() for name in ("oidc-provider", "pg")):
         log("installing the anchor's npm dependencies (bench/anchor/install.sh)")
         subprocess.run([str(ANCHOR_DIR / "install.sh")], check=True)
 
 
-def start_anchor(outdir: Path, argon2: dict) -> Server:
+def start_anchor(outdir: Path, argon2: dict, database_url: str | None = None) -> Server:
+    """node-oidc-provider: its bundled in-memory adapter, or with `database_url` (the bench
+    PostgreSQL database) the PostgreSQL adapter of bench/anchor/pg_adapter.js."""
     ensure_anchor_installed()
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
-    logf = outdir / "anchor.log"
+    logf = outdir / ("anchor-pg.log" if database_url else "anchor.log")
     env = {
         **os.environ,
         "NODE_ENV": "production",
@@ -358,6 +364,11 @@ def start_anchor(outdir: Path, argon2: dict) -> Server:
         "ANCHOR_ARGON2_T": str(argon2["time_cost"]),
         "ANCHOR_ARGON2_P": str(argon2["parallelism"]),
     }
+    database = None
+    if database_url:
+        # node's pg takes libpq's URL: the same one without SQLAlchemy's driver name.
+        env["ANCHOR_DATABASE_URL"] = re.sub(r"^postgresql\+\w+://", "postgresql://", database_url)
+        database = urlsplit(database_url).path.lstrip("/")
     proc = subprocess.Popen(
         ["node", "server.js"],
         cwd=ANCHOR_DIR,
@@ -374,14 +385,16 @@ def start_anchor(outdir: Path, argon2: dict) -> Server:
     pkg = json.loads((ANCHOR_DIR / "node_modules/oidc-provider/package.json").read_text())
     node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
     return Server(
-        "anchor",
-        f"node-oidc-provider {pkg['version']} (node {node}, 1 process)",
+        "anchor-pg" if database_url else "anchor",
+        f"node-oidc-provider {pkg['version']} (node {node}, 1 process"
+        + (", PostgreSQL adapter)" if database_url else ")"),
         issuer,
         proc,
         ANCHOR_CLIENT_ID,
         ANCHOR_CLIENT_SECRET,
         1,
         meta={"version": pkg["version"], "node": node},
+        anchor_database=database,
     )
 
 
@@ -428,6 +441,7 @@ engine = create_engine(url)
 with engine.begin() as c:
     c.execute(text("DROP SCHEMA public CASCADE"))
     c.execute(text("CREATE SCHEMA public"))
+    c.execute(text("DROP SCHEMA IF EXISTS anchor CASCADE"))  # the anchor's adapter's
 """
 
 
@@ -1147,6 +1161,20 @@ def verdict(ok: bool) -> str:
     return "**met**" if ok else "**not met**"
 
 
+def durable_refresh(res: dict) -> str:
+    """What the anchor makes of refreshes with a durable store, as idp's (if it ran)."""
+    memory = summarize(res.get("refresh_token", []), "anchor")
+    durable = summarize(res.get("refresh_token", []), "anchor-pg")
+    if not (memory and durable):
+        return ""
+    return (
+        f" With its PostgreSQL adapter (bench/anchor/pg_adapter.js) the anchor's rate is "
+        f"{fmt(durable.rps)} req/s ({durable.rps / memory.rps:.2f}x its in-memory rate; "
+        f"{cpu_str(durable.server_cpu_us)} of its own CPU and {cpu_str(durable.db_cpu_us)} of "
+        "PostgreSQL's per refresh): see the rows against it above."
+    )
+
+
 def targets(ctx: dict) -> list[str]:
     """Issue 9's targets, each checked against this run's numbers."""
     rows: list[str] = []
@@ -1167,6 +1195,23 @@ def targets(ctx: dict) -> list[str]:
                 f"| {ep_title(key)}: req/s per worker process ≥ anchor | {s.label} | "
                 f"{fmt(per)} vs {fmt(anc.rps)} req/s (**{per / anc.rps:.2f}x**); CPU/req "
                 f"{cpu_str(sm.server_cpu_us)}{db} vs {cpu_str(anc.server_cpu_us)} | {verdict(per >= anc.rps)} |"
+            )
+    for key in ("client_credentials", "refresh_token"):
+        # The anchor with a durable store, as idp's (its in-memory one is development-only).
+        durable = summarize(res.get(key, []), "anchor-pg")
+        if durable is None:
+            continue
+        for s in ours:
+            sm = summarize(res.get(key, []), s.name)
+            if not sm:
+                continue
+            per = sm.rps / s.workers
+            db = f" + database {cpu_str(sm.db_cpu_us)}" if s.database_name else ""
+            rows.append(
+                f"| {ep_title(key)}: req/s per worker process ≥ anchor with its PostgreSQL adapter | "
+                f"{s.label} | {fmt(per)} vs {fmt(durable.rps)} req/s (**{per / durable.rps:.2f}x**); "
+                f"CPU/req {cpu_str(sm.server_cpu_us)}{db} vs {cpu_str(durable.server_cpu_us)} + "
+                f"database {cpu_str(durable.db_cpu_us)} | {verdict(per >= durable.rps)} |"
             )
     for key in ("discovery", "jwks"):
         anc = summarize(res.get(key, []), "anchor")
@@ -1285,6 +1330,7 @@ def why_not_met(ctx: dict) -> list[str]:
             "in-memory adapter, no durability). On PostgreSQL the database's own CPU (database CPU "
             "column) comes on top, on the same two cores; with two workers on SQLite the processes "
             "take turns at the one writer lock, so a second worker adds little."
+            + durable_refresh(res)
         )
     fl = ctx.get("floor")
     if fl and any(
@@ -1474,7 +1520,7 @@ def write_report(path: Path, ctx: dict) -> None:
         a("")
     label = {s.name: s.label for s in ctx["servers"]}
     ours = [s for s in ctx["servers"] if s.ours]
-    anchor = next((s for s in ctx["servers"] if not s.ours), None)
+    anchors = [s for s in ctx["servers"] if not s.ours]  # in memory; with PostgreSQL
     a("## Targets (issue 9)")
     a("")
     rows = targets(ctx)
@@ -1494,7 +1540,7 @@ def write_report(path: Path, ctx: dict) -> None:
         a("")
     a("## Summary")
     a("")
-    cols = ["endpoint", *([anchor.label] if anchor else []), *(s.label for s in ours)]
+    cols = ["endpoint", *(s.label for s in anchors), *(s.label for s in ours)]
     a("| " + " | ".join(cols) + " |")
     a("|" + "---|" * len(cols))
     for ep in ENDPOINTS:
@@ -1504,9 +1550,10 @@ def write_report(path: Path, ctx: dict) -> None:
         digits, unit = (1, "logins/s") if ep.kind == "login" else (0, "/s")
         anc = summarize(res, "anchor")
         row = [ep.title]
-        if anchor:
+        for other in anchors:
+            sm = summarize(res, other.name)
             row.append(
-                f"{fmt(anc.rps, digits)} {unit}, p99 {anc.p99_ms:.1f} ms" if anc else "not measured"
+                f"{fmt(sm.rps, digits)} {unit}, p99 {sm.p99_ms:.1f} ms" if sm else "not measured"
             )
         for s in ours:
             sm = summarize(res, s.name)
@@ -1536,7 +1583,7 @@ def write_report(path: Path, ctx: dict) -> None:
         )
         a("|---|---|---|---|---|---|---|---|---|---|")
         anc = summarize(res, "anchor")
-        for s in [*([anchor] if anchor else []), *ours]:
+        for s in [*anchors, *ours]:
             sm = summarize(res, s.name)
             if not sm:
                 a(f"| {s.label} | not measured | | | | | | | | |")
@@ -1793,16 +1840,30 @@ def main() -> int:
                 log(ours_reason)
         if anchor:
             servers.append(anchor)
+        if anchor and pg_url and "postgresql" in kinds:
+            # Started after idp's databases were prepared (which empties the bench database).
+            try:
+                anchor_pg = start_anchor(outdir, argon2, pg_url)
+                servers.append(anchor_pg)
+                log(f"anchor (PostgreSQL adapter) up at {anchor_pg.issuer}")
+            except RuntimeError as e:
+                log(f"the anchor with its PostgreSQL adapter could not be started: {e}")
 
         servers_info = []
         for s in servers:
             if not s.ours:
+                store = (
+                    "the PostgreSQL adapter of bench/anchor/pg_adapter.js (the bench database's "
+                    "`anchor` schema, a pool of 10 connections)"
+                    if s.anchor_database
+                    else "bundled in-memory adapter (no database; development-only, in the words "
+                    "node-oidc-provider prints when it starts with it)"
+                )
                 servers_info.append(
-                    f"anchor: node-oidc-provider {s.meta['version']} on node {s.meta['node']}, one process, "
-                    "bench/anchor/server.js: ES256 key generated at start, JWT (RFC 9068) access tokens for "
-                    "client_credentials, opaque access tokens for userinfo (its userinfo accepts only those), "
-                    "refresh tokens rotated on every use, introspection, ES256 ID tokens, signed cookies, "
-                    "bundled in-memory adapter (no database)"
+                    f"{s.label}: bench/anchor/server.js: ES256 key generated at start, JWT (RFC 9068) "
+                    "access tokens for client_credentials, opaque access tokens for userinfo (its "
+                    "userinfo accepts only those), refresh tokens rotated on every use, introspection, "
+                    f"ES256 ID tokens, signed cookies, {store}"
                 )
             else:
                 servers_info.append(
@@ -1855,8 +1916,9 @@ def main() -> int:
                 "seed": dict(db.seed),
                 "results": {ep.key: run_endpoint(ep, mine, o, procnames) for ep in scale_eps},
             }
-        if anchor and anchor.proc.poll() is None:
-            procnames.setdefault(anchor.proc.pid, proc_name(anchor.proc.pid))
+        for other in servers:
+            if not other.ours and other.proc.poll() is None:
+                procnames.setdefault(other.proc.pid, proc_name(other.proc.pid))
 
         ctx = {
             "machine": machine(),

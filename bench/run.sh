@@ -12,7 +12,7 @@ if ! command -v wrk >/dev/null; then
   if [ "$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk; else sudo apt-get install -y wrk; fi
 fi
 command -v node >/dev/null || { echo "bench: node is required for the anchor (apt-get install -y nodejs npm)" >&2; exit 2; }
-[ -f "$here/anchor/node_modules/oidc-provider/package.json" ] || "$here/anchor/install.sh"
+[ -f "$here/anchor/node_modules/oidc-provider/package.json" ] && [ -f "$here/anchor/node_modules/pg/package.json" ] || "$here/anchor/install.sh"
 py="${BENCH_PYTHON:-$here/.venv/bin/python}"
 if ! "$py" -c "import httpx, argon2" 2>/dev/null; then
   python3 -m venv "$here/.venv"

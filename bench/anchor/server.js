@@ -10,8 +10,9 @@
 // - token introspection and userinfo enabled, devInteractions off;
 // - signed cookies, explicit TTLs, NODE_ENV=production expected.
 //
-// State lives in oidc-provider's bundled in-memory adapter (a single process
-// needs nothing else; a multi-node deployment would use Redis or a database).
+// State lives in oidc-provider's bundled in-memory adapter, or, with
+// ANCHOR_DATABASE_URL, in PostgreSQL (pg_adapter.js): the in-memory adapter is
+// development-only by oidc-provider's own account, and idp's state is durable.
 //
 // Environment:
 //   ANCHOR_PORT (default 9400), ANCHOR_HOST (127.0.0.1)
@@ -19,11 +20,14 @@
 //   ANCHOR_EMAIL, ANCHOR_PASSWORD       the test account
 //   ANCHOR_ACCOUNTS                     extra accounts user<i>@bench.test (same password)
 //   ANCHOR_ARGON2_M (KiB), ANCHOR_ARGON2_T, ANCHOR_ARGON2_P   argon2id parameters
+//   ANCHOR_DATABASE_URL                 postgresql://... : the PostgreSQL adapter
 
 import * as crypto from 'node:crypto';
 
 import argon2 from 'argon2';
 import { Provider, errors } from 'oidc-provider';
+
+import { pgAdapter } from './pg_adapter.js';
 
 const env = process.env;
 const HOST = env.ANCHOR_HOST || '127.0.0.1';
@@ -317,13 +321,15 @@ let dummyHash;
 async function main() {
   await seedAccounts();
   dummyHash = await argon2.hash(crypto.randomBytes(16).toString('hex'), ARGON2);
+  if (env.ANCHOR_DATABASE_URL) configuration.adapter = await pgAdapter(env.ANCHOR_DATABASE_URL);
   const provider = new Provider(ISSUER, configuration);
   provider.keys = [crypto.randomBytes(32).toString('base64url')];
   provider.proxy = false;
   provider.use(interactions(provider));
   const server = provider.listen(PORT, HOST, () => {
     process.stdout.write(`anchor listening on ${ISSUER} pid=${process.pid} `
-      + `argon2id m=${ARGON2.memoryCost} t=${ARGON2.timeCost} p=${ARGON2.parallelism}\n`);
+      + `argon2id m=${ARGON2.memoryCost} t=${ARGON2.timeCost} p=${ARGON2.parallelism} `
+      + `adapter=${env.ANCHOR_DATABASE_URL ? 'postgresql' : 'memory'}\n`);
   });
   server.keepAliveTimeout = 65_000;
   const stop = () => server.close(() => process.exit(0));
