@@ -57,31 +57,26 @@ export async function pgAdapter(connectionString, poolSize = 10) {
       );
     }
 
-    async find(id) {
+    // Column names are this file's constants, never input.
+    async findWhere(column, value) {
       const { rows } = await pool.query(
         `SELECT payload, consumed_at FROM ${SCHEMA}.oidc_models
-         WHERE model = $1 AND id = $2 AND ${live}`,
-        [this.model, id],
+         WHERE model = $1 AND ${column} = $2 AND ${live}`,
+        [this.model, value],
       );
       return withConsumed(rows[0]);
+    }
+
+    async find(id) {
+      return this.findWhere('id', id);
     }
 
     async findByUid(uid) {
-      const { rows } = await pool.query(
-        `SELECT payload, consumed_at FROM ${SCHEMA}.oidc_models
-         WHERE model = $1 AND uid = $2 AND ${live}`,
-        [this.model, uid],
-      );
-      return withConsumed(rows[0]);
+      return this.findWhere('uid', uid);
     }
 
     async findByUserCode(userCode) {
-      const { rows } = await pool.query(
-        `SELECT payload, consumed_at FROM ${SCHEMA}.oidc_models
-         WHERE model = $1 AND user_code = $2 AND ${live}`,
-        [this.model, userCode],
-      );
-      return withConsumed(rows[0]);
+      return this.findWhere('user_code', userCode);
     }
 
     async consume(id) {
