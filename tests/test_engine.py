@@ -69,6 +69,57 @@ def test_a_second_sqlite_writer_waits_for_the_first_instead_of_failing(db):
         database.dispose()
 
 
+def test_sqlite_writers_of_two_processes_queue_on_the_lock_file(db, tmp_path):
+    """Worker processes of a node queue on ``flock``: a second process's writer waits for
+    the first one's commit instead of failing or sleeping in SQLite's busy handler."""
+    if db.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    # flock belongs to an open file: two Databases in one process hold two, as two
+    # worker processes would.
+    first_process, second_process = Database(url), Database(url)
+    with first_process.unit_of_work() as session:
+        CacheVersion.__table__.create(session.connection())
+        session.add(CacheVersion(name="processes", version=0))
+    first_wrote, first_may_commit = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def first() -> None:
+        with first_process.unit_of_work() as session:
+            session.execute(update(CacheVersion).values(version=CacheVersion.version + 1))
+            first_wrote.set()
+            first_may_commit.wait(10)
+
+    def second() -> None:
+        try:
+            with second_process.unit_of_work() as session:
+                session.execute(text("PRAGMA busy_timeout=0"))
+                session.execute(update(CacheVersion).values(version=CacheVersion.version + 10))
+            outcome.append("committed")
+        except OperationalError as exc:
+            outcome.append(exc)
+
+    try:
+        holder = threading.Thread(target=first)
+        holder.start()
+        assert first_wrote.wait(10)
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        waiter.join(0.3)
+        assert waiter.is_alive() and outcome == []  # waits on the first process's lock
+        assert (tmp_path / "shared.db.writer").exists()
+        first_may_commit.set()
+        holder.join(10)
+        waiter.join(10)
+        assert outcome == ["committed"]
+        with first_process.unit_of_work() as session:
+            assert session.get(CacheVersion, "processes").version == 11
+    finally:
+        first_may_commit.set()
+        first_process.dispose()
+        second_process.dispose()
+
+
 def _backend_pid(database: Database) -> int:
     with database.engine.connect() as connection:
         return connection.scalar(text("SELECT pg_backend_pid()"))
