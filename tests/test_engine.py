@@ -15,36 +15,26 @@ from idp.db.models import CacheVersion, LoginSession
 from tests.oidc import factories
 
 
-def test_a_second_sqlite_writer_waits_for_the_first_instead_of_failing(db):
-    if db.dialect != "sqlite":
-        pytest.skip("SQLite only")
-    with db.unit_of_work() as session:
-        session.add(CacheVersion(name="writers", version=0))
-    database = Database(db.url)
+def _second_writer_waits_for_first(first_db: Database, second_db: Database, name: str) -> None:
+    """``first_db`` holds a write transaction; ``second_db``'s writer, with SQLite's busy
+    handler switched off, must wait for its commit and then commit too (+1, then +10)."""
     first_wrote, first_may_commit = threading.Event(), threading.Event()
     outcome: list[object] = []
-
-    def bump() -> None:
-        with database.unit_of_work() as session:
-            session.execute(
-                update(CacheVersion)
-                .where(CacheVersion.name == "writers")
-                .values(version=CacheVersion.version + 1)
-            )
+    bump = update(CacheVersion).where(CacheVersion.name == name)
 
     def first() -> None:
-        with database.unit_of_work() as session:
-            session.execute(update(CacheVersion).values(version=CacheVersion.version + 1))
+        with first_db.unit_of_work() as session:
+            session.execute(bump.values(version=CacheVersion.version + 1))
             first_wrote.set()
             first_may_commit.wait(10)
 
     def second() -> None:
         try:
-            with database.unit_of_work() as session:
-                # Without the process's writer queue SQLite would answer "database is
-                # locked" at once: no busy handler waits here.
+            with second_db.unit_of_work() as session:
+                # Without the writer queue SQLite would answer "database is locked" at
+                # once: no busy handler waits here.
                 session.execute(text("PRAGMA busy_timeout=0"))
-                session.execute(update(CacheVersion).values(version=CacheVersion.version + 1))
+                session.execute(bump.values(version=CacheVersion.version + 10))
             outcome.append("committed")
         except OperationalError as exc:
             outcome.append(exc)
@@ -61,11 +51,21 @@ def test_a_second_sqlite_writer_waits_for_the_first_instead_of_failing(db):
         holder.join(10)
         waiter.join(10)
         assert outcome == ["committed"]
-        bump()
-        with db.unit_of_work() as session:
-            assert session.get(CacheVersion, "writers").version == 3
+        with first_db.unit_of_work() as session:
+            assert session.get(CacheVersion, name).version == 11
     finally:
         first_may_commit.set()
+
+
+def test_a_second_sqlite_writer_waits_for_the_first_instead_of_failing(db):
+    if db.dialect != "sqlite":
+        pytest.skip("SQLite only")
+    with db.unit_of_work() as session:
+        session.add(CacheVersion(name="writers", version=0))
+    database = Database(db.url)
+    try:
+        _second_writer_waits_for_first(database, database, "writers")
+    finally:
         database.dispose()
 
 
@@ -78,44 +78,13 @@ def test_sqlite_writers_of_two_processes_queue_on_the_lock_file(db, tmp_path):
     # flock belongs to an open file: two Databases in one process hold two, as two
     # worker processes would.
     first_process, second_process = Database(url), Database(url)
-    with first_process.unit_of_work() as session:
-        CacheVersion.__table__.create(session.connection())
-        session.add(CacheVersion(name="processes", version=0))
-    first_wrote, first_may_commit = threading.Event(), threading.Event()
-    outcome: list[object] = []
-
-    def first() -> None:
-        with first_process.unit_of_work() as session:
-            session.execute(update(CacheVersion).values(version=CacheVersion.version + 1))
-            first_wrote.set()
-            first_may_commit.wait(10)
-
-    def second() -> None:
-        try:
-            with second_process.unit_of_work() as session:
-                session.execute(text("PRAGMA busy_timeout=0"))
-                session.execute(update(CacheVersion).values(version=CacheVersion.version + 10))
-            outcome.append("committed")
-        except OperationalError as exc:
-            outcome.append(exc)
-
     try:
-        holder = threading.Thread(target=first)
-        holder.start()
-        assert first_wrote.wait(10)
-        waiter = threading.Thread(target=second)
-        waiter.start()
-        waiter.join(0.3)
-        assert waiter.is_alive() and outcome == []  # waits on the first process's lock
-        assert (tmp_path / "shared.db.writer").exists()
-        first_may_commit.set()
-        holder.join(10)
-        waiter.join(10)
-        assert outcome == ["committed"]
         with first_process.unit_of_work() as session:
-            assert session.get(CacheVersion, "processes").version == 11
+            CacheVersion.__table__.create(session.connection())
+            session.add(CacheVersion(name="processes", version=0))
+        _second_writer_waits_for_first(first_process, second_process, "processes")
+        assert (tmp_path / "shared.db.writer").exists()
     finally:
-        first_may_commit.set()
         first_process.dispose()
         second_process.dispose()
 
