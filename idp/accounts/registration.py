@@ -143,15 +143,7 @@ def register(
 
     Raises FormInvalid (every problem: email, password, consent) before anything is written.
     """
-    problems: list[AccountError] = []
-    try:
-        email = normalise_email(email)
-    except InvalidEmail as exc:
-        problems.append(exc)
-    try:
-        password = check_password(password, email, settings)
-    except PasswordRejected as exc:
-        problems.append(exc)
+    email, password, problems = _checked(email, password, settings)
     if not consent:
         problems.append(ConsentMissing("register.consent_missing"))
     if problems:
@@ -204,15 +196,7 @@ def create_account(
 
     Raises FormInvalid for a bad address or password, AccountExists if it is taken.
     """
-    problems: list[AccountError] = []
-    try:
-        email = normalise_email(email)
-    except InvalidEmail as exc:
-        problems.append(exc)
-    try:
-        password = check_password(password, email, settings)
-    except PasswordRejected as exc:
-        problems.append(exc)
+    email, password, problems = _checked(email, password, settings)
     if problems:
         raise FormInvalid(problems)
     if session.scalar(select(Account.id).where(Account.email == email)) is not None:
@@ -323,3 +307,17 @@ def resend(session: Session, flow_id: str | None, settings: Settings) -> Flow:
     flow.expires_at = now + timedelta(hours=settings.email_verification_hours)
     _send(session, flow, settings, token, code, state["locale"])
     return flow
+
+
+def _checked(email: str, password: str, settings: Settings) -> tuple[str, str, list[AccountError]]:
+    """The normalised address and the checked password, with every problem found in either."""
+    problems: list[AccountError] = []
+    try:
+        email = normalise_email(email)
+    except InvalidEmail as exc:
+        problems.append(exc)
+    try:
+        password = check_password(password, email, settings)
+    except PasswordRejected as exc:
+        problems.append(exc)
+    return email, password, problems

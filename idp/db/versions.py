@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from idp.db.models import CacheVersion
+
+if TYPE_CHECKING:
+    from idp.db.engine import Database
 
 
 def current(session: Session, name: str) -> int:
@@ -27,3 +32,27 @@ def bump(session: Session, name: str) -> None:
         .values(name=name, version=1)
         .on_conflict_do_update(index_elements=["name"], set_={"version": CacheVersion.version + 1})
     )
+
+
+class VersionedCache:
+    """A data set a process keeps in memory, reloaded when its version counter moves.
+
+    Subclasses name the set (``cache_name``), keep ``db`` and implement :meth:`load`,
+    which reads the set and records the version it read as ``self.version``.
+    """
+
+    cache_name: str
+    db: Database
+    version: int = -1
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def refresh_if_changed(self) -> bool:
+        """Reload when another process (or command) changed the set; True if it did."""
+        with self.db.unit_of_work() as session:
+            version = current(session, self.cache_name)
+        if version == self.version:
+            return False
+        self.load()
+        return True

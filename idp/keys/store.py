@@ -111,8 +111,10 @@ class LoadedKey:
         return True
 
 
-class KeyStore:
+class KeyStore(versions.VersionedCache):
     """Loads, creates, rotates and publishes signing keys; signs JWTs."""
+
+    cache_name = CACHE_NAME
 
     def __init__(self, folder: Path, passphrase: str, db: Database) -> None:
         self.folder = folder
@@ -277,15 +279,6 @@ class KeyStore:
         }
         self.jwks_json = json.dumps(self.jwks, separators=(",", ":")).encode()
         self.version = version
-
-    def refresh_if_changed(self) -> bool:
-        """Reload when another process changed the keys; True if it did."""
-        with self.db.unit_of_work() as session:
-            version = versions.current(session, CACHE_NAME)
-        if version == self.version:
-            return False
-        self.load()
-        return True
 
     @property
     def loaded(self) -> bool:

@@ -141,8 +141,10 @@ class RegisteredClient(ClientMixin):
         return grant_type in self.grant_types
 
 
-class ClientRegistry:
+class ClientRegistry(versions.VersionedCache):
     """Every client, loaded into memory; reloaded when the ``clients`` version moves."""
+
+    cache_name = CACHE_NAME
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -157,15 +159,6 @@ class ClientRegistry:
             clients = {row.client_id: RegisteredClient.from_row(row) for row in rows}
         self._clients = clients
         self.version = version
-
-    def refresh_if_changed(self) -> bool:
-        """Reload when a client was added, changed or removed; True if it did."""
-        with self.db.unit_of_work() as session:
-            version = versions.current(session, CACHE_NAME)
-        if version == self.version:
-            return False
-        self.load()
-        return True
 
     def get(self, client_id: str | None) -> RegisteredClient | None:
         """The client, from memory; a miss checks once whether the registry changed."""
