@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response
 from litestar.params import FromPath
 from litestar.response import Redirect
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ from idp.accounts.factors import FactorError
 from idp.db.models import Account, LoginSession
 from idp.web.errors import PageError
 from idp.web.forms import FORM, Form
+from idp.web.handlers import get, post
 from idp.web.rendering import render
 from idp.web.session import signed_in
 from idp.web.step_up import request_text

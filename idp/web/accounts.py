@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response
 from litestar.params import FromQuery
 from litestar.response import Redirect
 
@@ -35,6 +35,7 @@ from idp.audit.events import record
 from idp.db.models import Account
 from idp.web import csrf, i18n
 from idp.web.forms import FORM, Form
+from idp.web.handlers import get, post
 from idp.web.redirects import safe_return_to
 from idp.web.rendering import language, render
 from idp.web.session import clear_session_cookie, current_session, set_session_cookie

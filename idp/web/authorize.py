@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 
 import anyio.to_thread
 from authlib.oauth2 import OAuth2Error
-from litestar import Request, Response, get, post, route
+from litestar import Request, Response
 from litestar.enums import HttpMethod
 from litestar.params import FromPath
 from litestar.response import Redirect
@@ -27,6 +27,7 @@ from idp.oidc.authorization import ConsentRequest, ErrorPage, Interaction
 from idp.oidc.claims import SCOPE_CLAIMS
 from idp.web.errors import PageError
 from idp.web.forms import FORM, Form
+from idp.web.handlers import get, post, route
 from idp.web.rendering import render
 from idp.web.session import clear_session_cookie, current_session
 

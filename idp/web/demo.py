@@ -26,11 +26,12 @@ with warnings.catch_warnings():
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from litestar import Request, Response, get
+from litestar import Request, Response
 from litestar.response import Redirect
 
 from idp.oidc.demo import CLIENT_ID, EMAIL, PASSWORD
 from idp.web.errors import PageError
+from idp.web.handlers import get
 from idp.web.rendering import render
 
 COOKIE = "idp_demo"

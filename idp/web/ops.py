@@ -7,12 +7,13 @@ import hmac
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 
-from litestar import Request, Response, get
+from litestar import Request, Response
 from litestar.exceptions import NotFoundException
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from idp import metrics as metrics_module
+from idp.web.handlers import get
 
 
 @get("/healthz", sync_to_thread=False)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from litestar import Request, Response, get
+from litestar import Request, Response
 from litestar.response import Redirect
 
+from idp.web.handlers import get
 from idp.web.rendering import render
 
 

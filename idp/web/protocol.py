@@ -25,8 +25,6 @@ from functools import partial
 from typing import Any
 
 import anyio.to_thread
-from litestar import asgi
-from litestar.connection import ASGIConnection
 from litestar.exceptions import MethodNotAllowedException
 from litestar.types import Receive, Scope, Send
 
@@ -39,22 +37,7 @@ from idp.oidc.adapter import (
     read_program_params,
     send_response,
 )
-
-
-class program_route(asgi):
-    """litestar's ASGI route handler, except that guards get the handler itself.
-
-    litestar hands each guard a copy of the handler, made per request; for these
-    endpoints that copy cost more than parsing the request. The application's guards
-    only read the handler's ``opt``.
-    """
-
-    __slots__ = ()
-
-    async def authorize_connection(self, connection: ASGIConnection) -> None:
-        for guard in self.resolve_guards():
-            await guard(connection, self)
-
+from idp.web.handlers import asgi
 
 PROGRAMS = {"csrf": False}
 ON_LOOP_GRANTS = frozenset({"client_credentials", "refresh_token"})
@@ -158,7 +141,7 @@ def _revocation_response(provider: Any, oauth_request: Any) -> ProtocolResponse:
     return provider.create_endpoint_response("revocation", oauth_request)
 
 
-@program_route("/token", opt=PROGRAMS, copy_scope=False)
+@asgi("/token", opt=PROGRAMS, copy_scope=False)
 async def token(scope: Scope, receive: Receive, send: Send) -> None:
     """The token endpoint (RFC 6749 3.2)."""
     if not await _method_allowed(scope, send, POST_ONLY):
@@ -180,7 +163,7 @@ async def token(scope: Scope, receive: Receive, send: Send) -> None:
     await send_response(send, response)
 
 
-@program_route("/userinfo", opt=PROGRAMS, copy_scope=False)
+@asgi("/userinfo", opt=PROGRAMS, copy_scope=False)
 async def userinfo(scope: Scope, receive: Receive, send: Send) -> None:
     """The UserInfo endpoint (OIDC Core 5.3), GET or POST."""
     if not await _method_allowed(scope, send, GET_OR_POST):
@@ -194,7 +177,7 @@ async def userinfo(scope: Scope, receive: Receive, send: Send) -> None:
     await send_response(send, response)
 
 
-@program_route("/introspect", opt=PROGRAMS, copy_scope=False)
+@asgi("/introspect", opt=PROGRAMS, copy_scope=False)
 async def introspect(scope: Scope, receive: Receive, send: Send) -> None:
     """Token introspection (RFC 7662)."""
     if not await _method_allowed(scope, send, POST_ONLY):
@@ -207,7 +190,7 @@ async def introspect(scope: Scope, receive: Receive, send: Send) -> None:
     await send_response(send, response)
 
 
-@program_route("/revoke", opt=PROGRAMS, copy_scope=False)
+@asgi("/revoke", opt=PROGRAMS, copy_scope=False)
 async def revoke(scope: Scope, receive: Receive, send: Send) -> None:
     """Token revocation (RFC 7009)."""
     if not await _method_allowed(scope, send, POST_ONLY):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response
 from litestar.response import Redirect
 from sqlalchemy.orm import Session
 
@@ -24,6 +24,7 @@ from idp.db.models import Account, LoginSession
 from idp.web import i18n
 from idp.web.errors import PageError
 from idp.web.forms import FORM, Form
+from idp.web.handlers import get, post
 from idp.web.redirects import safe_return_to
 from idp.web.rendering import language, render
 from idp.web.session import current_session

@@ -9,10 +9,10 @@ response; CORS is open (public metadata).
 
 from __future__ import annotations
 
-from litestar import asgi
 from litestar.types import Receive, Scope, Send
 
 from idp.oidc.discovery import EncodedDocument
+from idp.web.handlers import asgi
 
 DISCOVERY_MAX_AGE = 3600
 JWKS_MAX_AGE = 300
