@@ -161,8 +161,12 @@ def passwords_for(settings: Settings) -> Passwords:
     """The process's hasher for the configured parameters (built once).
 
     It hashes in half as many threads as this process's share of the cores (at least
-    one): a login spends about as much CPU around its hash as in it (bench/RESULTS.md),
-    and each hashing thread holds the hash's memory.
+    one): each hashing thread holds the hash's memory (19 MiB by default) for its life,
+    and the requests around the hashes need CPU too. In production shape (one worker per
+    core) that is one hashing thread per worker; a single worker on several cores hashes
+    in fewer threads than it could, to keep its memory bounded (bench/RESULTS.md: one
+    worker on two cores logs in 0.6x as many citizens per second as two bare verifying
+    threads, two workers 0.7x with the load generator on the same cores).
     """
     threads = max(1, (os.cpu_count() or 1) // (2 * settings.workers))
     return _passwords(
