@@ -164,9 +164,9 @@ def passwords_for(settings: Settings) -> Passwords:
     one): each hashing thread holds the hash's memory (19 MiB by default) for its life,
     and the requests around the hashes need CPU too. In production shape (one worker per
     core) that is one hashing thread per worker; a single worker on several cores hashes
-    in fewer threads than it could, to keep its memory bounded (bench/RESULTS.md: one
-    worker on two cores logs in 0.6x as many citizens per second as two bare verifying
-    threads, two workers 0.7x with the load generator on the same cores).
+    in fewer threads than it could, to keep its memory bounded (bench/RESULTS.md, two
+    cores: one worker logs citizens in at 0.6x the rate of bare verifies on all cores,
+    two workers at 0.7x, with the load generator on the same cores).
     """
     threads = max(1, (os.cpu_count() or 1) // (2 * settings.workers))
     return _passwords(
