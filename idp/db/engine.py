@@ -96,12 +96,14 @@ class _OneWriter:
     def checkin(self, _dbapi_connection: Any, record: Any) -> None:
         # The record's info is the dict the Connection's ``info`` showed above.
         if record.info.pop("writing", False):
-            self._holds -= 1
-            if not self._holds:
-                self._owner = None
-                if self._lock_path is not None:
-                    fcntl.flock(self._descriptor(), fcntl.LOCK_UN)
-            self.lock.release()
+            try:
+                self._holds -= 1
+                if not self._holds:
+                    self._owner = None
+                    if self._lock_path is not None:
+                        fcntl.flock(self._descriptor(), fcntl.LOCK_UN)
+            finally:
+                self.lock.release()
 
     def install(self, engine: Engine) -> None:
         event.listen(engine, "before_cursor_execute", self.before_execute)
