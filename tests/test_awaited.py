@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from idp.db.awaited import AwaitedStatements
+from idp.db.awaited import AwaitedStatements, _positional
 
 PID = "SELECT pg_backend_pid()"
 
@@ -85,3 +85,22 @@ def test_each_event_loop_opens_its_own_connections(postgresql_url):
     assert _run(statements.fetchone("SELECT 1", {})) == (1,)
     # A second loop (another test server, a restarted worker) must not use the first's.
     assert _run(statements.fetchone("SELECT 2", {})) == (2,)
+
+
+def test_named_parameters_are_sent_in_order_and_a_name_used_twice_twice():
+    sql = "SELECT %(a)s, %(b)s::bytea WHERE %(a)s LIKE 'x%%'"
+    assert _positional(sql) == ("SELECT %s, %s::bytea WHERE %s LIKE 'x%%'", ("a", "b", "a"))
+
+
+def test_a_statement_naming_a_value_twice_gets_it_twice(postgresql_url):
+    statements = AwaitedStatements(postgresql_url, size=1, idle_ping_seconds=60)
+
+    async def run() -> tuple[Any, ...] | None:
+        try:
+            return await statements.fetchone(
+                "SELECT %(n)s::int + %(m)s::int, %(n)s::int, 'a%%'", {"n": 2, "m": 5}
+            )
+        finally:
+            await statements.aclose()
+
+    assert _run(run()) == (7, 2, "a%")
