@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -34,7 +35,7 @@ def bump(session: Session, name: str) -> None:
     )
 
 
-class VersionedCache:
+class VersionedCache(ABC):
     """A data set a process keeps in memory, reloaded when its version counter moves.
 
     Subclasses name the set (``cache_name``), keep ``db`` and implement :meth:`load`,
@@ -45,8 +46,9 @@ class VersionedCache:
     db: Database
     version: int = -1
 
+    @abstractmethod
     def load(self) -> None:
-        raise NotImplementedError
+        """Read the whole set and note the version read as ``self.version``."""
 
     def refresh_if_changed(self) -> bool:
         """Reload when another process (or command) changed the set; True if it did."""
