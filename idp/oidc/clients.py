@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,9 @@ SCOPES = ("openid", "profile", "email", "address", "phone", "identity", "offline
 SUBJECT_TYPES = ("public", "pairwise")
 SIGNING_ALGS = ("RS256", "ES256")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# A client_id an operator chooses: unreserved URI characters, never read as an option.
+CLIENT_ID_FORM = re.compile(r"[A-Za-z0-9][A-Za-z0-9._~-]{0,63}")
+_ID_ALPHABET = string.ascii_letters + string.digits
 DEFAULTS: dict[str, Any] = {
     "redirect_uris": list,
     "post_logout_redirect_uris": list,
@@ -251,12 +256,22 @@ def _apply_secret(row: Client) -> str | None:
     return None
 
 
+def new_client_id() -> str:
+    """22 letters and digits (131 bits): one word to copy, never taken for a CLI option."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(22))
+
+
 def add_client(
     session: Session, *, actor: str | None = None, **fields: Any
 ) -> tuple[Client, str | None]:
     """Register a client; return the row and its secret (None for public/private_key_jwt)."""
     now = clock.now()
-    client_id = fields.pop("client_id", None) or secrets.token_urlsafe(16)
+    client_id = fields.pop("client_id", None) or new_client_id()
+    if not CLIENT_ID_FORM.fullmatch(client_id):
+        raise ClientConfigurationError(
+            "client_id must be 1 to 64 letters, digits, '.', '_', '~' or '-',"
+            " starting with a letter or digit"
+        )
     if session.get(Client, client_id) is not None:
         raise ClientConfigurationError(f"client {client_id!r} exists already")
     for name, value in DEFAULTS.items():

@@ -6,6 +6,7 @@ import hashlib
 import json
 
 from idp.db.models import Client
+from idp.oidc.clients import new_client_id
 from tests.test_cli import run
 
 
@@ -66,6 +67,29 @@ def test_a_bad_registration_is_refused_with_one_line(db, keys_dir):
     assert len(result.stderr.strip().splitlines()) == 1
     assert "https" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_chosen_client_id_that_reads_as_an_option_is_refused_with_one_line(db, keys_dir):
+    result = cli(
+        db,
+        keys_dir,
+        "add",
+        "--name",
+        "App",
+        "--client-id=-app",
+        "--redirect-uri",
+        "https://app.example.de/cb",
+    )
+    assert result.returncode == 1, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "client_id must be" in result.stderr
+
+
+def test_generated_client_ids_are_one_word_of_letters_and_digits():
+    # A generated id once began with "-" and `idp clients show <id>` read it as an option.
+    ids = {new_client_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(i) == 22 and i.isascii() and i.isalnum() for i in ids)
 
 
 def test_a_new_client_signs_id_tokens_with_the_configured_default_algorithm(db, keys_dir):
