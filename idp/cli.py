@@ -122,6 +122,9 @@ def serve(settings: Settings, migrate: bool) -> None:
         "proxy_headers": True,
         "server_header": False,
         "access_log": False,
+        # uvicorn's httptools protocol, each response in one send() (measured: +8-15% token
+        # requests/s, +35% client_credentials, a third off discovery's CPU per request).
+        "http": "idp.web.http_protocol:HttpProtocol",
     }
     if settings.workers > 1:
         # Each worker process builds its own services from the environment.

@@ -1,0 +1,162 @@
+"""The HTTP protocol `idp serve` runs (idp/web/http_protocol.py): one send per response."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import pytest
+
+from idp.web.http_protocol import FLUSH_AT, JoinedWrites
+from tests.conftest import free_port
+from tests.test_cli import IDP, run
+
+# struct tcp_info (linux/tcp.h): tcpi_data_segs_in, segments that carried data (Linux 4.6+).
+DATA_SEGS_IN = 152
+
+
+class Recorder:
+    """The transport's side of the wrapper: what reached it, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, bytes]] = []
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", data))
+
+    def close(self) -> None:
+        self.calls.append(("close", b""))
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info {name}"
+
+
+def turn(loop: asyncio.AbstractEventLoop) -> None:
+    loop.run_until_complete(asyncio.sleep(0))
+
+
+@pytest.fixture
+def loop():
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def test_writes_of_one_loop_turn_reach_the_transport_as_one(loop):
+    inner = Recorder()
+    joined = JoinedWrites(inner, loop)
+    joined.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    joined.write(b"{}")
+    assert inner.calls == []
+    turn(loop)
+    assert inner.calls == [("write", b"HTTP/1.1 200 OK\r\n\r\n{}")]
+    joined.write(b"next")
+    turn(loop)
+    assert inner.calls[1:] == [("write", b"next")]
+    assert joined.get_extra_info("peername") == "info peername"
+
+
+def test_a_large_body_leaves_at_once_so_flow_control_sees_it(loop):
+    inner = Recorder()
+    joined = JoinedWrites(inner, loop)
+    joined.write(b"head")
+    joined.write(b"x" * FLUSH_AT)
+    assert inner.calls == [("write", b"head" + b"x" * FLUSH_AT)]
+    turn(loop)
+    assert len(inner.calls) == 1
+
+
+def test_close_sends_what_waits_first_and_a_closed_transport_gets_nothing(loop):
+    inner = Recorder()
+    joined = JoinedWrites(inner, loop)
+    joined.write(b"last answer")
+    joined.close()
+    assert inner.calls == [("write", b"last answer"), ("close", b"")]
+    joined.write(b"too late")
+    turn(loop)
+    assert inner.calls[-1] == ("close", b"")
+
+
+@pytest.fixture
+def served(tmp_path):
+    port = free_port()
+    env = {
+        "IDP_DATABASE_URL": f"sqlite:///{tmp_path}/idp.db",
+        "IDP_KEYS_DIR": str(tmp_path / "keys"),
+        "IDP_ISSUER": f"http://127.0.0.1:{port}",
+        "IDP_PORT": str(port),
+    }
+    assert run("db", "upgrade", env=env).returncode == 0
+    server = subprocess.Popen(
+        [*IDP, "serve", "--migrate"], env={**os.environ, **env}, stderr=subprocess.PIPE
+    )
+    try:
+        for _ in range(150):
+            try:
+                socket.create_connection(("127.0.0.1", port)).close()
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()
+                time.sleep(0.1)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def ask(sock: socket.socket, port: int, extra: str = "") -> tuple[bytes, bytes]:
+    """One GET of the discovery document; the head and the whole body."""
+    request = f"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    sock.sendall(f"{request}{extra}\r\n".encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed before the body was complete"
+        body += chunk
+    return head, body
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's tcp_info")
+def test_each_answer_of_idp_serve_arrives_in_one_tcp_segment(served):
+    with socket.create_connection(("127.0.0.1", served)) as sock:
+
+        def data_segments() -> int:
+            info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+            return struct.unpack_from("I", info, DATA_SEGS_IN)[0]
+
+        ask(sock, served)  # the first answer, measured from here on
+        before = data_segments()
+        for _ in range(20):
+            head, body = ask(sock, served)
+            assert head.startswith(b"HTTP/1.1 200")
+            assert json.loads(body)["issuer"] == f"http://127.0.0.1:{served}"
+        # Status line, headers and body in one segment each: uvicorn alone sends two.
+        assert data_segments() - before == 20
+
+
+def test_an_answer_before_connection_close_arrives_whole(served):
+    with socket.create_connection(("127.0.0.1", served)) as sock:
+        head, body = ask(sock, served, "Connection: close\r\n")
+        assert b"connection: close" in head.lower()
+        assert json.loads(body)["issuer"] == f"http://127.0.0.1:{served}"
+        sock.settimeout(5)
+        assert sock.recv(1) == b""  # and then the server closed
