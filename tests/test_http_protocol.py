@@ -35,6 +35,9 @@ class Recorder:
         self.calls.append(("close", b""))
         self.closing = True
 
+    def write_eof(self) -> None:
+        self.calls.append(("eof", b""))
+
     def is_closing(self) -> bool:
         return self.closing
 
@@ -77,15 +80,22 @@ def test_a_large_body_leaves_at_once_so_flow_control_sees_it(loop):
     assert len(inner.calls) == 1
 
 
-def test_close_sends_what_waits_first_and_a_closed_transport_gets_nothing(loop):
+def test_close_and_write_eof_send_what_waits_first(loop):
+    for end in ("close", "write_eof"):
+        inner = Recorder()
+        joined = JoinedWrites(inner, loop)
+        joined.write(b"last answer")
+        getattr(joined, end)()
+        assert inner.calls == [("write", b"last answer"), (end.removeprefix("write_"), b"")]
+
+
+def test_a_transport_that_is_closing_gets_nothing_more(loop):
     inner = Recorder()
     joined = JoinedWrites(inner, loop)
-    joined.write(b"last answer")
-    joined.close()
-    assert inner.calls == [("write", b"last answer"), ("close", b"")]
+    inner.closing = True  # the peer left
     joined.write(b"too late")
     turn(loop)
-    assert inner.calls[-1] == ("close", b"")
+    assert inner.calls == []
 
 
 @pytest.fixture
