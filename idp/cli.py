@@ -35,6 +35,9 @@ from idp.oidc.clients import (
 from idp.settings import Settings, SettingsError
 
 CONFIG_ERROR = 2
+# A kid is a JWK thumbprint (base64url): one in 64 begins with "-", which is still the kid.
+# So may a client_id registered before ids were letters and digits only.
+AN_ID_MAY_BEGIN_WITH_A_DASH = {"ignore_unknown_options": True}
 
 
 def fail(message: str, status: int = 1) -> None:
@@ -203,7 +206,7 @@ def keys_rotate(settings: Settings, alg: str | None) -> None:
     click.echo("idp: now active: " + ", ".join(activated))
 
 
-@keys.command("retire")
+@keys.command("retire", context_settings=AN_ID_MAY_BEGIN_WITH_A_DASH)
 @click.argument("kid")
 @with_settings
 def keys_retire(settings: Settings, kid: str) -> None:
@@ -358,7 +361,7 @@ def clients_add(settings: Settings, public: bool, as_json: bool, **values: Any) 
     _print_client(as_json, row, secret)
 
 
-@clients.command("update")
+@clients.command("update", context_settings=AN_ID_MAY_BEGIN_WITH_A_DASH)
 @click.argument("client_id")
 @click.option("--new-secret", is_flag=True, help="Issue a new secret (the old one stops working).")
 @registration_options(adding=False)
@@ -395,7 +398,7 @@ def clients_list(settings: Settings, as_json: bool) -> None:
     emit(as_json, {"clients": [describe(r) for r in rows]}, "\n".join(lines) or "no clients")
 
 
-@clients.command("show")
+@clients.command("show", context_settings=AN_ID_MAY_BEGIN_WITH_A_DASH)
 @click.argument("client_id")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_settings
@@ -412,7 +415,7 @@ def clients_show(settings: Settings, client_id: str, as_json: bool) -> None:
     emit(as_json, data, "\n".join(f"{k}: {v}" for k, v in data.items()))
 
 
-@clients.command("remove")
+@clients.command("remove", context_settings=AN_ID_MAY_BEGIN_WITH_A_DASH)
 @click.argument("client_id")
 @with_settings
 def clients_remove(settings: Settings, client_id: str) -> None:

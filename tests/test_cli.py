@@ -43,6 +43,14 @@ def test_serve_refuses_an_unmigrated_database_and_says_what_to_run(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_a_kid_that_begins_with_a_dash_is_taken_as_the_kid(tmp_path):
+    env = {"IDP_DATABASE_URL": f"sqlite:///{tmp_path}/idp.db", "IDP_KEYS_DIR": str(tmp_path)}
+    assert run("db", "upgrade", env=env).returncode == 0
+    result = run("keys", "retire", "-Z0nOtAKid", env=env)
+    assert result.returncode == 1
+    assert "-Z0nOtAKid" in result.stderr and "No such option" not in result.stderr
+
+
 def test_help_lists_every_command():
     result = run("--help")
     assert result.returncode == 0

@@ -85,6 +85,13 @@ def test_a_chosen_client_id_that_reads_as_an_option_is_refused_with_one_line(db,
     assert "client_id must be" in result.stderr
 
 
+def test_a_client_id_that_begins_with_a_dash_is_taken_as_the_id(db, keys_dir):
+    for command in ("show", "update", "remove"):
+        result = cli(db, keys_dir, command, "-Xnope")
+        assert result.returncode == 1, result.stderr
+        assert "no such client: -Xnope" in result.stderr
+
+
 def test_generated_client_ids_are_one_word_of_letters_and_digits():
     # A generated id once began with "-" and `idp clients show <id>` read it as an option.
     ids = {new_client_id() for _ in range(2000)}
