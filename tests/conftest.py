@@ -4,12 +4,15 @@ client, or a real uvicorn on a free loopback port)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -88,6 +91,14 @@ def db(_db: Database, _key_rows: list[dict]) -> Iterator[Database]:
         session.add(AuditHead(id=1, last_id=0, last_hash=b"\x00" * 32))
     yield _db
     clock.reset()
+
+
+def on_own_loop(coroutine: Any) -> Any:
+    """Run ``coroutine`` on a fresh event loop in a thread of its own, as a worker's loop
+    would be (the main thread may have a loop already: Playwright's synchronous API
+    leaves one)."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
 
 
 def free_port() -> int:

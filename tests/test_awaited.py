@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -11,15 +10,9 @@ import pytest
 from sqlalchemy import text
 
 from idp.db.awaited import AwaitedStatements, _positional
+from tests.conftest import on_own_loop
 
 PID = "SELECT pg_backend_pid()"
-
-
-def _run(coroutine: Any) -> Any:
-    """Run on a fresh event loop in a thread of its own, as a worker's loop would be (the
-    main thread may have a loop already: Playwright's synchronous API leaves one)."""
-    with ThreadPoolExecutor(1) as thread:
-        return thread.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture
@@ -46,7 +39,7 @@ def test_concurrent_statements_each_get_a_connection_and_reuse_them(postgresql_u
         await statements.aclose()
         return {row[0] for row in first}, {row[0] for row in again}
 
-    opened, reused = _run(run())
+    opened, reused = on_own_loop(run())
     assert len(opened) == 3  # never more than the pool's size
     assert reused <= opened
 
@@ -61,7 +54,7 @@ def test_a_connection_that_sat_idle_is_pinged_and_replaced_when_dead(db, postgre
         await statements.aclose()
         return dead, replacement
 
-    dead, replacement = _run(run())
+    dead, replacement = on_own_loop(run())
     assert replacement != dead
 
 
@@ -76,15 +69,15 @@ def test_a_failed_statement_closes_its_connection_and_the_next_gets_another(post
         await statements.aclose()
         return before, after
 
-    before, after = _run(run())
+    before, after = on_own_loop(run())
     assert after != before
 
 
 def test_each_event_loop_opens_its_own_connections(postgresql_url):
     statements = AwaitedStatements(postgresql_url, size=1, idle_ping_seconds=60)
-    assert _run(statements.fetchone("SELECT 1", {})) == (1,)
+    assert on_own_loop(statements.fetchone("SELECT 1", {})) == (1,)
     # A second loop (another test server, a restarted worker) must not use the first's.
-    assert _run(statements.fetchone("SELECT 2", {})) == (2,)
+    assert on_own_loop(statements.fetchone("SELECT 2", {})) == (2,)
 
 
 def test_named_parameters_are_sent_in_order_and_a_name_used_twice_twice():
@@ -103,4 +96,4 @@ def test_a_statement_naming_a_value_twice_gets_it_twice(postgresql_url):
         finally:
             await statements.aclose()
 
-    assert _run(run()) == (7, 2, "a%")
+    assert on_own_loop(run()) == (7, 2, "a%")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from idp import clock
 from idp.db import engine as engine_module
-from idp.db.engine import Database, Prebuilt
+from idp.db.engine import Database, Prebuilt, read_row, read_row_awaited
 from idp.db.models import CacheVersion, LoginSession
+from tests.conftest import on_own_loop
 from tests.oidc import factories
 
 
@@ -155,3 +157,45 @@ def test_a_prebuilt_statement_converts_values_by_column_type_and_raises_sqlalche
         assert read.methods == [{"method": "pwd"}]
     with pytest.raises(IntegrityError), db.unit_of_work() as session:
         opened.execute(session, values)  # the same token digest and sid again
+
+
+def test_a_prebuilt_select_outside_a_transaction_converts_parameters_and_values(db):
+    # read_row and read_row_awaited (on PostgreSQL its awaited connections) run the same
+    # plan as execute: the statement's own literal ("s1") is sent, the datetime parameter
+    # converted as its column type stores it, and the row's values read back by type.
+    sessions = LoginSession.__table__
+    live = Prebuilt(
+        select(sessions.c.sid, sessions.c.expires_at, sessions.c.methods).where(
+            sessions.c.sid == "s1", sessions.c.expires_at > bindparam("now")
+        )
+    )
+    account_id = factories.account(db)
+    now = clock.now()
+    with db.unit_of_work() as session:
+        session.add(
+            LoginSession(
+                token_digest=b"\x02" * 32,
+                sid="s1",
+                account_id=account_id,
+                created_at=now,
+                auth_time=now,
+                methods=[{"method": "pwd"}],
+                last_seen_at=now,
+                expires_at=now + timedelta(hours=1),
+            )
+        )
+    expected = ("s1", now + timedelta(hours=1), [{"method": "pwd"}])
+    assert read_row(db.engine, live, {"now": now}) == expected
+    assert read_row(db.engine, live, {"now": now + timedelta(hours=2)}) is None
+
+    async def awaited() -> tuple[object, object]:
+        try:
+            return (
+                await read_row_awaited(db, live, {"now": now}),
+                await read_row_awaited(db, live, {"now": now + timedelta(hours=2)}),
+            )
+        finally:
+            if db.awaited is not None:
+                await db.awaited.aclose()
+
+    assert on_own_loop(awaited()) == (expected, None)

@@ -10,11 +10,12 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from idp.web.http_protocol import FLUSH_AT, JoinedWrites
-from tests.conftest import free_port
+from tests.conftest import free_port, on_own_loop
 from tests.test_cli import IDP, run
 
 # struct tcp_info (linux/tcp.h): tcpi_data_segs_in, segments that carried data (Linux 4.6+).
@@ -45,57 +46,68 @@ class Recorder:
         return f"info {name}"
 
 
-def turn(loop: asyncio.AbstractEventLoop) -> None:
-    loop.run_until_complete(asyncio.sleep(0))
+def scenario(steps: Callable[[asyncio.AbstractEventLoop], Awaitable[None]]) -> None:
+    """Run ``steps`` on an event loop of its own; ``await asyncio.sleep(0)`` in it ends a
+    loop turn (the flush scheduled in a turn runs before the coroutine resumes)."""
+
+    async def run() -> None:
+        await steps(asyncio.get_running_loop())
+
+    on_own_loop(run())
 
 
-@pytest.fixture
-def loop():
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
-
-
-def test_writes_of_one_loop_turn_reach_the_transport_as_one(loop):
-    inner = Recorder()
-    joined = JoinedWrites(inner, loop)
-    joined.write(b"HTTP/1.1 200 OK\r\n\r\n")
-    joined.write(b"{}")
-    assert inner.calls == []
-    turn(loop)
-    assert inner.calls == [("write", b"HTTP/1.1 200 OK\r\n\r\n{}")]
-    joined.write(b"next")
-    turn(loop)
-    assert inner.calls[1:] == [("write", b"next")]
-    assert joined.get_extra_info("peername") == "info peername"
-
-
-def test_a_large_body_leaves_at_once_so_flow_control_sees_it(loop):
-    inner = Recorder()
-    joined = JoinedWrites(inner, loop)
-    joined.write(b"head")
-    joined.write(b"x" * FLUSH_AT)
-    assert inner.calls == [("write", b"head" + b"x" * FLUSH_AT)]
-    turn(loop)
-    assert len(inner.calls) == 1
-
-
-def test_close_and_write_eof_send_what_waits_first(loop):
-    for end in ("close", "write_eof"):
+def test_writes_of_one_loop_turn_reach_the_transport_as_one():
+    async def steps(loop: asyncio.AbstractEventLoop) -> None:
         inner = Recorder()
         joined = JoinedWrites(inner, loop)
-        joined.write(b"last answer")
-        getattr(joined, end)()
-        assert inner.calls == [("write", b"last answer"), (end.removeprefix("write_"), b"")]
+        joined.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        joined.write(b"{}")
+        assert inner.calls == []
+        await asyncio.sleep(0)
+        assert inner.calls == [("write", b"HTTP/1.1 200 OK\r\n\r\n{}")]
+        joined.write(b"next")
+        await asyncio.sleep(0)
+        assert inner.calls[1:] == [("write", b"next")]
+        assert joined.get_extra_info("peername") == "info peername"
+
+    scenario(steps)
 
 
-def test_a_transport_that_is_closing_gets_nothing_more(loop):
-    inner = Recorder()
-    joined = JoinedWrites(inner, loop)
-    inner.closing = True  # the peer left
-    joined.write(b"too late")
-    turn(loop)
-    assert inner.calls == []
+def test_a_large_body_leaves_at_once_so_flow_control_sees_it():
+    async def steps(loop: asyncio.AbstractEventLoop) -> None:
+        inner = Recorder()
+        joined = JoinedWrites(inner, loop)
+        joined.write(b"head")
+        joined.write(b"x" * FLUSH_AT)
+        assert inner.calls == [("write", b"head" + b"x" * FLUSH_AT)]
+        await asyncio.sleep(0)
+        assert len(inner.calls) == 1
+
+    scenario(steps)
+
+
+def test_close_and_write_eof_send_what_waits_first():
+    async def steps(loop: asyncio.AbstractEventLoop) -> None:
+        for end in ("close", "write_eof"):
+            inner = Recorder()
+            joined = JoinedWrites(inner, loop)
+            joined.write(b"last answer")
+            getattr(joined, end)()
+            assert inner.calls == [("write", b"last answer"), (end.removeprefix("write_"), b"")]
+
+    scenario(steps)
+
+
+def test_a_transport_that_is_closing_gets_nothing_more():
+    async def steps(loop: asyncio.AbstractEventLoop) -> None:
+        inner = Recorder()
+        joined = JoinedWrites(inner, loop)
+        inner.closing = True  # the peer left
+        joined.write(b"too late")
+        await asyncio.sleep(0)
+        assert inner.calls == []
+
+    scenario(steps)
 
 
 @pytest.fixture

@@ -6,14 +6,13 @@ import os
 import threading
 import time
 from collections import namedtuple
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, Select, create_engine, event
-from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Compiled, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -169,73 +168,37 @@ def _ping_when_idle(engine: Engine) -> None:
     event.listen(engine, "checkin", checkin)
 
 
-@lru_cache(maxsize=64)
-def _compiled(
-    dialect: Dialect, statement: Select
-) -> tuple[str, tuple[str, ...] | None, tuple[Any, ...]]:
-    """A prebuilt statement's SQL for ``dialect``, its parameter order if positional, and
-    each column's result conversion (None where the driver's value is the one to use)."""
-    compiled = statement.compile(dialect=dialect)
-    order = tuple(compiled.positiontup) if dialect.positional else None
-    convert = tuple(
-        column.type.dialect_impl(dialect).result_processor(dialect, None)
-        for column in statement.selected_columns
-    )
-    return compiled.string, order, convert
+class Plan(NamedTuple):
+    """A :class:`Prebuilt` statement compiled for one dialect and set of parameters."""
 
+    compiled: Compiled
+    sql: str
+    binds: tuple[tuple[str, Callable[[Any], Any]], ...]  # the parameters' type conversions
+    order: tuple[str, ...] | None  # the parameters' order, for a positional driver
+    results: tuple[Any, ...]  # each column's conversion (None: the driver's value)
+    row: type | None  # a named tuple of the columns, if the statement returns rows
 
-def read_row(bind: Engine, statement: Select, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
-    """The first row of a prebuilt SELECT, on a pooled connection's DB-API cursor.
+    def arguments(self, params: Mapping[str, Any]) -> Any:
+        """The driver's arguments: ``params`` with the statement's own literal values,
+        converted by their types, in the driver's parameter style."""
+        values = self.compiled.construct_params(params)
+        for name, process in self.binds:
+            if name in values:
+                values[name] = process(values[name])
+        return tuple(values[name] for name in self.order) if self.order is not None else values
 
-    For the hottest read-only paths (is this access token live, userinfo): SQLAlchemy's
-    connection, execution context and result cost several times what SQLite spends
-    running such a statement. Outside a transaction, as :meth:`Database.reads`; values
-    converted by their column types as SQLAlchemy would.
-    """
-    sql, order, convert = _compiled(bind.dialect, statement)
-    autocommit = bind.dialect.name == "postgresql"
-    connection = bind.raw_connection()
-    try:
-        if autocommit:
-            connection.driver_connection.autocommit = True
-        cursor = connection.cursor()
-        cursor.execute(sql, tuple(params[name] for name in order) if order is not None else params)
-        row = cursor.fetchone()
-        cursor.close()
-        if autocommit:
-            connection.driver_connection.autocommit = False
-    except Exception:
-        # As SQLAlchemy does after a failed statement: the connection is not reused.
-        connection.invalidate()
-        raise
-    finally:
-        connection.close()
-    return _converted(row, convert)
-
-
-async def read_row_awaited(
-    database: Database, statement: Select, params: Mapping[str, Any]
-) -> tuple[Any, ...] | None:
-    """:func:`read_row`, awaited on PostgreSQL (idp/db/awaited.py): the event loop serves
-    other requests during the round trip. On SQLite, which answers from the process's
-    own file, it is :func:`read_row`."""
-    if database.awaited is None:
-        return read_row(database.engine, statement, params)
-    sql, _, convert = _compiled(database.engine.dialect, statement)
-    return _converted(await database.awaited.fetchone(sql, params), convert)
-
-
-def _converted(row: Any, convert: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    if row is None:
-        return None
-    return tuple(
-        value if process is None else process(value)
-        for value, process in zip(row, convert, strict=True)
-    )
+    def converted(self, row: Any) -> tuple[Any, ...] | None:
+        """A row from the driver, its values converted as SQLAlchemy would."""
+        if row is None:
+            return None
+        return tuple(
+            value if process is None else process(value)
+            for value, process in zip(row, self.results, strict=True)
+        )
 
 
 class Prebuilt:
-    """A Core statement a hot path runs in its unit of work, on the DB-API cursor.
+    """A Core statement a hot path runs on a DB-API cursor, compiled once.
 
     Compiled once per dialect and set of parameter names. In an open transaction
     SQLAlchemy spends about three times what SQLite does on a short statement (cache
@@ -243,33 +206,41 @@ class Prebuilt:
     beside the next one, where every instruction costs several times its quiet-core
     price (bench/RESULTS.md). What SQLAlchemy does that matters is kept: parameters and
     returned values are converted by their column types, the engine's
-    ``before_cursor_execute`` listeners see the statement (SQLite's writer queue takes
-    its lock there), and driver errors are raised as SQLAlchemy's. Columns left out of
-    an INSERT get no Python-side default: pass every value.
+    ``before_cursor_execute`` listeners see the statement in a unit of work (SQLite's
+    writer queue takes its lock there), and driver errors are raised as SQLAlchemy's.
+    Columns left out of an INSERT get no Python-side default: pass every value.
+
+    :meth:`execute` runs it in a unit of work; :func:`read_row` and
+    :func:`read_row_awaited` run a SELECT outside any transaction.
     """
 
     __slots__ = ("_plans", "statement")
 
     def __init__(self, statement: Any) -> None:
         self.statement = statement
-        self._plans: dict[tuple[str, frozenset[str]], tuple[Any, ...]] = {}
+        self._plans: dict[tuple[str, frozenset[str]], Plan] = {}
 
-    def _plan(self, dialect: Dialect, names: frozenset[str]) -> tuple[Any, ...]:
+    def plan(self, dialect: Dialect, names: frozenset[str]) -> Plan:
         plan = self._plans.get((dialect.name, names))
         if plan is None:
             compiled = self.statement.compile(dialect=dialect, column_keys=sorted(names))
-            bind_processors = {
-                name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            binds = tuple(
+                (name, process)
                 for name, bind in compiled.binds.items()
-            }
+                if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+            )
             columns = list(getattr(self.statement, "exported_columns", ()))
             results = tuple(
                 column.type.dialect_impl(dialect).result_processor(dialect, None)
                 for column in columns
             )
-            row = namedtuple("Row", [column.key for column in columns]) if columns else None
+            row = (
+                namedtuple("Row", [str(column.key) for column in columns], rename=True)
+                if columns
+                else None
+            )
             order = tuple(compiled.positiontup) if dialect.positional else None
-            plan = (compiled, bind_processors, order, results, row)
+            plan = Plan(compiled, compiled.string, binds, order, results, row)
             self._plans[(dialect.name, names)] = plan
         return plan
 
@@ -278,13 +249,9 @@ class Prebuilt:
         columns' names), if any."""
         connection = session.connection()
         dialect = connection.dialect
-        compiled, bind_processors, order, results, row = self._plan(dialect, frozenset(params))
-        values = compiled.construct_params(params)
-        for name, process in bind_processors.items():
-            if process is not None and name in values:
-                values[name] = process(values[name])
-        arguments: Any = tuple(values[name] for name in order) if order is not None else values
-        sql = compiled.string
+        plan = self.plan(dialect, frozenset(params))
+        arguments = plan.arguments(params)
+        sql = plan.sql
         cursor = connection.connection.dbapi_connection.cursor()
         try:
             if connection.dispatch.before_cursor_execute:
@@ -296,9 +263,52 @@ class Prebuilt:
             raise DBAPIError.instance(sql, arguments, exc, dialect.loaded_dbapi.Error) from exc
         finally:
             cursor.close()
-        if row is None:
+        if plan.row is None:
             return rows
-        return [row(*_converted(values, results)) for values in rows]  # type: ignore[misc]
+        return [plan.row(*plan.converted(values)) for values in rows]
+
+
+def read_row(
+    bind: Engine, statement: Prebuilt, params: Mapping[str, Any]
+) -> tuple[Any, ...] | None:
+    """The first row of a prebuilt SELECT, on a pooled connection's DB-API cursor.
+
+    For the hottest read-only paths (is this access token live, userinfo): SQLAlchemy's
+    connection, execution context and result cost several times what SQLite spends
+    running such a statement. Outside a transaction, as :meth:`Database.reads`.
+    """
+    plan = statement.plan(bind.dialect, frozenset(params))
+    arguments = plan.arguments(params)
+    autocommit = bind.dialect.name == "postgresql"
+    connection = bind.raw_connection()
+    try:
+        if autocommit:
+            connection.driver_connection.autocommit = True
+        cursor = connection.cursor()
+        cursor.execute(plan.sql, arguments)
+        row = cursor.fetchone()
+        cursor.close()
+        if autocommit:
+            connection.driver_connection.autocommit = False
+    except Exception:
+        # As SQLAlchemy does after a failed statement: the connection is not reused.
+        connection.invalidate()
+        raise
+    finally:
+        connection.close()
+    return plan.converted(row)
+
+
+async def read_row_awaited(
+    database: Database, statement: Prebuilt, params: Mapping[str, Any]
+) -> tuple[Any, ...] | None:
+    """:func:`read_row`, awaited on PostgreSQL (idp/db/awaited.py): the event loop serves
+    other requests during the round trip. On SQLite, which answers from the process's
+    own file, it is :func:`read_row`."""
+    if database.awaited is None:
+        return read_row(database.engine, statement, params)
+    plan = statement.plan(database.engine.dialect, frozenset(params))
+    return plan.converted(await database.awaited.fetchone(plan.sql, plan.arguments(params)))
 
 
 class LazyUnitOfWork:

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.audit.events import record
-from idp.db.engine import Database, read_row, read_row_awaited
+from idp.db.engine import Database, Prebuilt, read_row, read_row_awaited
 from idp.db.models import (
     Account,
     AuthorizationCode,
@@ -393,9 +393,11 @@ def revoke_access_token(session: Session, claims: dict[str, Any]) -> None:
 
 _REVOKED = RevokedAccessToken.__table__
 _NOT_REVOKED = ~exists().where(_REVOKED.c.jti == bindparam("jti"))
-_TOKEN_LIVE = select(_NOT_REVOKED)
-_TOKEN_AND_GRANT_LIVE = select(_GRANT.c.id).where(
-    _GRANT.c.id == bindparam("grant_id"), _GRANT.c.revoked_at.is_(None), _NOT_REVOKED
+_TOKEN_LIVE = Prebuilt(select(_NOT_REVOKED))
+_TOKEN_AND_GRANT_LIVE = Prebuilt(
+    select(_GRANT.c.id).where(
+        _GRANT.c.id == bindparam("grant_id"), _GRANT.c.revoked_at.is_(None), _NOT_REVOKED
+    )
 )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, exists, select
 
 from idp.assurance.verified_claims import IDENTITY_SCOPE, current_identity, identity_claims
-from idp.db.engine import Database, read_row_awaited
+from idp.db.engine import Database, Prebuilt, read_row_awaited
 from idp.db.models import Account, Grant, RevokedAccessToken
 from idp.oidc import claims as claims_module
 from idp.oidc.adapter import ProtocolResponse
@@ -37,7 +37,7 @@ _ACCOUNT_COLUMNS = (
     "family_name",
     "updated_at",
 )
-_LIVE_GRANT_AND_ACCOUNT = (
+_LIVE_GRANT_AND_ACCOUNT = Prebuilt(
     select(_GRANT.c.claims, *(_ACCOUNT.c[name] for name in _ACCOUNT_COLUMNS))
     .select_from(_GRANT.join(_ACCOUNT, _ACCOUNT.c.id == _GRANT.c.account_id))
     .where(
