@@ -26,6 +26,7 @@ from idp.db.migrate import upgrade
 from idp.db.models import AuditHead, Base, SigningKey
 from idp.keys.store import KeyStore
 from idp.settings import Settings
+from idp.web.http_protocol import SERVER_OPTIONS
 
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
 
@@ -139,7 +140,7 @@ def client(settings: Settings, services: Services) -> Iterator[TestClient]:
 
 
 class LiveServer:
-    """A real uvicorn serving the app on a loopback port, in a thread."""
+    """A real uvicorn serving the app on a loopback port, in a thread, as `idp serve` does."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -150,6 +151,7 @@ class LiveServer:
             port=settings.port,
             log_level="warning",
             lifespan="on",
+            **SERVER_OPTIONS,
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

