@@ -137,23 +137,32 @@ def served(tmp_path):
         server.wait(10)
 
 
-def ask(sock: socket.socket, port: int, extra: str = "") -> tuple[bytes, bytes]:
-    """One GET of the discovery document; the head and the whole body."""
-    request = f"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-    sock.sendall(f"{request}{extra}\r\n".encode())
-    data = b""
-    while b"\r\n\r\n" not in data:
-        data += sock.recv(65536)
-    head, _, body = data.partition(b"\r\n\r\n")
+def read_answer(sock: socket.socket, buffer: bytes = b"") -> tuple[bytes, bytes, bytes]:
+    """One whole answer from ``sock`` (after what ``buffer`` holds already): its head, its
+    body, and what came after it."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed before the head was complete"
+        buffer += chunk
+    head, _, rest = buffer.partition(b"\r\n\r\n")
     length = next(
         int(line.split(b":")[1])
         for line in head.split(b"\r\n")
         if line.lower().startswith(b"content-length:")
     )
-    while len(body) < length:
+    while len(rest) < length:
         chunk = sock.recv(65536)
         assert chunk, "the server closed before the body was complete"
-        body += chunk
+        rest += chunk
+    return head, rest[:length], rest[length:]
+
+
+def ask(sock: socket.socket, port: int, extra: str = "") -> tuple[bytes, bytes]:
+    """One GET of the discovery document; the head and the whole body."""
+    request = f"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+    sock.sendall(f"{request}{extra}\r\n".encode())
+    head, body, rest = read_answer(sock)
+    assert rest == b""
     return head, body
 
 
@@ -182,3 +191,19 @@ def test_an_answer_before_connection_close_arrives_whole(served):
         assert json.loads(body)["issuer"] == f"http://127.0.0.1:{served}"
         sock.settimeout(5)
         assert sock.recv(1) == b""  # and then the server closed
+
+
+def test_pipelined_requests_get_their_answers_whole_and_in_order(served):
+    with socket.create_connection(("127.0.0.1", served)) as sock:
+        host = f"Host: 127.0.0.1:{served}\r\n"
+        sock.sendall(
+            f"GET /jwks.json HTTP/1.1\r\n{host}\r\n"
+            f"GET /.well-known/openid-configuration HTTP/1.1\r\n{host}\r\n".encode()
+        )
+        sock.settimeout(5)
+        head, keys, rest = read_answer(sock)
+        assert head.startswith(b"HTTP/1.1 200") and "keys" in json.loads(keys)
+        head, metadata, rest = read_answer(sock, rest)
+        assert head.startswith(b"HTTP/1.1 200")
+        assert json.loads(metadata)["issuer"] == f"http://127.0.0.1:{served}"
+        assert rest == b""
