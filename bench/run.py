@@ -935,15 +935,18 @@ ENDPOINTS = [
 # ------------------------------------------------------------------ argon2 floor
 
 
-def argon2_floor(params: dict, seconds: float, concurrency: int) -> dict:
+def argon2_floor(
+    params: dict, seconds: float, concurrency: int, single_seconds: float = 1.0
+) -> dict:
     """argon2-cffi with the service's parameters, the floor a login is set against.
 
-    One thread first: the wall and CPU time of a hash and of a verify (median of 9); the
-    verify's CPU time is the floor's CPU per verify (the least a verify costs; side by
-    side, verifies slow each other down through the shared cache and memory, which would
-    make a server's own work look smaller). Then ``concurrency`` threads verifying back to
-    back (as many as the login runs' virtual users): the floor's verifies/s, and the CPU
-    per verify at that concurrency for comparison.
+    One thread first: the wall and CPU time of a hash (median of 5) and of a verify
+    (median of those in ``single_seconds``, at least 9); the verify's CPU time is the
+    floor's CPU per verify (the least a verify costs; side by side, verifies slow each
+    other down through the shared cache and memory, which would make a server's own work
+    look smaller). Then ``concurrency`` threads verifying back to back (as many as the
+    login runs' virtual users): the floor's verifies/s, and the CPU per verify at that
+    concurrency for comparison.
     """
     from argon2 import PasswordHasher
 
@@ -954,10 +957,12 @@ def argon2_floor(params: dict, seconds: float, concurrency: int) -> dict:
     )
     h = ph.hash(PASSWORD)
     hash_t, verify_t, verify_cpu = [], [], []
-    for _ in range(9):
+    for _ in range(5):
         t = time.perf_counter()
         ph.hash(PASSWORD)
         hash_t.append(time.perf_counter() - t)
+    until = time.perf_counter() + single_seconds
+    while len(verify_t) < 9 or time.perf_counter() < until:
         t, c = time.perf_counter(), time.thread_time()
         ph.verify(h, PASSWORD)
         verify_cpu.append(time.thread_time() - c)
@@ -984,11 +989,20 @@ def argon2_floor(params: dict, seconds: float, concurrency: int) -> dict:
         "hash_ms": statistics.median(hash_t) * 1000,
         "verify_ms": statistics.median(verify_t) * 1000,
         "verify_cpu_ms": statistics.median(verify_cpu) * 1000,
+        "verifies_timed": len(verify_cpu),
         "threads": concurrency,
         "verify_per_s": sum(count) / wall,
         "concurrent_verify_cpu_ms": cpu / sum(count) * 1000 if sum(count) else float("nan"),
         "argon2_cffi": md.version("argon2-cffi"),
     }
+
+
+def quieter_floor(measured: list[dict]) -> dict:
+    """Of the floors measured in one run (at its start and at its end), the one whose verify
+    cost least CPU: a busy moment of the shared machine must not lower the bar the logins'
+    CPU is set against. Each measurement's CPU per verify is kept for the report."""
+    floor = min(measured, key=lambda f: f["verify_cpu_ms"])
+    return {**floor, "verify_cpu_ms_measured": [f["verify_cpu_ms"] for f in measured]}
 
 
 # ------------------------------------------------------------------ one endpoint, A B A B
@@ -1674,7 +1688,10 @@ def write_report(path: Path, ctx: dict) -> None:
         a(
             f"argon2-cffi {fl['argon2_cffi']} `PasswordHasher` with the parameters above, in the bench's "
             f"own process: one verify alone takes {fl['verify_ms']:.1f} ms and **{fl['verify_cpu_ms']:.1f} ms "
-            f"CPU** (hash {fl['hash_ms']:.1f} ms; median of 9, one thread); {fl['threads']} threads verifying "
+            f"CPU** (median of {fl['verifies_timed']} verifies, one thread; measured at the start of the "
+            f"run and after the endpoints, "
+            f"{' and '.join(f'{v:.1f}' for v in fl['verify_cpu_ms_measured'])} ms CPU: the lower counts; "
+            f"hash {fl['hash_ms']:.1f} ms); {fl['threads']} threads verifying "
             f"back to back (as many as the login runs' virtual users): **{fl['verify_per_s']:.1f} "
             f"verifies/s**, at {fl['concurrent_verify_cpu_ms']:.1f} ms CPU per verify (side by side, "
             "verifies slow each other down through the shared cache and memory). The floor: no password "
@@ -1902,6 +1919,18 @@ def main() -> int:
             url = s.issuer + "/.well-known/openid-configuration"
             run_wrk(s, url, "get.lua", {}, o.warmup, a.connections, a.threads)
 
+        floors: list[dict] = []
+        floor, floor_reason = None, ""
+
+        def measure_floor() -> None:
+            nonlocal floor_reason
+            try:
+                floors.append(argon2_floor(argon2, 2.0 if a.quick else 4.0, a.login_concurrency))
+                log(f"argon2id floor: {floors[-1]}")
+            except Exception as e:
+                floor_reason = f"{type(e).__name__}: {e}"
+
+        measure_floor()  # at the start and again after the endpoints: the quieter one counts
         results: dict[str, list[Result]] = {}
         procnames: dict[int, str] = {}
         ep_keys = set(a.endpoints.split(",")) if a.endpoints else None
@@ -1909,13 +1938,9 @@ def main() -> int:
             if ep_keys and ep.key not in ep_keys:
                 continue
             results[ep.key] = run_endpoint(ep, servers, o, procnames)
-
-        floor, floor_reason = None, ""
-        try:
-            floor = argon2_floor(argon2, 2.0 if a.quick else 4.0, a.login_concurrency)
-            log(f"argon2id floor: {floor}")
-        except Exception as e:
-            floor_reason = f"{type(e).__name__}: {e}"
+        measure_floor()
+        if floors:
+            floor = quieter_floor(floors)
 
         scale: dict[str, dict] = {}
         scale_reason = ""
