@@ -6,10 +6,14 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import free_port
 
@@ -24,6 +28,46 @@ def run(*args, env=None, timeout=60):
         env={**os.environ, **(env or {})},
         timeout=timeout,
     )
+
+
+def serve_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of an `idp serve` on a free loopback port, with its own SQLite file."""
+    port = free_port()
+    return {
+        "IDP_DATABASE_URL": f"sqlite:///{tmp_path}/idp.db",
+        "IDP_KEYS_DIR": str(tmp_path / "keys"),
+        "IDP_ISSUER": f"http://127.0.0.1:{port}",
+        "IDP_PORT": str(port),
+        **extra,
+    }
+
+
+@contextmanager
+def serving(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen]:
+    """`idp serve` as a real process, once it answers /healthz; stopped after."""
+    with tempfile.TemporaryFile() as log:  # not a pipe: a full pipe would stop the server
+        server = subprocess.Popen(
+            [*IDP, "serve", *args], env={**os.environ, **env}, stdout=log, stderr=log
+        )
+
+        def output() -> str:
+            log.seek(0)
+            return log.read().decode(errors="replace")
+
+        try:
+            for _ in range(150):
+                try:
+                    httpx.get(f"{env['IDP_ISSUER']}/healthz")
+                    break
+                except httpx.TransportError:
+                    assert server.poll() is None, output()
+                    time.sleep(0.1)
+            else:
+                pytest.fail(f"idp serve did not answer /healthz:\n{output()}")
+            yield server
+        finally:
+            server.terminate()
+            server.wait(15)
 
 
 def test_a_bad_database_url_stops_serve_with_one_line_and_status_2():
@@ -59,13 +103,8 @@ def test_help_lists_every_command():
 
 
 def test_migrate_create_keys_rotate_and_serve(tmp_path: Path):
-    port = free_port()
-    env = {
-        "IDP_DATABASE_URL": f"sqlite:///{tmp_path}/idp.db",
-        "IDP_KEYS_DIR": str(tmp_path / "keys"),
-        "IDP_ISSUER": f"http://127.0.0.1:{port}",
-        "IDP_PORT": str(port),
-    }
+    env = serve_env(tmp_path)
+    issuer = env["IDP_ISSUER"]
     assert run("db", "upgrade", env=env).returncode == 0
     assert run("keys", "ensure", env=env).returncode == 0
     listed = json.loads(run("keys", "list", "--json", env=env).stdout)["keys"]
@@ -74,25 +113,12 @@ def test_migrate_create_keys_rotate_and_serve(tmp_path: Path):
     states = [k["state"] for k in json.loads(run("keys", "list", "--json", env=env).stdout)["keys"]]
     assert states.count("retired") == 1
 
-    server = subprocess.Popen(
-        [*IDP, "serve"], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        for _ in range(100):
-            try:
-                metadata = httpx.get(f"http://127.0.0.1:{port}/.well-known/openid-configuration")
-                break
-            except httpx.TransportError:
-                server.poll()
-                assert server.returncode is None, server.stderr.read().decode()
-                time.sleep(0.1)
-        assert metadata.json()["issuer"] == env["IDP_ISSUER"]
-        jwks = httpx.get(f"http://127.0.0.1:{port}/jwks.json").json()
+    with serving(env):
+        metadata = httpx.get(f"{issuer}/.well-known/openid-configuration")
+        assert metadata.json()["issuer"] == issuer
+        jwks = httpx.get(f"{issuer}/jwks.json").json()
         assert {k["kid"] for k in jwks["keys"]} == {k["kid"] for k in listed} | {
             k["kid"] for k in json.loads(run("keys", "list", "--json", env=env).stdout)["keys"]
         }
-        ready = httpx.get(f"http://127.0.0.1:{port}/readyz")
+        ready = httpx.get(f"{issuer}/readyz")
         assert ready.status_code == 200
-    finally:
-        server.terminate()
-        server.wait(10)

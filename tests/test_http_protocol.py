@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import struct
-import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from idp.web.http_protocol import FLUSH_AT, JoinedWrites
-from tests.conftest import free_port, on_own_loop
-from tests.test_cli import IDP, run
+from tests.conftest import on_own_loop
+from tests.test_cli import run, serve_env, serving
 
 # struct tcp_info (linux/tcp.h): tcpi_data_segs_in, segments that carried data (Linux 4.6+).
 DATA_SEGS_IN = 152
@@ -112,29 +109,10 @@ def test_a_transport_that_is_closing_gets_nothing_more():
 
 @pytest.fixture
 def served(tmp_path):
-    port = free_port()
-    env = {
-        "IDP_DATABASE_URL": f"sqlite:///{tmp_path}/idp.db",
-        "IDP_KEYS_DIR": str(tmp_path / "keys"),
-        "IDP_ISSUER": f"http://127.0.0.1:{port}",
-        "IDP_PORT": str(port),
-    }
+    env = serve_env(tmp_path)
     assert run("db", "upgrade", env=env).returncode == 0
-    server = subprocess.Popen(
-        [*IDP, "serve", "--migrate"], env={**os.environ, **env}, stderr=subprocess.PIPE
-    )
-    try:
-        for _ in range(150):
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()
-                time.sleep(0.1)
-        yield port
-    finally:
-        server.terminate()
-        server.wait(10)
+    with serving(env, "--migrate"):
+        yield int(env["IDP_PORT"])
 
 
 def read_answer(sock: socket.socket, buffer: bytes = b"") -> tuple[bytes, bytes, bytes]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from litestar.testing import TestClient
 from idp.app import create_app
 from tests.accounts.conftest import STRONG, submit
 from tests.conftest import make_settings
-from tests.test_cli import IDP, run
+from tests.test_cli import run, serve_env, serving
 
 TOKEN = "scrape-me-0123456789abcdef"
 
@@ -87,18 +86,7 @@ def test_committed_events_are_counted_and_gauges_read(metrics_client, db, settin
 
 
 def test_two_workers_report_together(tmp_path: Path):
-    from tests.conftest import free_port
-
-    port = free_port()
-    env = {
-        "IDP_DATABASE_URL": f"sqlite:///{tmp_path}/idp.db",
-        "IDP_KEYS_DIR": str(tmp_path / "keys"),
-        "IDP_ISSUER": f"http://127.0.0.1:{port}",
-        "IDP_PORT": str(port),
-        "IDP_WORKERS": "2",
-        "IDP_CACHE_POLL_SECONDS": "1",
-        "IDP_METRICS_TOKEN": TOKEN,
-    }
+    env = serve_env(tmp_path, IDP_WORKERS="2", IDP_CACHE_POLL_SECONDS="1", IDP_METRICS_TOKEN=TOKEN)
     env.pop("IDP_METRICS_DIR", None)
     assert run("db", "upgrade", env=env).returncode == 0
     assert run("keys", "ensure", env=env).returncode == 0
@@ -106,19 +94,9 @@ def test_two_workers_report_together(tmp_path: Path):
         "users", "create", "--email", "zwei@example.de", "--password", STRONG, "--verified", env=env
     )
     assert created.returncode == 0, created.stderr
-    server = subprocess.Popen(
-        [*IDP, "serve"], env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    base = f"http://127.0.0.1:{port}"
+    base = env["IDP_ISSUER"]
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    try:
-        for _ in range(150):
-            try:
-                httpx.get(f"{base}/healthz")
-                break
-            except httpx.TransportError:
-                assert server.poll() is None, server.stderr.read().decode()
-                time.sleep(0.1)
+    with serving(env):
         logins = 6
         for _ in range(logins):  # a new connection each time, so both workers may serve
             with httpx.Client(base_url=base) as browser:
@@ -136,9 +114,6 @@ def test_two_workers_report_together(tmp_path: Path):
             time.sleep(0.5)
         assert len(pids) == 2, text
         assert total == logins, text
-    finally:
-        server.terminate()
-        server.wait(15)
 
 
 def test_each_run_on_a_port_reuses_and_empties_its_private_folder(tmp_path, monkeypatch):
