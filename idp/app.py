@@ -242,5 +242,7 @@ def _purge(db: Database) -> None:
 
 
 def app_from_env() -> Litestar:
-    """Factory for ASGI servers (``uvicorn --factory idp.app:app_from_env``)."""
+    """Factory for ASGI servers: ``idp serve`` runs it in each worker process; run by hand,
+    ``uvicorn --factory idp.app:app_from_env --http idp.web.http_protocol:HttpProtocol``
+    serves as ``idp serve`` does (idp/web/http_protocol.py)."""
     return create_app(Settings.from_env())
