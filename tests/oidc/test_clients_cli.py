@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from idp.db.models import Client
 from idp.oidc.clients import new_client_id
 from tests.test_cli import run
@@ -52,37 +54,21 @@ def test_a_confidential_client_gets_its_secret_once_and_only_its_digest_is_store
     assert "no clients" in cli(db, keys_dir, "list").stdout
 
 
-def test_a_bad_registration_is_refused_with_one_line(db, keys_dir):
-    result = cli(
-        db,
-        keys_dir,
-        "add",
-        "--name",
-        "App",
-        "--public",
-        "--redirect-uri",
-        "http://app.example.de/cb",
-    )
-    assert result.returncode == 1
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert "https" in result.stderr
-    assert "Traceback" not in result.stderr
-
-
-def test_a_chosen_client_id_that_reads_as_an_option_is_refused_with_one_line(db, keys_dir):
-    result = cli(
-        db,
-        keys_dir,
-        "add",
-        "--name",
-        "App",
-        "--client-id=-app",
-        "--redirect-uri",
-        "https://app.example.de/cb",
-    )
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        # A public client must redirect over https.
+        (["--public", "--redirect-uri", "http://app.example.de/cb"], "https"),
+        # A chosen client_id must not read as a command-line option.
+        (["--client-id=-app", "--redirect-uri", "https://app.example.de/cb"], "client_id must be"),
+    ],
+)
+def test_a_bad_registration_is_refused_with_one_line(db, keys_dir, arguments, said):
+    result = cli(db, keys_dir, "add", "--name", "App", *arguments)
     assert result.returncode == 1, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "client_id must be" in result.stderr
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_client_id_that_begins_with_a_dash_is_taken_as_the_id(db, keys_dir):
