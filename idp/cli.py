@@ -96,6 +96,7 @@ def serve(settings: Settings, migrate: bool) -> None:
     from idp.db.migrate import upgrade
     from idp.metrics import run_metrics_dir
     from idp.web.http_protocol import SERVER_OPTIONS
+    from idp.web.workers import run_workers
 
     log_config = logs.configure(settings.log_level)
 
@@ -128,7 +129,15 @@ def serve(settings: Settings, migrate: bool) -> None:
     if settings.workers > 1:
         # Each worker process builds its own services from the environment.
         services.db.dispose()
-        uvicorn.run("idp.app:app_from_env", factory=True, workers=settings.workers, **options)
+        config = uvicorn.Config(
+            "idp.app:app_from_env", factory=True, workers=settings.workers, **options
+        )
+        try:
+            run_workers(config)
+        except OSError as exc:  # the address: in use, or not this machine's
+            fail(f"cannot listen on {settings.host}:{settings.port}: {exc}", 1)
+        except KeyboardInterrupt:
+            pass
     else:
         uvicorn.run(create_app(settings, services), **options)
 

@@ -1,0 +1,128 @@
+"""`idp serve` with several workers: each worker accepts connections on a socket of its own."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import run, serve_env, serving
+
+LISTEN, ESTABLISHED = "0A", "01"
+
+
+def tcp_sockets(port: int) -> list[tuple[str, int, int]]:
+    """(state, remote port, inode) of each IPv4 TCP socket whose local port is ``port``."""
+    found = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state, inode = fields[1], fields[2], fields[3], int(fields[9])
+        if int(local.rsplit(":", 1)[1], 16) == port:
+            found.append((state, int(remote.rsplit(":", 1)[1], 16), inode))
+    return found
+
+
+def socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().as_posix()
+        except OSError:  # closed meanwhile
+            continue
+        if target.startswith("socket:["):
+            inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def listening(port: int, pids: Iterable[int]) -> dict[int, set[int]]:
+    """Per process, the inodes of its listening sockets on ``port``."""
+    listeners = {inode for state, _, inode in tcp_sockets(port) if state == LISTEN}
+    return {pid: socket_inodes(pid) & listeners for pid in pids}
+
+
+def listening_workers(supervisor: int, port: int) -> dict[int, set[int]]:
+    """The supervisor's child processes that listen on ``port``, with their sockets' inodes
+    (multiprocessing's resource tracker is a child too, and listens nowhere)."""
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return {pid: inodes for pid, inodes in listening(port, map(int, children)).items() if inodes}
+
+
+def test_each_of_two_workers_listens_and_serves_on_its_own_socket(tmp_path: Path):
+    env = serve_env(tmp_path, IDP_WORKERS="2")
+    port = int(env["IDP_PORT"])
+    with serving(env, "--migrate") as server:
+        deadline = time.monotonic() + 30
+        while True:  # /healthz answered once one worker was up; wait for the other
+            workers = listening_workers(server.pid, port)
+            if len(workers) == 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert len(workers) == 2, workers
+        first, second = workers.values()
+        assert first.isdisjoint(second), "the workers share one listening socket"
+        assert not listening(port, [server.pid])[server.pid], "the supervisor listens"
+
+        # 24 connections, kept open: the kernel spreads them over the two queues (the
+        # chance that all land on one worker is 2 in 2**24)
+        clients = []
+        try:
+            for _ in range(24):
+                client = socket.create_connection(("127.0.0.1", port), timeout=10)
+                client.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert client.recv(4096).startswith(b"HTTP/1.1 200"), "no answer"
+                clients.append(client)
+            ours = {client.getsockname()[1] for client in clients}
+            served = {
+                inode
+                for state, remote, inode in tcp_sockets(port)
+                if state == ESTABLISHED and remote in ours
+            }
+            assert len(served) == 24
+            per_worker = {pid: len(socket_inodes(pid) & served) for pid in workers}
+            assert sum(per_worker.values()) == 24, per_worker
+            assert all(count > 0 for count in per_worker.values()), per_worker
+        finally:
+            for client in clients:
+                client.close()
+
+        # a worker that dies is replaced by one that binds a socket of its own again
+        dead = next(iter(workers))
+        os.kill(dead, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while True:
+            now = listening_workers(server.pid, port)
+            if (len(now) == 2 and dead not in now) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert len(now) == 2 and dead not in now, now
+        first, second = now.values()
+        assert first.isdisjoint(second)
+
+
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["plain", "reuse-port"])
+def test_workers_refuse_a_port_someone_else_listens_on(tmp_path: Path, reuse_port: bool):
+    env = serve_env(tmp_path, IDP_WORKERS="2")
+    port = int(env["IDP_PORT"])
+    assert run("db", "upgrade", env=env).returncode == 0
+    assert run("keys", "ensure", env=env).returncode == 0
+    with socket.socket() as other:
+        # another server, or another idp serve (which would otherwise share the port)
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", port))
+        other.listen()
+        try:
+            result = run("serve", env=env, timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("idp serve started on a port another server listens on")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"idp: cannot listen on 127.0.0.1:{port}:"), result.stderr
+    assert "Traceback" not in result.stderr
