@@ -177,6 +177,10 @@ class MailSender:
                 await asyncio.to_thread(send_pending, self.db, self.settings, self.transport)
             except Exception:
                 log.exception("mail delivery round failed; trying again later")
+            # Not asyncio.wait_for: on Python 3.11 it returns the event's result when a nudge
+            # and the shutdown's cancel arrive in the same loop turn, the cancel is lost and
+            # the shutdown waits for this loop forever. asyncio.timeout lets the cancel through.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.mail_poll_seconds)
+                async with asyncio.timeout(self.settings.mail_poll_seconds):
+                    await self._wake.wait()
             self._wake.clear()
