@@ -423,4 +423,9 @@ def consent_decision(
         uow, login_session.account_id, client_id, frozenset((request.scope or "").split()), ip
     )
     flow.state = {**flow.state, "consented": True}
-    return resume(provider, uow, flow_id, login_session, ip)
+    # Go on as the flow's continuation would, with the request just validated: the same
+    # stored parameters, the same session (no second pass through authlib's validation).
+    try:
+        return _decide(provider, request, grant, flow)
+    except OAuth2Error as error:
+        return _error(provider, error)
