@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from idp import assurance, clock
@@ -47,23 +47,27 @@ def factors(session: Session, account_id: int) -> list[SecondFactor]:
     )
 
 
+# Built once (every authorization with a session runs it); the account is a parameter.
+_ENROLLED_BINDINGS = (
+    select(SecondFactor.binding)
+    .where(
+        SecondFactor.account_id == bindparam("account_id"),
+        or_(
+            SecondFactor.kind != "recovery_codes",
+            exists(
+                select(RecoveryCode.id).where(
+                    RecoveryCode.factor_id == SecondFactor.id, RecoveryCode.used_at.is_(None)
+                )
+            ),
+        ),
+    )
+    .distinct()
+)
+
+
 def enrolled_bindings(session: Session, account_id: int) -> set[str]:
     """Bindings of the factors the account can use now (for the assurance policy)."""
-    unused_codes = exists(
-        select(RecoveryCode.id).where(
-            RecoveryCode.factor_id == SecondFactor.id, RecoveryCode.used_at.is_(None)
-        )
-    )
-    return set(
-        session.scalars(
-            select(SecondFactor.binding)
-            .where(
-                SecondFactor.account_id == account_id,
-                or_(SecondFactor.kind != "recovery_codes", unused_codes),
-            )
-            .distinct()
-        )
-    )
+    return set(session.scalars(_ENROLLED_BINDINGS, {"account_id": account_id}))
 
 
 def facts(

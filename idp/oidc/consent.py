@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, literal_column, select
+from sqlalchemy import bindparam, delete, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -27,13 +28,17 @@ class GivenConsent:
     granted_at: datetime
 
 
+_CONSENTS = Consent.__table__
+# Built once (every consent page and decision reads it); the values are parameters.
+_CONSENTED = select(_CONSENTS.c.scopes).where(
+    _CONSENTS.c.account_id == bindparam("account_id"),
+    _CONSENTS.c.client_id == bindparam("client_id"),
+)
+
+
 def consented_scopes(uow: Session, account_id: int, client_id: str) -> frozenset[str]:
     """The scopes the account allowed the client (empty if none)."""
-    scopes = uow.scalar(
-        select(Consent.scopes).where(
-            Consent.account_id == account_id, Consent.client_id == client_id
-        )
-    )
+    scopes = uow.scalar(_CONSENTED, {"account_id": account_id, "client_id": client_id})
     return frozenset(scopes or ())
 
 
@@ -54,6 +59,18 @@ _UNION = {
 }
 
 
+def _upsert(dialect: str) -> Any:
+    insert = (postgresql if dialect == "postgresql" else sqlite).insert(_CONSENTS)
+    return insert.on_conflict_do_update(
+        index_elements=["account_id", "client_id"],
+        set_={"scopes": _UNION[dialect], "granted_at": insert.excluded.granted_at},
+    )
+
+
+# Built once per dialect; the row's values are parameters.
+_UPSERT = {dialect: _upsert(dialect) for dialect in _UNION}
+
+
 def give_consent(
     uow: Session, account_id: int, client_id: str, scopes: frozenset[str], ip: str | None = None
 ) -> None:
@@ -65,16 +82,14 @@ def give_consent(
     Both decisions are kept (the union): each was the citizen's, and remembering
     only the later would ask again for data the citizen allowed a moment before.
     """
-    dialect = uow.get_bind().dialect.name
-    insert = (postgresql if dialect == "postgresql" else sqlite).insert
-    statement = insert(Consent).values(
-        account_id=account_id, client_id=client_id, scopes=sorted(scopes), granted_at=clock.now()
-    )
     uow.execute(
-        statement.on_conflict_do_update(
-            index_elements=["account_id", "client_id"],
-            set_={"scopes": _UNION[dialect], "granted_at": statement.excluded.granted_at},
-        )
+        _UPSERT[uow.get_bind().dialect.name],
+        {
+            "account_id": account_id,
+            "client_id": client_id,
+            "scopes": sorted(scopes),
+            "granted_at": clock.now(),
+        },
     )
     record(
         uow,
