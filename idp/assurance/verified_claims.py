@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from idp.db.models import VerifiedIdentity
@@ -81,14 +81,21 @@ def provider_metadata() -> dict[str, Any]:
     }
 
 
+# Built once: the account is a parameter.
+_CURRENT_IDENTITY = (
+    select(VerifiedIdentity)
+    .where(
+        VerifiedIdentity.account_id == bindparam("account_id"),
+        VerifiedIdentity.revoked_at.is_(None),
+    )
+    .order_by(VerifiedIdentity.verified_at.desc(), VerifiedIdentity.id.desc())
+    .limit(1)
+)
+
+
 def current_identity(session: Session, account_id: int) -> VerifiedIdentity | None:
     """The account's verified identity in force (newest, not revoked), or None."""
-    return session.scalar(
-        select(VerifiedIdentity)
-        .where(VerifiedIdentity.account_id == account_id, VerifiedIdentity.revoked_at.is_(None))
-        .order_by(VerifiedIdentity.verified_at.desc(), VerifiedIdentity.id.desc())
-        .limit(1)
-    )
+    return session.scalar(_CURRENT_IDENTITY, {"account_id": account_id})
 
 
 def _values(identity: VerifiedIdentity) -> dict[str, Any]:
@@ -195,6 +202,20 @@ def _answer(identity: VerifiedIdentity, request: Any) -> dict[str, Any] | None:
     return {"verification": verification, "claims": claims}
 
 
+def needs_identity(
+    scopes: Iterable[str],
+    request: Mapping[str, Any] | None,
+    *,
+    target: Literal["userinfo", "id_token"],
+) -> bool:
+    """Whether :func:`identity_claims` can add anything for these arguments, whatever the
+    identity: callers skip reading the identity when not (most ID tokens ask for none)."""
+    if IDENTITY_SCOPE not in set(scopes):
+        return False
+    asked = request.get("verified_claims") if isinstance(request, Mapping) else None
+    return target == "userinfo" or asked is not None
+
+
 def identity_claims(
     identity: VerifiedIdentity | None,
     scopes: Iterable[str],
@@ -204,7 +225,7 @@ def identity_claims(
 ) -> dict[str, Any]:
     """Claims to add for ``target`` given the granted ``scopes`` and the ``claims``
     parameter's member for that target (``claims["userinfo"]`` or ``claims["id_token"]``)."""
-    if identity is None or IDENTITY_SCOPE not in set(scopes):
+    if identity is None or not needs_identity(scopes, request, target=target):
         return {}
     request = request if isinstance(request, Mapping) else {}
     values = _values(identity)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from idp.assurance import Policy
-from idp.assurance.verified_claims import current_identity, identity_claims
+from idp.assurance.verified_claims import current_identity, identity_claims, needs_identity
 from idp.db.engine import Database
 from idp.db.models import Account, ClientAssertionJti
 from idp.db.refresh_rotation import RefreshRotation
@@ -196,8 +196,10 @@ class Provider(rfc6749.AuthorizationServer):
     ) -> str:
         """The ID token for ``user`` and ``client``, with claims requested for it."""
         extra = claims_module.release(user.account, scope, by_scope=False, requested=requested)
-        identity = current_identity(uow, user.account.id)
-        extra.update(identity_claims(identity, scope.split(), requested, target="id_token"))
+        scopes = scope.split()
+        if needs_identity(scopes, requested, target="id_token"):
+            identity = current_identity(uow, user.account.id)
+            extra.update(identity_claims(identity, scopes, requested, target="id_token"))
         return self.tokens.id_token(
             client,
             self.subject(user.account, client),
