@@ -16,7 +16,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 
 from idp import clock
 from idp.audit.events import record
@@ -28,6 +28,19 @@ from idp.oidc.errors import InvalidRequest, InvalidScope
 
 if TYPE_CHECKING:
     from idp.oidc.server import Provider
+
+# Built once: consume a client's unused code and return it, in one statement.
+_CONSUME_CODE = (
+    update(AuthorizationCode)
+    .where(
+        AuthorizationCode.code_digest == bindparam("digest"),
+        AuthorizationCode.client_id == bindparam("for_client"),
+        AuthorizationCode.used_at.is_(None),
+    )
+    .values(used_at=bindparam("now"))
+    .returning(AuthorizationCode)
+    .execution_options(synchronize_session=False)
+)
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
@@ -113,29 +126,24 @@ class AuthorizationCodeGrant(_Issuing, grants.AuthorizationCodeGrant):
     def query_authorization_code(self, code: str, client: Any) -> IssuedCode | None:
         """The code, consumed now; a code used before revokes what it issued (RFC 6749 4.1.2)."""
         uow = self.request.uow
-        row = uow.get(AuthorizationCode, tokens.digest(code))
-        if row is None or row.client_id != client.client_id:
-            return None
+        digest = tokens.digest(code)
         now = clock.now()
-        consumed = uow.execute(
-            update(AuthorizationCode)
-            .where(
-                AuthorizationCode.code_digest == row.code_digest,
-                AuthorizationCode.used_at.is_(None),
-            )
-            .values(used_at=now)
-            .execution_options(synchronize_session=False)
+        # One statement consumes the client's unused code and returns it.
+        row = uow.scalar(
+            _CONSUME_CODE, {"digest": digest, "for_client": client.client_id, "now": now}
         )
-        if not consumed.rowcount:
-            uow.refresh(row)
+        if row is None:
+            used = uow.get(AuthorizationCode, digest)
+            if used is None or used.client_id != client.client_id:
+                return None  # unknown, or another client's (which stays usable by its own)
             record(
                 uow,
                 "oidc.code_replayed",
-                account_id=row.account_id,
-                client_id=row.client_id,
+                account_id=used.account_id,
+                client_id=used.client_id,
                 ip=self.request.ip,
             )
-            tokens.revoke_grant(uow, row.grant_id, "code_replayed")
+            tokens.revoke_grant(uow, used.grant_id, "code_replayed")
             return None
         if row.expires_at <= now:
             return None
@@ -150,12 +158,8 @@ class AuthorizationCodeGrant(_Issuing, grants.AuthorizationCodeGrant):
         account = self.request.uow.get(Account, row.account_id)
         if account is None or account.disabled_at is not None:
             return None
-        login_session = (
-            self.request.uow.get(LoginSession, row.login_session_id)
-            if row.login_session_id
-            else None
-        )
-        return Authenticated(account, login_session, row.auth_time, row.acr, list(row.amr))
+        # The exchange needs the login session's id and sid only, and the code keeps both.
+        return Authenticated(account, None, row.auth_time, row.acr, list(row.amr))
 
     def generate_token(
         self,
