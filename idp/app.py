@@ -42,6 +42,7 @@ from idp.web import (
     step_up,
     wellknown,
 )
+from idp.web.direct import App
 from idp.web.rendering import STATIC
 
 log = logging.getLogger("idp")
@@ -191,7 +192,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             static,
         ],
     )
-    app = Litestar(
+    app = App(
+        # Also registered with litestar (through ``routes``), which serves other forms of
+        # their paths; these exact paths are dispatched before its router (idp/web/direct.py).
+        direct=[*wellknown.ROUTES, *protocol.ROUTES],
         route_handlers=[routes],
         lifespan=[lifespan],
         guards=[csrf.guard],
