@@ -87,7 +87,7 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     """Connect to the database, check it is migrated and load the keys."""
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, background_checkpoints=True)
     try:
         if pending(db.engine):
             raise StartupError(
@@ -152,6 +152,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             asyncio.create_task(mailer.run()),
             asyncio.create_task(_deliver_logouts(services)),
         ]
+        if services.db.dialect == "sqlite":
+            tasks.append(asyncio.create_task(_checkpoints(services.db)))
         try:
             yield
         finally:
@@ -222,6 +224,20 @@ async def _poll(services: Services) -> None:
             await asyncio.to_thread(services.metrics.publish)
         except OSError as exc:
             log.warning("cannot write this worker's metrics to IDP_METRICS_DIR: %s", exc)
+
+
+# How often a server looks at the size of SQLite's WAL (Database.checkpoint).
+CHECKPOINT_POLL_SECONDS = 0.25
+
+
+async def _checkpoints(db: Database) -> None:
+    """SQLite: checkpoint the WAL in a thread, never inside a request's commit."""
+    while True:
+        await asyncio.sleep(CHECKPOINT_POLL_SECONDS)
+        try:
+            await asyncio.to_thread(db.checkpoint)
+        except Exception:
+            log.exception("checkpointing the SQLite WAL failed; retrying")
 
 
 async def _deliver_logouts(services: Services) -> None:

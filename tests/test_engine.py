@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+import subprocess
 import threading
+import time
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import bindparam, insert, select, text, update
@@ -199,3 +204,69 @@ def test_a_prebuilt_select_outside_a_transaction_converts_parameters_and_values(
                 await db.awaited.aclose()
 
     assert on_own_loop(awaited()) == (expected, None)
+
+
+def _rows_in_the_database_file(path: Path, tmp_path: Path) -> int:
+    """Rows of table ``wal_probe`` in the database file alone, without its WAL: what a
+    checkpoint has copied there."""
+    copy = tmp_path / f"copy-{time.monotonic_ns()}.db"
+    # Copied by another process: closing a descriptor of the file here would drop every
+    # POSIX lock this process's SQLite connections hold on it.
+    subprocess.run(["cp", str(path), str(copy)], check=True)
+    with contextlib.closing(sqlite3.connect(copy)) as connection:
+        try:
+            return connection.execute("SELECT count(*) FROM wal_probe").fetchone()[0]
+        except sqlite3.OperationalError:  # the table itself is only in the WAL
+            return 0
+
+
+def _write_pages(db: Database, rows: int) -> None:
+    """About ``rows`` pages of 4 KiB through the WAL, in ten commits."""
+    with db.unit_of_work() as session:
+        session.execute(text("CREATE TABLE IF NOT EXISTS wal_probe (data BLOB)"))
+    for _ in range(10):
+        with db.unit_of_work() as session:
+            session.execute(
+                text("INSERT INTO wal_probe (data) VALUES (randomblob(3500))"),
+                [{}] * (rows // 10),
+            )
+
+
+@pytest.mark.parametrize("background", [False, True], ids=["commits", "background"])
+def test_the_wal_is_checkpointed_by_commits_or_by_the_owner_in_the_background(tmp_path, background):
+    path = tmp_path / "wal.db"
+    db = Database(f"sqlite:///{path}", background_checkpoints=background)
+    try:
+        with db.unit_of_work() as session:
+            limit = session.execute(text("PRAGMA wal_autocheckpoint")).scalar()
+        assert limit == (0 if background else engine_module.CHECKPOINT_PAGES)
+        assert db.checkpoint() is False, "a small WAL is left alone"
+        _write_pages(db, 2000)
+        if background:
+            assert _rows_in_the_database_file(path, tmp_path) == 0, "a commit checkpointed"
+            assert db.checkpoint() is True
+        assert _rows_in_the_database_file(path, tmp_path) == 2000
+    finally:
+        db.dispose()
+
+
+def test_the_server_checkpoints_sqlites_wal_in_the_background(settings, tmp_path):
+    from litestar.testing import TestClient
+
+    from idp.app import build_services, create_app
+
+    if not settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite only")
+    services = build_services(settings)
+    path = Path(services.db.engine.url.database)
+    try:
+        with TestClient(create_app(settings, services), base_url=settings.issuer):
+            _write_pages(services.db, 2000)
+            deadline = time.monotonic() + 10
+            while _rows_in_the_database_file(path, tmp_path) < 2000:
+                assert time.monotonic() < deadline, "the WAL was not checkpointed"
+                time.sleep(0.1)
+        with services.db.unit_of_work() as session:
+            session.execute(text("DROP TABLE wal_probe"))
+    finally:
+        services.db.dispose()
