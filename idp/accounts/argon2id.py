@@ -73,6 +73,17 @@ class Argon2id:
             salt_len=SALT_BYTES,
             type=Type.ID,
         )
+        # Hashes made with these parameters begin so: read without parsing (every login
+        # verifies one and asks whether it needs a rehash).
+        self._prefix = f"$argon2id$v={ARGON2_VERSION}$m={memory_kib},t={time_cost},p={parallelism}$"
+        self._lengths = (len(_b64encode(bytes(SALT_BYTES))), len(_b64encode(bytes(HASH_BYTES))))
+
+    def _own(self, password_hash: str) -> tuple[str, str] | None:
+        """(salt, hash) in base64 if ``password_hash`` was made with exactly these parameters."""
+        if not password_hash.startswith(self._prefix):
+            return None
+        salt, _, digest = password_hash[len(self._prefix) :].partition("$")
+        return (salt, digest) if (len(salt), len(digest)) == self._lengths else None
 
     def hash(self, password: str) -> str:
         """A new PHC string for ``password`` with a random salt."""
@@ -92,28 +103,29 @@ class Argon2id:
 
     def verify(self, password_hash: str, password: str) -> bool:
         """True on a match; VerifyMismatchError if not, InvalidHashError if malformed."""
+        own = self._own(password_hash)
         try:
-            params = extract_parameters(password_hash)
-            *_, salt_b64, hash_b64 = password_hash.split("$")
+            if own is not None:
+                costs = (self.time_cost, self.memory_kib, self.parallelism)
+                salt_b64, hash_b64 = own
+            else:
+                params = extract_parameters(password_hash)
+                if params.type is not Type.ID or params.version != ARGON2_VERSION:
+                    raise InvalidHashError("not an argon2id (version 19) hash")
+                costs = (params.time_cost, params.memory_cost, params.parallelism)
+                *_, salt_b64, hash_b64 = password_hash.split("$")
             salt, expected = _b64decode(salt_b64), _b64decode(hash_b64)
         except (InvalidHashError, ValueError) as exc:
             raise InvalidHashError(str(exc)) from None
-        if params.type is not Type.ID or params.version != ARGON2_VERSION:
-            raise InvalidHashError("not an argon2id (version 19) hash")
-        raw = _raw(
-            password.encode(),
-            salt,
-            params.time_cost,
-            params.memory_cost,
-            params.parallelism,
-            len(expected),
-        )
+        raw = _raw(password.encode(), salt, *costs, len(expected))
         if not hmac.compare_digest(raw, expected):
             raise VerifyMismatchError()
         return True
 
     def check_needs_rehash(self, password_hash: str) -> bool:
         """True when ``password_hash`` was made with other parameters than these."""
+        if self._own(password_hash) is not None:
+            return False
         return self._reference.check_needs_rehash(password_hash)
 
 

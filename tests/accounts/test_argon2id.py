@@ -51,11 +51,36 @@ def test_hashes_with_other_parameters_still_verify_and_need_a_rehash():
 
 
 @pytest.mark.parametrize(
+    "theirs",
+    [
+        {},  # the same parameters: no rehash
+        {"salt_len": 8},
+        {"hash_len": 16},
+        {"memory_cost": 2048},
+        {"time_cost": 2},
+        {"parallelism": 2},
+    ],
+    ids=["same", "salt_len", "hash_len", "memory", "time", "lanes"],
+)
+def test_reading_our_own_parameters_without_parsing_agrees_with_argon2_cffi(theirs):
+    ours = Argon2id(**FAST)
+    stored = PasswordHasher(
+        **{"time_cost": 1, "memory_cost": 1024, "parallelism": 1, "type": Type.ID, **theirs}
+    ).hash("pw")
+    assert ours.check_needs_rehash(stored) is bool(theirs)
+    assert ours.check_needs_rehash(stored) == reference().check_needs_rehash(stored)
+    assert ours.verify(stored, "pw")
+    with pytest.raises(VerifyMismatchError):
+        ours.verify(stored, "other")
+
+
+@pytest.mark.parametrize(
     "stored",
     [
         "garbage",
         "",
         "$argon2id$v=19$m=1024,t=1,p=1$!!!!$abcd",
+        "$argon2id$v=19$m=1024,t=1,p=1$" + "!" * 22 + "$" + "A" * 43,  # our form, not base64
         "$argon2i$v=19$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
         "$argon2id$v=16$m=1024,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
         "$argon2id$v=19$m=1,t=1,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA",
