@@ -1002,7 +1002,10 @@ def quieter_floor(measured: list[dict]) -> dict:
     cost least CPU: a busy moment of the shared machine must not lower the bar the logins'
     CPU is set against. Each measurement's CPU per verify is kept for the report."""
     floor = min(measured, key=lambda f: f["verify_cpu_ms"])
-    return {**floor, "verify_cpu_ms_measured": [f["verify_cpu_ms"] for f in measured]}
+    return {
+        **floor,
+        "verify_cpu_ms_measured": [(f.get("when", ""), f["verify_cpu_ms"]) for f in measured],
+    }
 
 
 # ------------------------------------------------------------------ one endpoint, A B A B
@@ -1688,9 +1691,9 @@ def write_report(path: Path, ctx: dict) -> None:
         a(
             f"argon2-cffi {fl['argon2_cffi']} `PasswordHasher` with the parameters above, in the bench's "
             f"own process: one verify alone takes {fl['verify_ms']:.1f} ms and **{fl['verify_cpu_ms']:.1f} ms "
-            f"CPU** (median of {fl['verifies_timed']} verifies, one thread; measured at the start of the "
-            f"run and after the endpoints, "
-            f"{' and '.join(f'{v:.1f}' for v in fl['verify_cpu_ms_measured'])} ms CPU: the lower counts; "
+            f"CPU** (median of {fl['verifies_timed']} verifies, one thread; measured "
+            f"{', '.join(f'{when} {v:.1f} ms' for when, v in fl['verify_cpu_ms_measured'])} CPU: "
+            "the lower counts; "
             f"hash {fl['hash_ms']:.1f} ms); {fl['threads']} threads verifying "
             f"back to back (as many as the login runs' virtual users): **{fl['verify_per_s']:.1f} "
             f"verifies/s**, at {fl['concurrent_verify_cpu_ms']:.1f} ms CPU per verify (side by side, "
@@ -1922,23 +1925,28 @@ def main() -> int:
         floors: list[dict] = []
         floor, floor_reason = None, ""
 
-        def measure_floor() -> None:
+        def measure_floor(when: str) -> None:
             nonlocal floor_reason
             try:
-                floors.append(argon2_floor(argon2, 2.0 if a.quick else 4.0, a.login_concurrency))
-                log(f"argon2id floor: {floors[-1]}")
+                measured = argon2_floor(argon2, 2.0 if a.quick else 4.0, a.login_concurrency)
+                floors.append({**measured, "when": when})
+                log(f"argon2id floor ({when}): {floors[-1]}")
             except Exception as e:
                 floor_reason = f"{type(e).__name__}: {e}"
 
-        measure_floor()  # at the start and again after the endpoints: the quieter one counts
+        # At the start, right before the logins and after the endpoints: the quieter one
+        # counts; the one beside the logins shows how much the machine drifted meanwhile.
+        measure_floor("at the start")
         results: dict[str, list[Result]] = {}
         procnames: dict[int, str] = {}
         ep_keys = set(a.endpoints.split(",")) if a.endpoints else None
         for ep in ENDPOINTS:
             if ep_keys and ep.key not in ep_keys:
                 continue
+            if ep.key == "login" or (ep.key == "password_login" and "login" not in results):
+                measure_floor("right before the logins")
             results[ep.key] = run_endpoint(ep, servers, o, procnames)
-        measure_floor()
+        measure_floor("after the endpoints")
         if floors:
             floor = quieter_floor(floors)
 
