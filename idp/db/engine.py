@@ -37,8 +37,8 @@ def _sqlite_pragmas(dbapi_connection, _record, *, commits_checkpoint: bool = Tru
     cursor.close()
 
 
-# WAL pages beyond which Database.checkpoint copies the WAL into the database file:
-# what SQLite's automatic checkpoint waits for.
+# WAL pages beyond which Database.checkpoint copies the WAL into the database file
+# (SQLite's automatic checkpoint waits for as many).
 CHECKPOINT_PAGES = 1000
 
 
@@ -393,8 +393,11 @@ class Database:
             yield session
 
     def checkpoint(self) -> bool:
-        """SQLite: copy the WAL into the database file if it holds more than
-        ``CHECKPOINT_PAGES`` pages; True if a checkpoint ran. Blocking: call it in a thread.
+        """SQLite: copy the WAL into the database file once the WAL's file has grown past
+        ``CHECKPOINT_PAGES`` pages; True if a checkpoint was asked for. Blocking: call it in
+        a thread. (The file keeps its size after a checkpoint, SQLite writing it again from
+        the start, so from then on every call asks; with nothing left to copy SQLite
+        answers at once, without a write.)
 
         SQLite's automatic checkpoint runs inside the commit that crosses the limit, with
         two fsyncs: on the event loop that stalled every request for that long (the
