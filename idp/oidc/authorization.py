@@ -24,11 +24,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from idp import assurance, clock
 from idp.accounts import factors
 from idp.audit.events import record
+from idp.db.engine import Prebuilt
 from idp.db.models import Account, Flow, LoginSession
 from idp.oidc import consent
 from idp.oidc.adapter import ProtocolRequest, ProtocolResponse
@@ -227,13 +229,24 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
     params = request.payload.data
     client = request.client
     login_session = request.login_session
-    account = uow.get(Account, login_session.account_id) if login_session else None
-    if account is not None and account.disabled_at is not None:
-        login_session, account = None, None
     now = clock.now()
     scopes = frozenset((request.scope or "").split())
     prompts = frozenset(params.get("prompt", "").split())
-    decision, amr, wanted_acr = assess_acr(provider, uow, params, client, login_session, account)
+    consented_in_flow = bool(flow and flow.state.get("consented"))
+    # Only reads here: the flow's and the session's pending changes are written once, with
+    # the rest of the request's, when it commits.
+    with uow.no_autoflush:
+        account = uow.get(Account, login_session.account_id) if login_session else None
+        if account is not None and account.disabled_at is not None:
+            login_session, account = None, None
+        decision, amr, wanted_acr = assess_acr(
+            provider, uow, params, client, login_session, account
+        )
+        consented_scopes = (
+            consent.consented_scopes(uow, account.id, client.client_id)
+            if account is not None and not client.first_party and not consented_in_flow
+            else frozenset()
+        )
     situation = Situation(
         params=params,
         prompts=prompts,
@@ -244,10 +257,8 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
         started_at=flow.created_at if flow else now,
         now=now,
         scopes=scopes,
-        consented_scopes=(
-            consent.consented_scopes(uow, account.id, client.client_id) if account else frozenset()
-        ),
-        consented_in_flow=bool(flow and flow.state.get("consented")),
+        consented_scopes=consented_scopes,
+        consented_in_flow=consented_in_flow,
         id_token_hint=request.id_token_hint,
         acr=decision,
         step_up_cancelled=bool(flow and flow.state.get("step_up_cancelled")),
@@ -259,9 +270,9 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
             raise prompt.error(
                 check.message(situation), redirect_uri=grant.redirect_uri, state=params.get("state")
             )
-        flow = flow or start_flow(uow, request)
-        location = _interaction_location(prompt.name, check.reason, flow, params, wanted_acr)
-        return Interaction(prompt.name, check.reason, flow.id, location)
+        flow_id = flow.id if flow is not None else start_flow(uow, request)
+        location = _interaction_location(prompt.name, check.reason, flow_id, params, wanted_acr)
+        return Interaction(prompt.name, check.reason, flow_id, location)
     assert login_session is not None and account is not None
     acr = decision.acr if decision is not None else None
     user = Authenticated(account, login_session, login_session.auth_time, acr, amr)
@@ -298,21 +309,30 @@ def assess_acr(
     return decision, assurance.amr(facts), wanted
 
 
-def start_flow(uow: Session, request: ProtocolRequest) -> Flow:
-    """Keep the validated request while the citizen interacts."""
+# Built once: GET /authorize opens a flow for nearly every citizen, and an ORM object
+# added and flushed for it cost more than the insert itself.
+_OPEN_FLOW = Prebuilt(insert(Flow.__table__))
+
+
+def start_flow(uow: Session, request: ProtocolRequest) -> str:
+    """Keep the validated request while the citizen interacts; return the flow's id."""
     now = clock.now()
     params = [[key, value] for key, values in request.payload.datalist.items() for value in values]
-    flow = Flow(
-        id=secrets.token_urlsafe(16),
-        kind=FLOW_KIND,
-        state={"params": params, "consented": False},
-        created_at=now,
-        expires_at=now + FLOW_LIFETIME,
+    flow_id = secrets.token_urlsafe(16)
+    _OPEN_FLOW.execute(
+        uow,
+        {
+            "id": flow_id,
+            "kind": FLOW_KIND,
+            "state": {"params": params, "consented": False},
+            "account_id": None,
+            "return_to": f"/authorize/resume/{flow_id}",
+            "created_at": now,
+            "expires_at": now + FLOW_LIFETIME,
+            "completed_at": None,
+        },
     )
-    flow.return_to = f"/authorize/resume/{flow.id}"
-    uow.add(flow)
-    uow.flush()
-    return flow
+    return flow_id
 
 
 def _locale(params: dict[str, str]) -> str | None:
@@ -324,14 +344,14 @@ def _locale(params: dict[str, str]) -> str | None:
 
 
 def _interaction_location(
-    prompt: str, reason: str, flow: Flow, params: dict[str, str], wanted_acr: str | None
+    prompt: str, reason: str, flow_id: str, params: dict[str, str], wanted_acr: str | None
 ) -> str:
-    resume_path = f"/authorize/resume/{flow.id}"
+    resume_path = f"/authorize/resume/{flow_id}"
     if prompt == "consent":
-        return "/consent?" + urlencode({"flow": flow.id})
+        return "/consent?" + urlencode({"flow": flow_id})
     if prompt == "step_up":
         return "/step-up?" + urlencode({"return_to": resume_path, "acr": wanted_acr or ""})
-    query = {"return_to": resume_path, "flow": flow.id}
+    query = {"return_to": resume_path, "flow": flow_id}
     if params.get("login_hint"):
         query["login_hint"] = params["login_hint"]
     if locale := _locale(params):

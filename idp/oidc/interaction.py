@@ -49,6 +49,8 @@ class Situation:
     started_at: datetime  # when this authorization began
     now: datetime
     scopes: frozenset[str]
+    # What the citizen allowed this client before; read only where it can matter (a
+    # third-party client, no consent given in this authorization), else empty.
     consented_scopes: frozenset[str]
     consented_in_flow: bool
     id_token_hint: dict[str, Any] | None

@@ -10,6 +10,7 @@ Handlers receive it with ``form: Form`` and ``dependencies=FORM``.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qsl
 
 from litestar import Request
@@ -21,14 +22,9 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 MAX_FIELDS = 32
 MAX_VALUE = 4096  # no field of ours needs more; handlers check tighter limits
 _STATE = "idp.form"
-_ALLOWED_CONTROLS = {"\n", "\r", "\t"}
-
-
-def _has_control(value: str) -> bool:
-    return any(
-        (ord(char) < 32 or 0x7F <= ord(char) < 0xA0) and char not in _ALLOWED_CONTROLS
-        for char in value
-    )
+# C0 controls but tab, line feed and carriage return (a textarea's), DEL and C1 controls;
+# one scan in C, not a Python step per character of every field.
+_has_control = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]").search
 
 
 async def read_form(request: Request) -> dict[str, str]:

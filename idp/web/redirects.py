@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 DEFAULT = "/account"
 MAX_LENGTH = 2048
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]").search
 
 
 def safe_return_to(value: str | None, default: str = DEFAULT) -> str:
@@ -18,7 +20,7 @@ def safe_return_to(value: str | None, default: str = DEFAULT) -> str:
         return default
     if value.startswith("//") or "\\" in value:
         return default
-    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+    if _CONTROL(value):
         return default
     parts = urlsplit(value)
     if parts.scheme or parts.netloc:
