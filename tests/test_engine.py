@@ -64,6 +64,25 @@ def _second_writer_waits_for_first(first_db: Database, second_db: Database, name
         first_may_commit.set()
 
 
+def test_page_work_runs_on_the_event_loop_on_sqlite_and_in_a_worker_thread_on_postgresql(db):
+    """SQLite answers in microseconds, a PostgreSQL round trip would hold the loop."""
+
+    async def where() -> tuple[int, int, int]:
+        def count_accounts() -> int:
+            with db.unit_of_work() as session:
+                return session.scalar(text("SELECT count(*) FROM accounts"))
+
+        worker = await db.run_sync(threading.get_ident)
+        return threading.get_ident(), worker, await db.run_sync(count_accounts)
+
+    loop_thread, worker_thread, accounts = on_own_loop(where())
+    assert accounts >= 0
+    if db.dialect == "sqlite":
+        assert worker_thread == loop_thread
+    else:
+        assert worker_thread != loop_thread
+
+
 def test_a_second_sqlite_writer_waits_for_the_first_instead_of_failing(db):
     if db.dialect != "sqlite":
         pytest.skip("SQLite only")

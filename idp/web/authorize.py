@@ -13,7 +13,6 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio.to_thread
 from authlib.oauth2 import OAuth2Error
 from litestar import Request, Response
 from litestar.enums import HttpMethod
@@ -60,11 +59,16 @@ def _ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def _run(request: Request, work: Any, *args: Any) -> Any:
+    """``work(request, *args)`` where the database answers it best (Database.run_sync)."""
+    return request.app.state.services.db.run_sync(partial(work, request, *args))
+
+
 @route("/authorize", http_method=[HttpMethod.GET, HttpMethod.POST], opt=CROSS_SITE)
 async def authorize(request: Request) -> Response:
     """The authorization endpoint (OIDC Core 3.1.2.1), GET or POST."""
     params = await read_params(request)
-    return await anyio.to_thread.run_sync(partial(_authorize, request, params))
+    return await _run(request, _authorize, params)
 
 
 def _authorize(request: Request, params: list[tuple[str, str]]) -> Response:
@@ -76,9 +80,13 @@ def _authorize(request: Request, params: list[tuple[str, str]]) -> Response:
     return _answer(request, outcome)
 
 
-@get("/authorize/resume/{flow_id:str}", sync_to_thread=True)
-def resume(request: Request, flow_id: FromPath[str]) -> Response:
+@get("/authorize/resume/{flow_id:str}")
+async def resume(request: Request, flow_id: FromPath[str]) -> Response:
     """Continue an authorization after login, step-up or consent."""
+    return await _run(request, _resume, flow_id)
+
+
+def _resume(request: Request, flow_id: str) -> Response:
     services = request.app.state.services
     cancelled = request.query_params.get("step_up") == "cancelled"
     with services.db.unit_of_work() as uow:
@@ -89,9 +97,13 @@ def resume(request: Request, flow_id: FromPath[str]) -> Response:
     return _answer(request, outcome)
 
 
-@get("/consent", sync_to_thread=True)
-def consent_page(request: Request) -> Response:
+@get("/consent")
+async def consent_page(request: Request) -> Response:
     """Which app asks for which data: allow or deny."""
+    return await _run(request, _consent_page)
+
+
+def _consent_page(request: Request) -> Response:
     services = request.app.state.services
     flow_id = request.query_params.get("flow", "")
     with services.db.unit_of_work() as uow:
@@ -111,12 +123,16 @@ def consent_page(request: Request) -> Response:
     )
 
 
-@post("/consent", sync_to_thread=True, dependencies=FORM)
-def consent_submit(request: Request, form: Form) -> Response:
+@post("/consent", dependencies=FORM)
+async def consent_submit(request: Request, form: Form) -> Response:
     """The citizen's decision."""
     decision = form.get("decision")
     if decision not in ("allow", "deny"):
         raise PageError(400, "error.400")
+    return await _run(request, _consent_submit, form, decision)
+
+
+def _consent_submit(request: Request, form: Form, decision: str) -> Response:
     services = request.app.state.services
     with services.db.unit_of_work() as uow:
         login = current_session(request, uow)
@@ -133,14 +149,14 @@ def consent_submit(request: Request, form: Form) -> Response:
 async def end_session(request: Request) -> Response:
     """RP-Initiated Logout 1.0: log out with a hint at once, without one after confirmation."""
     params = await read_params(request)
-    return await anyio.to_thread.run_sync(partial(_end_session, request, params, False))
+    return await _run(request, _end_session, params, False)
 
 
 @post("/end-session/confirm", dependencies=FORM)
 async def end_session_confirm(request: Request, form: Form) -> Response:
     """The citizen confirmed a logout that came without id_token_hint."""
     params = [(k, form[k]) for k in END_SESSION_FIELDS if form.get(k)]
-    return await anyio.to_thread.run_sync(partial(_end_session, request, params, True))
+    return await _run(request, _end_session, params, True)
 
 
 def _end_session(request: Request, params: list[tuple[str, str]], confirmed: bool) -> Response:
@@ -172,9 +188,13 @@ def _end_session(request: Request, params: list[tuple[str, str]], confirmed: boo
 # -- the citizen's apps ---------------------------------------------------------------------
 
 
-@get("/account/apps", sync_to_thread=True)
-def apps(request: Request) -> Response:
+@get("/account/apps")
+async def apps(request: Request) -> Response:
     """The apps the citizen allowed data to, with a way to withdraw."""
+    return await _run(request, _apps)
+
+
+def _apps(request: Request) -> Response:
     services = request.app.state.services
     with services.db.unit_of_work() as uow:
         login = current_session(request, uow)
@@ -196,9 +216,13 @@ def apps(request: Request) -> Response:
     return render(request, "apps.html", {"apps": rows, "email": account.email if account else ""})
 
 
-@post("/account/apps/withdraw", sync_to_thread=True, dependencies=FORM)
-def withdraw(request: Request, form: Form) -> Response:
+@post("/account/apps/withdraw", dependencies=FORM)
+async def withdraw(request: Request, form: Form) -> Response:
     """Withdraw consent from one app; its tokens stop working."""
+    return await _run(request, _withdraw, form)
+
+
+def _withdraw(request: Request, form: Form) -> Response:
     services = request.app.state.services
     with services.db.unit_of_work() as uow:
         login = current_session(request, uow)
