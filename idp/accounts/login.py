@@ -5,13 +5,18 @@ as a wrong password for a known one and gives the same message. Every
 success, failure and lockout is an audit event. A hash made with older
 argon2 parameters is replaced at the next successful login.
 
-Every login runs this, around one argon2id verify, so it reads and writes with
+A login is three steps: :func:`begin` reads (a unit of work), :func:`check_password`
+hashes (awaited, in the hasher's threads, no transaction open meanwhile) and
+:func:`conclude` writes (a second unit of work). Every login runs this, around one
+argon2id verify, so it reads and writes with
 Core statements (the columns it needs, no ORM objects): the unit of work's
 loading and flushing cost more than the statements, and the code after the
 verify runs with caches the hash has just swept through.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.orm import Session
@@ -51,13 +56,27 @@ _FIND = Prebuilt(
 _LOGGED_IN = Prebuilt(update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account")))
 
 
-def authenticate(
-    session: Session, settings: Settings, *, email: str, password: str, ip: str | None
-) -> int:
-    """The id of the account whose email and password these are; raise LoginFailed or
-    LoginBlocked.
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What a login attempt found before its password is checked.
 
-    Failures are recorded in ``session``: the caller commits even when this raises.
+    ``password_hash`` is None for an unknown email or a disabled account: the check
+    then runs against the dummy hash and fails. ``counted`` are the throttling
+    counters that existed when the attempt began.
+    """
+
+    email_key: str
+    ip_key: str | None
+    account_id: int | None
+    password_hash: str | None
+    counted: frozenset[str]
+
+
+def begin(session: Session, *, email: str, ip: str | None) -> Attempt:
+    """Find the account and its throttling counters; raise LoginBlocked while it must wait.
+
+    The blocked attempt is recorded in ``session``: the caller commits even when this
+    raises. The password check comes next, outside any transaction (:func:`conclude`).
     """
     try:
         login_id = normalise_email(email)
@@ -66,9 +85,7 @@ def authenticate(
     email_key = throttle.email_key(login_id)
     ip_key = throttle.ip_key(ip)
     (found,) = _FIND.execute(session, {"email": login_id, "email_key": email_key, "ip_key": ip_key})
-    account = found if found.id is not None else None
-    account_id = account.id if account else None
-
+    account_id = found.id
     wait, counted = throttle.summarise(
         [
             (found.email_key, found.email_blocked_until),
@@ -78,16 +95,38 @@ def authenticate(
     if wait:
         record(session, "login.blocked", account_id=account_id, ip=ip, data={"wait": wait})
         raise LoginBlocked("login.blocked", seconds=wait)
+    usable = account_id is not None and found.disabled_at is None
+    return Attempt(email_key, ip_key, account_id, found.password_hash if usable else None, counted)
 
-    usable = account is not None and account.disabled_at is None
-    hasher = passwords_for(settings)
-    if not hasher.verify(account.password_hash if usable else None, password):
+
+def conclude(
+    session: Session,
+    settings: Settings,
+    attempt: Attempt,
+    *,
+    matched: bool,
+    new_hash: str | None = None,
+    ip: str | None,
+) -> int:
+    """Record the outcome of the password check; the account's id, or raise LoginFailed or
+    LoginBlocked (a lockout).
+
+    ``matched``: the password matched ``attempt.password_hash``; ``new_hash``: the same
+    password hashed with the current parameters, where its stored hash is stale.
+    Failures are recorded in ``session``: the caller commits even when this raises.
+    """
+    account_id = attempt.account_id
+    if not matched:
         failure = throttle.record_failure(
-            session, email_key, settings, free=settings.login_free_attempts, lockout=True
+            session, attempt.email_key, settings, free=settings.login_free_attempts, lockout=True
         )
-        if ip_key:
+        if attempt.ip_key:
             throttle.record_failure(
-                session, ip_key, settings, free=settings.login_ip_free_attempts, lockout=False
+                session,
+                attempt.ip_key,
+                settings,
+                free=settings.login_ip_free_attempts,
+                lockout=False,
             )
         record(
             session,
@@ -95,7 +134,7 @@ def authenticate(
             account_id=account_id,
             ip=ip,
             data={
-                "reason": "password" if account else "unknown_email",
+                "reason": "password" if account_id is not None else "unknown_email",
                 "failures": failure.failures,
             },
         )
@@ -110,14 +149,27 @@ def authenticate(
             raise LoginBlocked("login.locked", seconds=settings.login_lockout_minutes * 60)
         raise LoginFailed("login.failed")
 
-    assert account is not None and account.password_hash is not None
+    assert account_id is not None  # a match needs the account's own hash
     changes: dict[str, object] = {"last_login_at": clock.now()}
-    if hasher.needs_rehash(account.password_hash):
-        changes["password_hash"] = hasher.hash(password)
-    if email_key in counted:
+    if new_hash is not None:
+        changes["password_hash"] = new_hash
+    if attempt.email_key in attempt.counted:
         # Only a counter that existed when the attempt began is cleared: one a concurrent
         # wrong guess created meanwhile stays (and a login with none writes nothing here).
-        throttle.clear(session, email_key)
-    _LOGGED_IN.execute(session, {"account": account.id, **changes})
-    record(session, "login.success", account_id=account.id, ip=ip, data={"amr": ["pwd"]})
-    return account.id
+        throttle.clear(session, attempt.email_key)
+    _LOGGED_IN.execute(session, {"account": account_id, **changes})
+    record(session, "login.success", account_id=account_id, ip=ip, data={"amr": ["pwd"]})
+    return account_id
+
+
+async def check_password(
+    settings: Settings, attempt: Attempt, password: str
+) -> tuple[bool, str | None]:
+    """The password check between :func:`begin` and :func:`conclude`, awaited: (whether it
+    matched, a new hash where the stored one has stale parameters). The hashing runs in
+    the hasher's own threads; the event loop serves other requests meanwhile."""
+    hasher = passwords_for(settings)
+    matched = await hasher.verify_awaited(attempt.password_hash, password)
+    if matched and attempt.password_hash is not None and hasher.needs_rehash(attempt.password_hash):
+        return True, await hasher.hash_awaited(password)
+    return matched, None

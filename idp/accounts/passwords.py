@@ -10,6 +10,7 @@ too, sending only the first five hex digits of the password's SHA-1.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import hashlib
 import logging
@@ -117,6 +118,18 @@ class Passwords:
     def verify(self, password_hash: str | None, password: str) -> bool:
         """True if ``password`` matches; with no hash, spend the same time and say no."""
         return self._threads.submit(self._verify, password_hash, normalise(password)).result()
+
+    async def hash_awaited(self, password: str) -> str:
+        """:meth:`hash`, awaited: the event loop serves others while a hashing thread works."""
+        return await asyncio.wrap_future(
+            self._threads.submit(self.hasher.hash, normalise(password))
+        )
+
+    async def verify_awaited(self, password_hash: str | None, password: str) -> bool:
+        """:meth:`verify`, awaited: the event loop serves others while a hashing thread works."""
+        return await asyncio.wrap_future(
+            self._threads.submit(self._verify, password_hash, normalise(password))
+        )
 
     def _verify(self, password_hash: str | None, password: str) -> bool:
         try:

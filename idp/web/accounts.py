@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -18,6 +19,7 @@ from litestar import Request, Response
 from litestar.params import FromQuery
 from litestar.response import Redirect
 
+from idp.accounts import login
 from idp.accounts.errors import (
     AccountError,
     FormInvalid,
@@ -27,7 +29,6 @@ from idp.accounts.errors import (
     ResetInvalid,
     VerificationFailed,
 )
-from idp.accounts.login import authenticate
 from idp.accounts.recovery import open_reset, request_reset, reset_password
 from idp.accounts.registration import open_flow, register, resend, start_verification, verify
 from idp.accounts.sessions import end_session, open_session
@@ -314,20 +315,48 @@ def login_page(
     return _login_page(request, safe_return_to(return_to), (login_hint or "")[:MAX_EMAIL], {})
 
 
-@post("/login", dependencies=FORM, sync_to_thread=True)
-def login_submit(request: Request, form: Form) -> Response:
-    """Check email and password; on success a new session and off to ``return_to``."""
+@post("/login", dependencies=FORM)
+async def login_submit(request: Request, form: Form) -> Response:
+    """Check email and password; on success a new session and off to ``return_to``.
+
+    Three steps (idp.accounts.login): find the account, check the password (awaited,
+    no transaction open while the hash runs), record the outcome and open the session.
+    """
     services = _services(request)
     return_to = safe_return_to(form.get("return_to"))
     email = form.get("email", "")[:MAX_EMAIL]
+    found = await services.db.run_sync(partial(_begin_login, request, email))
+    if isinstance(found, LoginBlocked):
+        return _login_page(request, return_to, email, {"": _message(request, found)}, 429)
+    matched, new_hash = await login.check_password(
+        services.settings, found, form.get("password", "")
+    )
+    return await services.db.run_sync(
+        partial(_conclude_login, request, found, matched, new_hash, return_to, email)
+    )
+
+
+def _begin_login(request: Request, email: str) -> login.Attempt | LoginBlocked:
+    with _services(request).db.unit_of_work() as uow:
+        try:
+            return login.begin(uow, email=email, ip=_ip(request))
+        except LoginBlocked as exc:
+            return exc  # its audit event is committed
+
+
+def _conclude_login(
+    request: Request,
+    attempt: login.Attempt,
+    matched: bool,
+    new_hash: str | None,
+    return_to: str,
+    email: str,
+) -> Response:
+    services = _services(request)
     with services.db.unit_of_work() as uow:
         try:
-            account_id = authenticate(
-                uow,
-                services.settings,
-                email=email,
-                password=form.get("password", ""),
-                ip=_ip(request),
+            account_id = login.conclude(
+                uow, services.settings, attempt, matched=matched, new_hash=new_hash, ip=_ip(request)
             )
         except LoginBlocked as exc:
             return _login_page(request, return_to, email, {"": _message(request, exc)}, 429)

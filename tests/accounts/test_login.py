@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from idp.app import create_app
 from idp.audit import events as audit
 from idp.db.models import Account, AuditEvent, AuditHead, LoginSession, LoginThrottle
 from tests.accounts.conftest import STRONG, csrf_token, login, register, submit
+from tests.conftest import on_own_loop
 
 
 def _create(db, settings, address="paula@example.de", password=STRONG, verified=True):
@@ -124,9 +126,29 @@ def test_hashing_stays_in_the_hashers_own_threads_whoever_asks():
     real, passwords.hasher = passwords.hasher, Spy()
     with ThreadPoolExecutor(8) as requests:
         results = list(requests.map(lambda _: passwords.verify(hashed, STRONG), range(32)))
-    assert all(results)
+
+    async def awaited() -> list[bool]:  # as the login page asks, from the event loop
+        return list(
+            await asyncio.gather(*(passwords.verify_awaited(hashed, STRONG) for _ in range(8)))
+        )
+
+    results += on_own_loop(awaited())
+    assert len(results) == 40 and all(results)
     assert 1 <= len(hashing_threads) <= 2
     assert all(name.startswith("argon2id") for name in hashing_threads)
+
+
+def test_a_disabled_account_cannot_log_in_with_its_own_password(app_client, account_settings, db):
+    account_id = _create(db, account_settings)
+    with db.unit_of_work() as session:
+        session.get(Account, account_id).disabled_at = clock.now()
+    refused = login(app_client, "paula@example.de")
+    unknown = login(app_client, "niemand@example.de")
+    assert refused.status_code == unknown.status_code == 400
+    assert refused.text.replace("paula", "X") == unknown.text.replace("niemand", "X")
+    assert "idp_session" not in app_client.cookies
+    (failure,) = [e for e in _events(db, "login.failure") if e.account_id == account_id]
+    assert failure.data["reason"] == "password"
 
 
 def test_a_hash_with_old_parameters_is_replaced_at_login(app_client, account_settings, db):
