@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import msgspec
@@ -37,6 +37,9 @@ from sqlalchemy.orm import Session
 
 from idp.db.models import Grant, LoginSession
 from idp.db.refresh_rotation import PendingRotation
+
+if TYPE_CHECKING:
+    from idp.oidc.tokens import StartedGrant
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
@@ -114,7 +117,7 @@ class ProtocolRequest(OAuth2Request):
         # The browser's SSO session, where the endpoint acts on it (authorize, end-session).
         self.login_session = login_session
         self.session_ended = False
-        self.grant: Grant | None = None
+        self.grant: Grant | StartedGrant | None = None
         # Whether round trips may pause the flow (Awaiting), and the results of those that
         # did: a refresh grant's rotation, an introspected access token's liveness.
         self.awaits = False

@@ -73,7 +73,7 @@ class TokenService:
         sub: str,
         scope: str,
         *,
-        grant: Grant | Rotated | None = None,
+        grant: Grant | Rotated | StartedGrant | None = None,
     ) -> tuple[str, int]:
         """A signed RFC 9068 access token and its lifetime in seconds."""
         now = timestamp(clock.now())
@@ -201,27 +201,54 @@ class GrantContext:
     claims: dict[str, Any] | None
 
 
+@dataclass(frozen=True, slots=True)
+class StartedGrant:
+    """A grant just recorded: what its first tokens need (the token response's claims,
+    the refresh token's family and expiry, the code's link to it)."""
+
+    id: str
+    auth_time: datetime
+    acr: str | None
+    amr: list[str]
+    expires_at: datetime
+
+
+# Built once: every code exchange records a grant, and an ORM object added and flushed
+# for it cost more than the insert.
+_START_GRANT = Prebuilt(insert(Grant.__table__))
+
+
 def start_grant(
     session: Session, settings: Settings, client_id: str, scope: str, context: GrantContext
-) -> Grant:
+) -> StartedGrant:
     """Record a new grant (token family) for a redeemed code."""
     now = clock.now()
-    grant = Grant(
+    grant = StartedGrant(
         id=new_id(),
-        client_id=client_id,
-        account_id=context.account_id,
-        login_session_id=context.login_session_id,
-        sid=context.sid,
-        scope=scope,
-        claims=context.claims,
         auth_time=context.auth_time,
         acr=context.acr,
         amr=context.amr,
-        created_at=now,
         expires_at=now + timedelta(days=settings.refresh_token_days),
     )
-    session.add(grant)
-    session.flush()
+    _START_GRANT.execute(
+        session,
+        {
+            "id": grant.id,
+            "client_id": client_id,
+            "account_id": context.account_id,
+            "login_session_id": context.login_session_id,
+            "sid": context.sid,
+            "scope": scope,
+            "claims": context.claims,
+            "auth_time": grant.auth_time,
+            "acr": grant.acr,
+            "amr": grant.amr,
+            "created_at": now,
+            "expires_at": grant.expires_at,
+            "revoked_at": None,
+            "revoke_reason": None,
+        },
+    )
     return grant
 
 
@@ -236,7 +263,7 @@ def new_refresh_token() -> tuple[str, bytes]:
     return token, digest(token)
 
 
-def issue_refresh_token(session: Session, grant: Grant) -> str:
+def issue_refresh_token(session: Session, grant: StartedGrant) -> str:
     """A new refresh token in ``grant``'s family; valid until the grant expires."""
     token, token_digest = new_refresh_token()
     session.connection().execute(
