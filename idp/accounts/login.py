@@ -27,7 +27,7 @@ from idp.accounts.emails import normalise_email
 from idp.accounts.errors import InvalidEmail, LoginBlocked, LoginFailed
 from idp.accounts.passwords import passwords_for
 from idp.audit.events import record
-from idp.db.engine import Prebuilt
+from idp.db.engine import Database, Prebuilt, read_row
 from idp.db.models import Account, LoginThrottle
 from idp.settings import Settings
 
@@ -72,11 +72,12 @@ class Attempt:
     counted: frozenset[str]
 
 
-def begin(session: Session, *, email: str, ip: str | None) -> Attempt:
-    """Find the account and its throttling counters; raise LoginBlocked while it must wait.
+def begin(database: Database, *, email: str, ip: str | None) -> Attempt:
+    """Find the account and its throttling counters; raise LoginBlocked while it must wait
+    (recorded in a unit of work of its own).
 
-    The blocked attempt is recorded in ``session``: the caller commits even when this
-    raises. The password check comes next, outside any transaction (:func:`conclude`).
+    One read outside any transaction: a login is refused or checked on what is committed
+    now, and the password check comes next, with no transaction open (:func:`conclude`).
     """
     try:
         login_id = normalise_email(email)
@@ -84,19 +85,18 @@ def begin(session: Session, *, email: str, ip: str | None) -> Attempt:
         login_id = email.strip().lower()[:320]
     email_key = throttle.email_key(login_id)
     ip_key = throttle.ip_key(ip)
-    (found,) = _FIND.execute(session, {"email": login_id, "email_key": email_key, "ip_key": ip_key})
-    account_id = found.id
-    wait, counted = throttle.summarise(
-        [
-            (found.email_key, found.email_blocked_until),
-            (found.ip_key, found.ip_blocked_until),
-        ]
+    found = read_row(
+        database.engine, _FIND, {"email": login_id, "email_key": email_key, "ip_key": ip_key}
     )
+    assert found is not None  # the outer joins always give one row
+    account_id, password_hash, disabled_at, email_counter, email_until, ip_counter, ip_until = found
+    wait, counted = throttle.summarise([(email_counter, email_until), (ip_counter, ip_until)])
     if wait:
-        record(session, "login.blocked", account_id=account_id, ip=ip, data={"wait": wait})
+        with database.unit_of_work() as session:
+            record(session, "login.blocked", account_id=account_id, ip=ip, data={"wait": wait})
         raise LoginBlocked("login.blocked", seconds=wait)
-    usable = account_id is not None and found.disabled_at is None
-    return Attempt(email_key, ip_key, account_id, found.password_hash if usable else None, counted)
+    usable = account_id is not None and disabled_at is None
+    return Attempt(email_key, ip_key, account_id, password_hash if usable else None, counted)
 
 
 def conclude(

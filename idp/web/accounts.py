@@ -325,23 +325,18 @@ async def login_submit(request: Request, form: Form) -> Response:
     services = _services(request)
     return_to = safe_return_to(form.get("return_to"))
     email = form.get("email", "")[:MAX_EMAIL]
-    found = await services.db.run_sync(partial(_begin_login, request, email))
-    if isinstance(found, LoginBlocked):
-        return _login_page(request, return_to, email, {"": _message(request, found)}, 429)
+    try:
+        found = await services.db.run_sync(
+            partial(login.begin, services.db, email=email, ip=_ip(request))
+        )
+    except LoginBlocked as exc:
+        return _login_page(request, return_to, email, {"": _message(request, exc)}, 429)
     matched, new_hash = await login.check_password(
         services.settings, found, form.get("password", "")
     )
     return await services.db.run_sync(
         partial(_conclude_login, request, found, matched, new_hash, return_to, email)
     )
-
-
-def _begin_login(request: Request, email: str) -> login.Attempt | LoginBlocked:
-    with _services(request).db.unit_of_work() as uow:
-        try:
-            return login.begin(uow, email=email, ip=_ip(request))
-        except LoginBlocked as exc:
-            return exc  # its audit event is committed
 
 
 def _conclude_login(
