@@ -17,6 +17,7 @@ verify runs with caches the hash has just swept through.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.orm import Session
@@ -27,7 +28,7 @@ from idp.accounts.emails import normalise_email
 from idp.accounts.errors import InvalidEmail, LoginBlocked, LoginFailed
 from idp.accounts.passwords import passwords_for
 from idp.audit.events import record
-from idp.db.engine import Database, Prebuilt, read_row
+from idp.db.engine import Database, Prebuilt, read_row_awaited
 from idp.db.models import Account, LoginThrottle
 from idp.settings import Settings
 
@@ -72,12 +73,13 @@ class Attempt:
     counted: frozenset[str]
 
 
-def begin(database: Database, *, email: str, ip: str | None) -> Attempt:
+async def begin(database: Database, *, email: str, ip: str | None) -> Attempt:
     """Find the account and its throttling counters; raise LoginBlocked while it must wait
     (recorded in a unit of work of its own).
 
-    One read outside any transaction: a login is refused or checked on what is committed
-    now, and the password check comes next, with no transaction open (:func:`conclude`).
+    One read outside any transaction, awaited on PostgreSQL and at once on SQLite
+    (read_row_awaited): a login is refused or checked on what is committed now, and the
+    password check comes next, with no transaction open (:func:`conclude`).
     """
     try:
         login_id = normalise_email(email)
@@ -85,18 +87,22 @@ def begin(database: Database, *, email: str, ip: str | None) -> Attempt:
         login_id = email.strip().lower()[:320]
     email_key = throttle.email_key(login_id)
     ip_key = throttle.ip_key(ip)
-    found = read_row(
-        database.engine, _FIND, {"email": login_id, "email_key": email_key, "ip_key": ip_key}
+    found = await read_row_awaited(
+        database, _FIND, {"email": login_id, "email_key": email_key, "ip_key": ip_key}
     )
     assert found is not None  # the outer joins always give one row
     account_id, password_hash, disabled_at, email_counter, email_until, ip_counter, ip_until = found
     wait, counted = throttle.summarise([(email_counter, email_until), (ip_counter, ip_until)])
     if wait:
-        with database.unit_of_work() as session:
-            record(session, "login.blocked", account_id=account_id, ip=ip, data={"wait": wait})
+        await database.run_sync(partial(_record_blocked, database, account_id, ip, wait))
         raise LoginBlocked("login.blocked", seconds=wait)
     usable = account_id is not None and disabled_at is None
     return Attempt(email_key, ip_key, account_id, password_hash if usable else None, counted)
+
+
+def _record_blocked(database: Database, account_id: int | None, ip: str | None, wait: int) -> None:
+    with database.unit_of_work() as session:
+        record(session, "login.blocked", account_id=account_id, ip=ip, data={"wait": wait})
 
 
 def conclude(

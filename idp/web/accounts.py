@@ -326,9 +326,7 @@ async def login_submit(request: Request, form: Form) -> Response:
     return_to = safe_return_to(form.get("return_to"))
     email = form.get("email", "")[:MAX_EMAIL]
     try:
-        found = await services.db.run_sync(
-            partial(login.begin, services.db, email=email, ip=_ip(request))
-        )
+        found = await login.begin(services.db, email=email, ip=_ip(request))
     except LoginBlocked as exc:
         return _login_page(request, return_to, email, {"": _message(request, exc)}, 429)
     matched, new_hash = await login.check_password(
