@@ -65,6 +65,21 @@ def server(live_mail_server: LiveServer) -> LiveServer:  # noqa: F811 - the impo
     return live_mail_server
 
 
+def arrive(page, url: str) -> None:
+    """Wait until the browser is at ``url`` (a glob); if it never gets there, fail saying
+    where it is instead and what that page says."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_url(url)
+    except PlaywrightTimeout:
+        try:
+            text = " ".join(page.inner_text("body", timeout=2000).split())[:600]
+        except PlaywrightTimeout:
+            text = "(no body)"
+        raise AssertionError(f"expected {url}, the browser is at {page.url}: {text}") from None
+
+
 def check_accessibility(page) -> None:
     """Run axe-core (WCAG 2.0/2.1 A and AA) on the page; fail on any violation."""
     page.evaluate(AXE.read_text())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.accounts.conftest import link
-from tests.browser.conftest import check_accessibility
+from tests.browser.conftest import arrive, check_accessibility
 
 pytestmark = pytest.mark.browser
 
@@ -44,7 +44,7 @@ def test_register_verify_logout_login_and_reset(page, server, mailbox):
     page.fill("#password", PASSWORD)
     page.check("#privacy_consent")
     page.click("button[type=submit]")
-    page.wait_for_url("**/verify-email?flow=*")
+    arrive(page, "**/verify-email?flow=*")
     assert EMAIL in page.content()
     _look(page, "03-verify-email")
 
@@ -56,7 +56,7 @@ def test_register_verify_logout_login_and_reset(page, server, mailbox):
     _look(page, "05-verified")
 
     page.click("a.button")
-    page.wait_for_url("**/account")
+    arrive(page, "**/account")
     assert EMAIL in page.content()
     _look(page, "06-account")
 
@@ -73,7 +73,7 @@ def test_register_verify_logout_login_and_reset(page, server, mailbox):
     _look(page, "09-login-error")
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url("**/account")
+    arrive(page, "**/account")
 
     page.context.clear_cookies()
     page.goto(f"{base}/login")
@@ -95,7 +95,7 @@ def test_register_verify_logout_login_and_reset(page, server, mailbox):
     page.click("a.button")
     page.fill("#password", NEW_PASSWORD)
     page.click("button[type=submit]")
-    page.wait_for_url("**/account")
+    arrive(page, "**/account")
     assert EMAIL in page.content()
 
 

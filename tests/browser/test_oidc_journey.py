@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from idp.oidc.demo import EMAIL, PASSWORD, ensure_demo
-from tests.browser.conftest import check_accessibility
+from tests.browser.conftest import arrive, check_accessibility
 
 pytestmark = pytest.mark.browser
 
@@ -25,23 +25,23 @@ def test_sign_in_to_a_portal_app_with_consent_and_log_out(page, server, db):
     check_accessibility(page)
     page.click("a[href='/demo/login']")
 
-    page.wait_for_url("**/login?*")
+    arrive(page, "**/login?*")
     check_accessibility(page)
     page.fill("#email", EMAIL)
     page.fill("#password", PASSWORD)
     page.click("button[type=submit]")
 
-    page.wait_for_url("**/consent?flow=*")
+    arrive(page, "**/consent?flow=*")
     check_accessibility(page)
     assert "Demo-Portal" in page.content()
     page.click("button[value=allow]")
 
-    page.wait_for_url(f"{base}/demo")
+    arrive(page, f"{base}/demo")
     content = page.content()
     assert EMAIL in content and "at_hash" in content and "nonce" in content
 
     page.click("a[href='/demo/logout']")
-    page.wait_for_url(f"{base}/demo")
+    arrive(page, f"{base}/demo")
     assert "/demo/login" in page.content()
     page.goto(f"{base}/account")
     assert "/login" in page.url, "the single sign-on session ended too"

@@ -25,7 +25,7 @@ from idp.accounts import proofing
 from idp.db.models import Account, SecondFactor
 from tests.accounts.conftest import FAST_HASH
 from tests.assurance import factories
-from tests.browser.conftest import check_accessibility
+from tests.browser.conftest import arrive, check_accessibility
 from tests.conftest import LiveServer, free_port, make_settings
 from tests.oidc import factories as oidc_factories
 from tests.oidc.test_negative import authorize_url
@@ -64,18 +64,18 @@ def test_a_passkey_is_enrolled_and_then_steps_a_login_up_to_high(page, localhost
     page.fill("#email", person.email)
     page.fill("#password", person.password)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/account")
+    arrive(page, f"{base}/account")
     check_accessibility(page)
     page.click("a[href='/account/security']")
-    page.wait_for_url(f"{base}/account/security")
+    arrive(page, f"{base}/account/security")
     check_accessibility(page)
 
     page.click("a[href='/account/security/passkey']")
-    page.wait_for_url(f"{base}/account/security/passkey")
+    arrive(page, f"{base}/account/security/passkey")
     check_accessibility(page)
     page.fill("#label", "Laptop")
     page.click("form[data-webauthn] button[type=submit]")
-    page.wait_for_url(f"{base}/account/security?done=passkey")
+    arrive(page, f"{base}/account/security?done=passkey")
     check_accessibility(page)
     assert "Laptop" in page.content()
     credentials = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})
@@ -99,14 +99,14 @@ def test_a_passkey_is_enrolled_and_then_steps_a_login_up_to_high(page, localhost
 
     page.route("https://rp.example.de/**", portal_app)
     page.goto(authorize_url(server, info, acr_values=assurance.HIGH, scope="openid email"))
-    page.wait_for_url(f"{base}/step-up?*")
+    arrive(page, f"{base}/step-up?*")
     check_accessibility(page)
     assert page.locator("input[name=method][value=totp]").count() == 0
     page.click("form[data-webauthn=get] button[type=submit]")
-    page.wait_for_url(f"{base}/consent?*")
+    arrive(page, f"{base}/consent?*")
     check_accessibility(page)
     page.click("button[value=allow]")
-    page.wait_for_url("https://rp.example.de/**")
+    arrive(page, "https://rp.example.de/**")
 
     code = parse_qs(urlsplit(callbacks[-1]).query)["code"][0]
     tokens = httpx.post(
