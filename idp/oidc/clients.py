@@ -170,7 +170,10 @@ class ClientRegistry(versions.VersionedCache):
         if not client_id:
             return None
         client = self._clients.get(client_id)
-        if client is None and len(client_id) <= 64 and self.refresh_if_changed():
+        if client is None and len(client_id) <= 64:
+            # Look again even when this refresh found nothing new: another thread (the
+            # periodic refresh) may have reloaded between the miss and the version check.
+            self.refresh_if_changed()
             client = self._clients.get(client_id)
         return client
 
