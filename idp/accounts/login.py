@@ -5,13 +5,13 @@ as a wrong password for a known one and gives the same message. Every
 success, failure and lockout is an audit event. A hash made with older
 argon2 parameters is replaced at the next successful login.
 
-A login is three steps: :func:`begin` reads (a unit of work), :func:`check_password`
-hashes (awaited, in the hasher's threads, no transaction open meanwhile) and
-:func:`conclude` writes (a second unit of work). Every login runs this, around one
-argon2id verify, so it reads and writes with
-Core statements (the columns it needs, no ORM objects): the unit of work's
-loading and flushing cost more than the statements, and the code after the
-verify runs with caches the hash has just swept through.
+A login is three steps: :func:`begin` reads (one statement, outside any
+transaction), :func:`check_password` hashes (awaited, in the hasher's threads, no
+transaction open meanwhile) and :func:`conclude` writes (one unit of work). Every
+login runs this, around one argon2id verify, so it reads and writes with Core
+statements (the columns it needs, no ORM objects): the unit of work's loading and
+flushing cost more than the statements, and the code after the verify runs with
+caches the hash has just swept through.
 """
 
 from __future__ import annotations
