@@ -240,8 +240,14 @@ def test_concurrent_logins_keep_the_audit_trail_one_chain(account_settings, db):
     for n in range(4):
         _create(db, account_settings, f"person{n}@example.de")
 
+    # The apps are built here, not in the threads: litestar's App looks for its optional
+    # pydantic plugin with an import that fails when pydantic is absent, and four threads
+    # importing the same missing module at once can see it half made (an ImportError that
+    # is not the MissingDependencyException litestar expects). CI hit that once.
+    apps = [create_app(account_settings) for _ in range(4)]
+
     def attempts(n: int) -> None:
-        with TestClient(create_app(account_settings), base_url=account_settings.issuer) as client:
+        with TestClient(apps[n], base_url=account_settings.issuer) as client:
             for attempt in range(3):
                 password = STRONG if attempt != 1 else "falsch falsch"
                 login(client, f"person{n}@example.de", password)
