@@ -289,6 +289,11 @@ def verify_resend(request: Request, form: Form) -> Response:
 # -- login and logout --------------------------------------------------------------------
 
 
+# The login page's values that are only text in it: the blank page is rendered once
+# per language and reused (idp.web.rendering). One with an email or errors is rendered.
+_LOGIN_SLOTS = ("return_to", "register_url")
+
+
 def _login_page(
     request: Request, return_to: str, email: str, errors: dict[str, str], status: int = 200
 ) -> Response:
@@ -302,6 +307,7 @@ def _login_page(
             "register_url": "/register?" + urlencode({"return_to": return_to}),
         },
         status=status,
+        slots=None if email or errors else _LOGIN_SLOTS,
     )
 
 

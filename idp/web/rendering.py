@@ -4,11 +4,23 @@ Templates live in ``idp/web/templates`` and extend ``base.html``. Every page
 gets the translator ``t``, its language, the language switch link, this
 browser's CSRF token and the URL of the stylesheet. Templates never query the
 database: handlers pass what a page shows.
+
+A page every visitor sees alike but for a few values (the login page: its CSRF token,
+where to go next, the language link) can be rendered once and reused:
+``render(..., slots=(...))`` names the context values that only ever appear as
+plain text in the page. The page is rendered with an unguessable marker for each of
+them, cut at the markers and kept (:class:`_Reusable`); each request joins the pieces
+with its own values, escaped as jinja escapes them. The other values choose which
+page is kept. tests/web/test_rendering.py holds every reused page to what a full
+render gives.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +28,7 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar import Request, Response
+from markupsafe import escape
 
 from idp.web import csrf, i18n
 from idp.web.cookies import set_cookie
@@ -72,6 +85,81 @@ def _switch_url(request: Request, target: str) -> str:
     return f"{request.scope.get('path', '/')}?{urlencode(params)}"
 
 
+@cache
+def _translator(lang: str) -> Any:
+    def t(key: str, **params: Any) -> str:
+        return i18n.translate(lang, key, **params)
+
+    return t
+
+
+def _render_page(template: str, lang: str, path: str, context: dict[str, Any]) -> str:
+    other = "en" if lang == "de" else "de"
+    values = {
+        "t": _translator(lang),
+        "lang": lang,
+        "other_lang": other,
+        "csrf_field": csrf.FIELD,
+        "path": path,
+        **context,
+    }
+    return environment().get_template(template).render(values)
+
+
+# The values every page has that differ from browser to browser, or with the query.
+_PAGE_SLOTS = ("csrf_token", "switch_url")
+# Marks a slot in a page rendered for reuse: letters and digits (escaping leaves them as
+# they are), new in every process (no visitor's value can contain one).
+_MARK = "slot" + secrets.token_hex(12)
+_MARKED = re.compile(_MARK + r"(\d+)x")
+# Pages kept per process: each a few kilobytes. The values that choose one (the email a
+# login_hint fills in, say) come from visitors; an unusual one costs a render, as before.
+REUSED_PAGES = 256
+
+
+class _Reusable:
+    """A page cut at its slots: literal text, then slot numbers and text in turn."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, html: str) -> None:
+        pieces = _MARKED.split(html)
+        self.parts = tuple(piece if n % 2 == 0 else int(piece) for n, piece in enumerate(pieces))
+
+    def fill(self, values: tuple[str, ...]) -> str:
+        escaped = [str(escape(value)) for value in values]
+        return "".join(part if isinstance(part, str) else escaped[part] for part in self.parts)
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a context value (plain data only)."""
+    if isinstance(value, dict):
+        return tuple((key, _frozen(item)) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return tuple(_frozen(item) for item in value)
+    hash(value)  # anything else must be hashable itself: a TypeError says which is not
+    return value
+
+
+_pages: dict[tuple[Any, ...], _Reusable] = {}
+
+
+def _reusable(
+    template: str, lang: str, path: str, context: dict[str, Any], slots: tuple[str, ...]
+) -> _Reusable:
+    """The page for these values, rendered with markers in its slots the first time."""
+    fixed = {name: value for name, value in context.items() if name not in slots}
+    key = (template, lang, path, slots, _frozen(fixed))
+    page = _pages.get(key)
+    if page is None:
+        marked = {name: f"{_MARK}{n}x" for n, name in enumerate(slots)}
+        page = _Reusable(_render_page(template, lang, path, {**fixed, **marked}))
+        if len(_pages) >= REUSED_PAGES:
+            _pages.clear()  # simpler than least-recently-used, and as rare
+        _pages[key] = page
+    return page
+
+
 def render(
     request: Request,
     template: str,
@@ -79,25 +167,28 @@ def render(
     *,
     status: int = 200,
     headers: dict[str, str] | None = None,
+    slots: Iterable[str] | None = None,
 ) -> Response:
-    """Render ``template`` for this request as an HTML response."""
+    """Render ``template`` for this request as an HTML response.
+
+    ``slots``: the context values that appear in the page only as text (escaped, never
+    tested or filtered by the template); with them the page is rendered once per set
+    of the other values and reused (see the module's docstring).
+    """
     lang = language(request)
     other = "en" if lang == "de" else "de"
-
-    def t(key: str, **params: Any) -> str:
-        return i18n.translate(lang, key, **params)
-
-    values = {
-        "t": t,
-        "lang": lang,
-        "other_lang": other,
-        "switch_url": _switch_url(request, other),
-        "csrf_field": csrf.FIELD,
+    path = request.scope.get("path", "/")
+    per_request = {
         "csrf_token": csrf.form_token(request),
-        "path": request.scope.get("path", "/"),
+        "switch_url": _switch_url(request, other),
     }
-    values.update(context or {})
-    html = environment().get_template(template).render(values)
+    values = {**per_request, **(context or {})}
+    if slots is None:
+        html = _render_page(template, lang, path, values)
+    else:
+        names = (*_PAGE_SLOTS, *slots)
+        page = _reusable(template, lang, path, values, names)
+        html = page.fill(tuple(values[name] for name in names))
     response = Response(html, status_code=status, media_type="text/html", headers=headers)
     new_cookie = csrf.cookie_to_set(request)
     if new_cookie is not None:
