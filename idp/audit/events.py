@@ -8,8 +8,11 @@ Appending is Core statements, not ORM objects: an event is written on every
 login, and the unit of work's flush machinery cost more than the statements
 themselves. On PostgreSQL one statement locks the head, inserts the event with
 the hash computed by the database and moves the head (one round trip, not
-three). Elsewhere three statements do it (lock and read the head, insert the
-event, move the head), and the head read under the lock is remembered for the
+three). On SQLite two: the insert reads the head and hashes (a function of the
+connection's, idp.db.engine.SHA256_SQL) in the write transaction, which the
+process's writer queue and SQLite's write lock give to one writer at a time; then
+the head moves. Elsewhere three statements do it (lock and read the head, insert
+the event, move the head), and the head read under the lock is remembered for the
 rest of the transaction, so a request that records several events (consent,
 then the code) reads it once.
 """
@@ -24,7 +27,7 @@ from sqlalchemy import String, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from idp import clock
-from idp.db.engine import Prebuilt
+from idp.db.engine import SHA256_SQL, Prebuilt
 from idp.db.models import AuditEvent, AuditHead
 
 GENESIS = b"\x00" * 32
@@ -82,10 +85,18 @@ def record(
         "ip": ip,
         "data": data or {},
     }
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         appended = _APPEND_POSTGRESQL.execute(session, {**values, "canonical": _canonical(values)})
         if appended:
             return appended[0].last_id
+    elif dialect == "sqlite":
+        inserted = _APPEND_SQLITE.execute(session, {**values, "canonical": _canonical(values)})
+        if inserted:
+            (event_id, digest) = inserted[0]
+            _MOVE_HEAD_TO.execute(session, {"last_id": event_id, "last_hash": digest})
+            return event_id
+    # no head row yet (a database set up without it), or another database
     prev_hash = _locked_head(session)
     digest = _digest(prev_hash, values)
     (inserted,) = _INSERT_EVENT.execute(session, {**values, "prev_hash": prev_hash, "hash": digest})
@@ -126,6 +137,23 @@ def _append_postgresql() -> Any:
 
 
 _APPEND_POSTGRESQL = Prebuilt(_append_postgresql())
+
+
+def _append_sqlite() -> Any:
+    """SQLite: insert the event with the hash of the head it reads (no row without one)."""
+    rows = select(
+        *(bindparam(name, type_=_EVENTS.c[name].type) for name in _HASHED),
+        _HEAD.c.last_hash,
+        getattr(func, SHA256_SQL)(_HEAD.c.last_hash, bindparam("canonical", type_=String())),
+    ).where(_HEAD.c.id == 1)
+    return (
+        insert(_EVENTS)
+        .from_select([*_HASHED, "prev_hash", "hash"], rows)
+        .returning(_EVENTS.c.id, _EVENTS.c.hash)
+    )
+
+
+_APPEND_SQLITE = Prebuilt(_append_sqlite())
 
 
 def _transaction(session: Session) -> SessionTransaction | None:
