@@ -11,13 +11,15 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, insert, select, text, update
+from sqlalchemy import bindparam, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from idp import clock
+from idp.accounts.sessions import token_digest
 from idp.db import engine as engine_module
+from idp.db import loads
 from idp.db.engine import Database, Prebuilt, read_row, read_row_awaited
-from idp.db.models import CacheVersion, LoginSession
+from idp.db.models import Account, CacheVersion, LoginSession
 from tests.conftest import on_own_loop
 from tests.oidc import factories
 
@@ -181,6 +183,56 @@ def test_a_prebuilt_statement_converts_values_by_column_type_and_raises_sqlalche
         assert read.methods == [{"method": "pwd"}]
     with pytest.raises(IntegrityError), db.unit_of_work() as session:
         opened.execute(session, values)  # the same token digest and sid again
+
+
+def test_an_entity_loaded_by_a_prebuilt_statement_is_the_sessions_own(db):
+    # PrebuiltLoad: the object it attaches has every column as the ORM loads it, is the
+    # object the session hands out for that key, and its changes are flushed as those of
+    # a loaded object: only what changed is written.
+    account_id = factories.account(db)
+    with db.unit_of_work() as session:
+        token = "t" * 43
+        by_orm = session.get(Account, account_id)
+        expected = {prop.key: getattr(by_orm, prop.key) for prop in inspect(Account).column_attrs}
+        session.add(
+            LoginSession(
+                token_digest=token_digest(token),
+                sid="load-1",
+                account_id=account_id,
+                created_at=clock.now(),
+                auth_time=clock.now(),
+                methods=[{"method": "pwd", "at": "x"}],
+                last_seen_at=clock.now(),
+                expires_at=clock.now() + timedelta(hours=1),
+            )
+        )
+    with db.unit_of_work() as session:
+        account = loads.ACCOUNT.get(session, id=account_id)
+        assert {key: getattr(account, key) for key in expected} == expected
+        assert account in session and not session.dirty
+        assert session.get(Account, account_id) is account  # no second copy
+        assert loads.ACCOUNT.get(session, id=account_id) is account
+        assert loads.ACCOUNT.get(session, id=account_id + 1000) is None
+        row = loads.LOGIN_SESSION_BY_DIGEST.get(session, token_digest=token_digest(token))
+        assert row.sid == "load-1" and row.methods == [{"method": "pwd", "at": "x"}]
+        assert row.expires_at.tzinfo is not None
+    email_before = expected["email"]
+    with db.unit_of_work() as session:
+        account = loads.ACCOUNT.get(session, id=account_id)
+        row = loads.LOGIN_SESSION_BY_DIGEST.get(session, token_digest=token_digest(token))
+        # another unit of work changes a column meanwhile; this one's flush leaves it be
+        with db.unit_of_work() as other:
+            other.execute(
+                update(Account).where(Account.id == account_id).values(email="new@example.de")
+            )
+        account.disabled_at = clock.now()
+        row.methods = [*row.methods, {"method": "otp", "at": "y"}]
+    with db.unit_of_work() as session:
+        account = session.get(Account, account_id)
+        assert account.disabled_at is not None
+        assert account.email == "new@example.de" != email_before
+        row = session.scalars(select(LoginSession).where(LoginSession.sid == "load-1")).one()
+        assert [m["method"] for m in row.methods] == ["pwd", "otp"]
 
 
 def test_a_prebuilt_select_outside_a_transaction_converts_parameters_and_values(db):

@@ -12,13 +12,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, and_, bindparam, create_engine, event, inspect, select
 from sqlalchemy.engine import Compiled, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from idp.db.awaited import AwaitedStatements
 
@@ -295,6 +295,57 @@ class Prebuilt:
         if plan.row is None:
             return rows
         return [plan.row(*plan.converted(values)) for values in rows]
+
+
+E = TypeVar("E")
+
+
+class PrebuiltLoad(Generic[E]):
+    """One entity by its primary key or a unique key: a :class:`Prebuilt` SELECT of its
+    columns, the object attached to the unit of work as though the session had loaded it.
+
+    For the pages every sign-in passes (the login session by its cookie, the
+    authorization flow, the account): ``Session.get`` and ORM queries cost several times
+    the statement (cache key, execution context, loading). The object is made from the
+    row, its history reset (``make_transient_to_detached``) and added: from then on the
+    unit of work tracks and flushes its changes as those of any loaded object. An object
+    the session holds already is returned as it is (it may carry changes of its own).
+    """
+
+    __slots__ = ("_attributes", "_entity", "_mapper", "_primary_key", "_statement")
+
+    def __init__(self, entity: type[E], *key: Any) -> None:
+        mapper = inspect(entity)
+        self._entity = entity
+        self._mapper = mapper
+        self._attributes = tuple(prop.key for prop in mapper.column_attrs)
+        self._primary_key = tuple(
+            mapper.get_property_by_column(column).key for column in mapper.primary_key
+        )
+        columns = [prop.columns[0] for prop in mapper.column_attrs]
+        key_columns = key or tuple(mapper.primary_key)
+        self._statement = Prebuilt(
+            select(*columns).where(
+                and_(*(column == bindparam(column.key) for column in key_columns))
+            )
+        )
+
+    def get(self, session: Session, **key: Any) -> E | None:
+        """The entity whose key columns have these values, or None."""
+        rows = self._statement.execute(session, key)
+        if not rows:
+            return None
+        values = dict(zip(self._attributes, rows[0], strict=True))
+        identity = self._mapper.identity_key_from_primary_key(
+            [values[name] for name in self._primary_key]
+        )
+        held = session.identity_map.get(identity)
+        if held is not None:
+            return held
+        entity = self._entity(**values)
+        make_transient_to_detached(entity)
+        session.add(entity)
+        return entity
 
 
 def read_row(

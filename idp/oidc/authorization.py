@@ -31,6 +31,7 @@ from idp import assurance, clock
 from idp.accounts import factors
 from idp.audit.events import record
 from idp.db.engine import Prebuilt
+from idp.db.loads import ACCOUNT, FLOW
 from idp.db.models import Account, Flow, LoginSession
 from idp.oidc import consent
 from idp.oidc.adapter import ProtocolRequest, ProtocolResponse
@@ -195,7 +196,7 @@ def resume(
 
 def open_flow(uow: Session, flow_id: str) -> Flow | None:
     """A live, unfinished authorization flow."""
-    flow = uow.get(Flow, flow_id) if flow_id and len(flow_id) <= 64 else None
+    flow = FLOW.get(uow, id=flow_id) if flow_id and len(flow_id) <= 64 else None
     if flow is None or flow.kind != FLOW_KIND or flow.completed_at is not None:
         return None
     if flow.expires_at <= clock.now():
@@ -236,7 +237,7 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
     # Only reads here: the flow's and the session's pending changes are written once, with
     # the rest of the request's, when it commits.
     with uow.no_autoflush:
-        account = uow.get(Account, login_session.account_id) if login_session else None
+        account = ACCOUNT.get(uow, id=login_session.account_id) if login_session else None
         if account is not None and account.disabled_at is not None:
             login_session, account = None, None
         decision, amr, wanted_acr = assess_acr(

@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, insert, update
 from idp import clock
 from idp.audit.events import record
 from idp.db.engine import Prebuilt
+from idp.db.loads import ACCOUNT
 from idp.db.models import Account, AuthorizationCode, LoginSession
 from idp.oidc import claims as claims_module
 from idp.oidc import tokens
@@ -163,7 +164,7 @@ class AuthorizationCodeGrant(_Issuing, grants.AuthorizationCodeGrant):
 
     def authenticate_user(self, authorization_code: IssuedCode) -> Authenticated | None:
         row = authorization_code.row
-        account = self.request.uow.get(Account, row.account_id)
+        account = ACCOUNT.get(self.request.uow, id=row.account_id)
         if account is None or account.disabled_at is not None:
             return None
         # The exchange needs the login session's id and sid only, and the code keeps both.

@@ -14,6 +14,7 @@ from litestar import Request, Response
 from sqlalchemy.orm import Session
 
 from idp.accounts.sessions import load_session
+from idp.db.loads import ACCOUNT
 from idp.db.models import Account, LoginSession
 from idp.settings import Settings
 from idp.web.cookies import set_cookie
@@ -51,7 +52,7 @@ class SignedIn:
 def signed_in(request: Request, uow: Session, return_to: str | None = None) -> SignedIn:
     """The signed-in citizen; without a live session, SignInRequired (a redirect to login)."""
     login = current_session(request, uow)
-    account = uow.get(Account, login.account_id) if login else None
+    account = ACCOUNT.get(uow, id=login.account_id) if login else None
     if login is None or account is None:
         raise SignInRequired(return_to)
     return SignedIn(account, login)
