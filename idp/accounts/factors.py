@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from idp import assurance, clock
 from idp.audit import events
+from idp.db.engine import Prebuilt
 from idp.db.models import Account, LoginSession, RecoveryCode, SecondFactor
 
 # Wrong codes in a row before a factor pauses, and for how long (NIST 800-63B 5.2.2).
@@ -47,8 +48,9 @@ def factors(session: Session, account_id: int) -> list[SecondFactor]:
     )
 
 
-# Built once (every authorization with a session runs it); the account is a parameter.
-_ENROLLED_BINDINGS = (
+# Built once (every authorization with a session runs it, on the cursor: idp.db.engine.
+# Prebuilt); the account is a parameter.
+_ENROLLED_BINDINGS = Prebuilt(
     select(SecondFactor.binding)
     .where(
         SecondFactor.account_id == bindparam("account_id"),
@@ -67,7 +69,12 @@ _ENROLLED_BINDINGS = (
 
 def enrolled_bindings(session: Session, account_id: int) -> set[str]:
     """Bindings of the factors the account can use now (for the assurance policy)."""
-    return set(session.scalars(_ENROLLED_BINDINGS, {"account_id": account_id}))
+    if session.autoflush:
+        # As an ORM query would: a recovery code just used in this unit of work counts
+        # as used (a prebuilt statement runs on the cursor, without the autoflush).
+        session.flush()
+    rows = _ENROLLED_BINDINGS.execute(session, {"account_id": account_id})
+    return {binding for (binding,) in rows}
 
 
 def facts(

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.audit.events import record
+from idp.db.engine import Prebuilt
 from idp.db.models import Consent, Grant
 from idp.oidc import tokens
 
@@ -29,17 +30,20 @@ class GivenConsent:
 
 
 _CONSENTS = Consent.__table__
-# Built once (every consent page and decision reads it); the values are parameters.
-_CONSENTED = select(_CONSENTS.c.scopes).where(
-    _CONSENTS.c.account_id == bindparam("account_id"),
-    _CONSENTS.c.client_id == bindparam("client_id"),
+# Built once (every consent page and decision reads it, on the cursor: idp.db.engine.
+# Prebuilt); the values are parameters.
+_CONSENTED = Prebuilt(
+    select(_CONSENTS.c.scopes).where(
+        _CONSENTS.c.account_id == bindparam("account_id"),
+        _CONSENTS.c.client_id == bindparam("client_id"),
+    )
 )
 
 
 def consented_scopes(uow: Session, account_id: int, client_id: str) -> frozenset[str]:
     """The scopes the account allowed the client (empty if none)."""
-    scopes = uow.scalar(_CONSENTED, {"account_id": account_id, "client_id": client_id})
-    return frozenset(scopes or ())
+    rows = _CONSENTED.execute(uow, {"account_id": account_id, "client_id": client_id})
+    return frozenset(rows[0].scopes or ()) if rows else frozenset()
 
 
 # The stored scopes joined with the newly allowed ones (``excluded``), sorted, in the
@@ -68,7 +72,7 @@ def _upsert(dialect: str) -> Any:
 
 
 # Built once per dialect; the row's values are parameters.
-_UPSERT = {dialect: _upsert(dialect) for dialect in _UNION}
+_UPSERT = {dialect: Prebuilt(_upsert(dialect)) for dialect in _UNION}
 
 
 def give_consent(
@@ -82,8 +86,8 @@ def give_consent(
     Both decisions are kept (the union): each was the citizen's, and remembering
     only the later would ask again for data the citizen allowed a moment before.
     """
-    uow.execute(
-        _UPSERT[uow.get_bind().dialect.name],
+    _UPSERT[uow.get_bind().dialect.name].execute(
+        uow,
         {
             "account_id": account_id,
             "client_id": client_id,
