@@ -111,15 +111,19 @@ def _consent_page(request: Request) -> Response:
         found = authorization.consent_request(services.oidc, uow, flow_id, login)
     if not isinstance(found, ConsentRequest):
         return _answer(request, found)
+    # The page is the same for every sign-in to this app with these scopes but for the
+    # flow and the CSRF token: rendered once per language and reused (idp.web.rendering).
     return render(
         request,
         "consent.html",
         {
-            "consent": found,
+            "app": found.client_name,
+            "flow_id": found.flow_id,
             "scopes": [s for s in SHOWN_SCOPES if s in found.scopes],
             "detailed": (*SCOPE_CLAIMS, "identity"),
         },
         headers={"Cache-Control": "no-store"},
+        slots=("flow_id",),
     )
 
 

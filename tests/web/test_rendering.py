@@ -24,7 +24,7 @@ HOSTILE = [
 ]
 
 
-def _request(app, query: str, *, presession: str, language: str) -> Request:
+def _request(app, query: str, *, presession: str, language: str, path: str = "/login") -> Request:
     """A GET /login as litestar hands it to a handler, with this browser's cookie."""
     return Request(
         {
@@ -32,8 +32,8 @@ def _request(app, query: str, *, presession: str, language: str) -> Request:
             "http_version": "1.1",
             "method": "GET",
             "scheme": "http",
-            "path": "/login",
-            "raw_path": b"/login",
+            "path": path,
+            "raw_path": path.encode(),
             "root_path": "",
             "query_string": query.encode(),
             "headers": [
@@ -77,6 +77,33 @@ def test_a_reused_login_page_is_the_page_a_full_render_gives(client, return_to, 
     assert token and token != "p" * 40
     hidden = re.search(r'name="return_to" value="([^"]*)"', full).group(1)
     assert unescape(hidden) == return_to
+
+
+@pytest.mark.parametrize("app_name", ["Bürgerportal", "Portal \"<b>&'", "Kfz-Zulassung"])
+@pytest.mark.parametrize("flow_id", HOSTILE)
+def test_a_reused_consent_page_is_the_page_a_full_render_gives(client, app_name, flow_id):
+    context = {
+        "app": app_name,
+        "flow_id": flow_id,
+        "scopes": ["profile", "email"],
+        "detailed": ("profile", "email", "identity"),
+    }
+    for language in ("de", "en"):
+
+        def page(slots, language=language):
+            request = _request(
+                client.app,
+                urlencode({"flow": flow_id}),
+                presession="c" * 40,
+                language=language,
+                path="/consent",
+            )
+            return rendering.render(request, "consent.html", context, slots=slots).content
+
+        full = page(None)
+        assert page(("flow_id",)) == full
+        hidden = re.search(r'name="flow" value="([^"]*)"', full).group(1)
+        assert unescape(hidden) == flow_id
 
 
 def test_each_browser_gets_its_own_token_in_the_kept_page(client):
