@@ -310,11 +310,14 @@ class PrebuiltLoad(Generic[E]):
     row, its history reset (``make_transient_to_detached``) and added: from then on the
     unit of work tracks and flushes its changes as those of any loaded object. An object
     the session holds already is returned as it is (it may carry changes of its own).
+
+    ``changing``: an UPDATE of the entity's table instead of the SELECT; the object is
+    the row it changed (RETURNING every column), as it is after the change.
     """
 
     __slots__ = ("_attributes", "_entity", "_mapper", "_primary_key", "_statement")
 
-    def __init__(self, entity: type[E], *key: Any) -> None:
+    def __init__(self, entity: type[E], *key: Any, changing: Any = None) -> None:
         mapper = inspect(entity)
         self._entity = entity
         self._mapper = mapper
@@ -323,6 +326,9 @@ class PrebuiltLoad(Generic[E]):
             mapper.get_property_by_column(column).key for column in mapper.primary_key
         )
         columns = [prop.columns[0] for prop in mapper.column_attrs]
+        if changing is not None:
+            self._statement = Prebuilt(changing.returning(*columns))
+            return
         key_columns = key or tuple(mapper.primary_key)
         self._statement = Prebuilt(
             select(*columns).where(
@@ -331,7 +337,8 @@ class PrebuiltLoad(Generic[E]):
         )
 
     def get(self, session: Session, **key: Any) -> E | None:
-        """The entity whose key columns have these values, or None."""
+        """The entity whose key columns have these values (with ``changing``: the row the
+        statement changed, given its parameters), or None."""
         rows = self._statement.execute(session, key)
         if not rows:
             return None

@@ -20,7 +20,7 @@ from sqlalchemy import bindparam, insert, update
 
 from idp import clock
 from idp.audit.events import record
-from idp.db.engine import Prebuilt
+from idp.db.engine import Prebuilt, PrebuiltLoad
 from idp.db.loads import ACCOUNT
 from idp.db.models import Account, AuthorizationCode, LoginSession
 from idp.oidc import claims as claims_module
@@ -32,16 +32,16 @@ if TYPE_CHECKING:
     from idp.oidc.server import Provider
 
 # Built once: consume a client's unused code and return it, in one statement.
-_CONSUME_CODE = (
-    update(AuthorizationCode)
+_CODES = AuthorizationCode.__table__
+_CONSUME_CODE = PrebuiltLoad(
+    AuthorizationCode,
+    changing=update(_CODES)
     .where(
-        AuthorizationCode.code_digest == bindparam("digest"),
-        AuthorizationCode.client_id == bindparam("for_client"),
-        AuthorizationCode.used_at.is_(None),
+        _CODES.c.code_digest == bindparam("digest"),
+        _CODES.c.client_id == bindparam("for_client"),
+        _CODES.c.used_at.is_(None),
     )
-    .values(used_at=bindparam("now"))
-    .returning(AuthorizationCode)
-    .execution_options(synchronize_session=False)
+    .values(used_at=bindparam("now")),
 )
 # Built once: every consent ends in a code; an ORM object added for it and flushed at
 # the commit cost more than the insert.
@@ -138,9 +138,7 @@ class AuthorizationCodeGrant(_Issuing, grants.AuthorizationCodeGrant):
         digest = tokens.digest(code)
         now = clock.now()
         # One statement consumes the client's unused code and returns it.
-        row = uow.scalar(
-            _CONSUME_CODE, {"digest": digest, "for_client": client.client_id, "now": now}
-        )
+        row = _CONSUME_CODE.get(uow, digest=digest, for_client=client.client_id, now=now)
         if row is None:
             used = uow.get(AuthorizationCode, digest)
             if used is None or used.client_id != client.client_id:
