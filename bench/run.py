@@ -1389,7 +1389,8 @@ def why_not_met(ctx: dict) -> list[str]:
         )
         out.append(
             "**Password login over the argon2id floor.** Two HTTP requests around one argon2id verify: "
-            "the login page (rendered, with its CSRF token), then the credentials: the account and its "
+            "the login page (rendered once per language and reused, with this browser's CSRF token "
+            "filled in), then the credentials: the account and its "
             "throttling counters read, the verify, and on success the new session (session fixation "
             "defence), the login time and a hash-chained audit event written and committed. +20% of "
             f"one verify leaves {fl['verify_cpu_ms'] * 0.2:.1f} ms for the two requests' HTTP, HTML and "
