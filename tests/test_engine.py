@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import bindparam, insert, inspect, select, text, update
+from sqlalchemy import bindparam, event, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from idp import clock
@@ -211,7 +211,17 @@ def test_an_entity_loaded_by_a_prebuilt_statement_is_the_sessions_own(db):
         assert {key: getattr(account, key) for key in expected} == expected
         assert account in session and not session.dirty
         assert session.get(Account, account_id) is account  # no second copy
-        assert loads.ACCOUNT.get(session, id=account_id) is account
+        statements: list[str] = []
+
+        def count(_conn, _cursor, statement, *_args):
+            statements.append(statement)
+
+        event.listen(db.engine, "before_cursor_execute", count)
+        try:  # by primary key, as Session.get: the session's own object, without SQL
+            assert loads.ACCOUNT.get(session, id=account_id) is account
+        finally:
+            event.remove(db.engine, "before_cursor_execute", count)
+        assert statements == []
         assert loads.ACCOUNT.get(session, id=account_id + 1000) is None
         row = loads.LOGIN_SESSION_BY_DIGEST.get(session, token_digest=token_digest(token))
         assert row.sid == "load-1" and row.methods == [{"method": "pwd", "at": "x"}]

@@ -315,7 +315,14 @@ class PrebuiltLoad(Generic[E]):
     the row it changed (RETURNING every column), as it is after the change.
     """
 
-    __slots__ = ("_attributes", "_entity", "_mapper", "_primary_key", "_statement")
+    __slots__ = (
+        "_attributes",
+        "_by_primary_key",
+        "_entity",
+        "_mapper",
+        "_primary_key",
+        "_statement",
+    )
 
     def __init__(self, entity: type[E], *key: Any, changing: Any = None) -> None:
         mapper = inspect(entity)
@@ -326,6 +333,7 @@ class PrebuiltLoad(Generic[E]):
             mapper.get_property_by_column(column).key for column in mapper.primary_key
         )
         columns = [prop.columns[0] for prop in mapper.column_attrs]
+        self._by_primary_key = not key and changing is None
         if changing is not None:
             self._statement = Prebuilt(changing.returning(*columns))
             return
@@ -339,6 +347,14 @@ class PrebuiltLoad(Generic[E]):
     def get(self, session: Session, **key: Any) -> E | None:
         """The entity whose key columns have these values (with ``changing``: the row the
         statement changed, given its parameters), or None."""
+        if self._by_primary_key:  # as Session.get: the session's own object, without SQL
+            held = session.identity_map.get(
+                self._mapper.identity_key_from_primary_key(
+                    [key[column.key] for column in self._mapper.primary_key]
+                )
+            )
+            if held is not None:
+                return held
         rows = self._statement.execute(session, key)
         if not rows:
             return None
