@@ -206,6 +206,10 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
         request_max_body_size=settings.max_body_bytes,
         debug=False,
         openapi_config=None,
+        # Logging is idp.logs' (JSON on stderr, configured by `idp serve`); litestar's
+        # default would replace the root logger's handler with its own text format (and
+        # start a queue thread per app). Unexpected errors are logged by idp.web.errors.
+        logging_config=None,
     )
     app.state.services = services
     app.state.csrf_key = derive_key(load_secret_key(settings), "csrf")

@@ -72,4 +72,7 @@ def configure(level: str) -> dict[str, Any]:
             "uvicorn": {"handlers": ["stderr"], "level": level.upper(), "propagate": False},
             "uvicorn.error": {"level": level.upper()},
         },
+        # Worker processes start with a bare root logger and apply only this config:
+        # idp's own loggers and the libraries' log there, as JSON too.
+        "root": {"handlers": ["stderr"], "level": level.upper()},
     }

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
 
+from litestar.testing import TestClient
+
+from idp import logs
+from idp.app import create_app
 from idp.logs import JsonFormatter, redact
 
 
@@ -28,3 +34,39 @@ def test_records_are_one_json_object_with_extras_redacted():
     assert entry["client_id"] == "demo"
     assert entry["password"] == "[redacted]"
     assert entry["time"].endswith("Z")
+
+
+def test_the_app_leaves_the_json_handler_in_place(settings, capsys):
+    # litestar's default logging config replaced the root handler with its own text
+    # format: every line of idp's loggers and of libraries came out as plain text.
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure("info")
+        with TestClient(create_app(settings), base_url=settings.issuer) as client:
+            assert client.get("/.well-known/openid-configuration").status_code == 200
+            logging.getLogger("idp.test").warning("after startup")
+        lines = [line for line in capsys.readouterr().err.splitlines() if "after startup" in line]
+        assert len(lines) == 1
+        entry = json.loads(lines[0])
+        assert entry["logger"] == "idp.test" and entry["level"] == "warning"
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+
+
+def test_a_worker_process_logs_json_with_only_the_servers_log_config():
+    # `idp serve` with several workers: each worker process applies the log config that
+    # idp.logs.configure returned for uvicorn, and nothing else.
+    script = (
+        "import logging, logging.config, sys\n"
+        "from idp import logs\n"
+        "config = logs.configure('info')\n"
+        "logging.getLogger().handlers.clear()\n"  # a fresh process's bare root logger
+        "logging.config.dictConfig(config)\n"
+        "logging.getLogger('idp.mail').warning('from a worker')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    entry = json.loads(done.stderr.strip().splitlines()[-1])
+    assert entry["logger"] == "idp.mail" and entry["message"] == "from a worker"
