@@ -109,11 +109,11 @@ def _render_page(template: str, lang: str, path: str, context: dict[str, Any]) -
 # The values every page has that differ from browser to browser, or with the query.
 _PAGE_SLOTS = ("csrf_token", "switch_url")
 # Marks a slot in a page rendered for reuse: letters and digits (escaping leaves them as
-# they are), new in every process (no visitor's value can contain one).
+# they are), new and unguessable in every process.
 _MARK = "slot" + secrets.token_hex(12)
 _MARKED = re.compile(_MARK + r"(\d+)x")
-# Pages kept per process: each a few kilobytes. The values that choose one (the email a
-# login_hint fills in, say) come from visitors; an unusual one costs a render, as before.
+# Pages kept per process, each a few kilobytes: one per template, language and set of the
+# other values (for consent: the app and its scopes). Past the bound they start over.
 REUSED_PAGES = 256
 
 
