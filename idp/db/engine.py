@@ -456,6 +456,9 @@ class Database:
         self.url = database_url
         self.engine, self._writer = _make_engine(database_url, not background_checkpoints)
         self._checkpointer: Any = None
+        # Held while the checkpointer's connection is in use or closed: closing an SQLite
+        # connection another thread is running a statement on crashes the process.
+        self._checkpoint_lock = threading.Lock()
         self._disposed = False
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         # PostgreSQL: no BEGIN and COMMIT around reads (two round trips of three). SQLite's
@@ -511,8 +514,12 @@ class Database:
         that finds another's checkpoint running skips this round.
         """
         path = self.engine.url.database
-        if self.dialect != "sqlite" or not path or path == ":memory:" or self._disposed:
+        if self.dialect != "sqlite" or not path or path == ":memory:":
             return False
+        with self._checkpoint_lock:
+            return not self._disposed and self._checkpoint(path)
+
+    def _checkpoint(self, path: str) -> bool:
         try:
             wal_bytes = os.stat(f"{path}-wal").st_size
         except FileNotFoundError:
@@ -588,8 +595,11 @@ class Database:
         return self._writer is not None and self._writer.held_here()
 
     def dispose(self) -> None:
-        self._disposed = True  # a checkpoint still running in a thread opens nothing new
+        # A checkpoint still running in a thread (the server's task was cancelled, its
+        # thread was not) finishes first; one started later opens nothing new.
+        with self._checkpoint_lock:
+            self._disposed = True
+            if self._checkpointer is not None:
+                self._checkpointer[0].close()
+                self._checkpointer = None
         self.engine.dispose()
-        if self._checkpointer is not None:
-            self._checkpointer[0].close()
-            self._checkpointer = None
