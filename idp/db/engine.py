@@ -319,6 +319,7 @@ class PrebuiltLoad(Generic[E]):
         "_attributes",
         "_by_primary_key",
         "_entity",
+        "_key_parameters",
         "_mapper",
         "_primary_key",
         "_statement",
@@ -329,9 +330,11 @@ class PrebuiltLoad(Generic[E]):
         self._entity = entity
         self._mapper = mapper
         self._attributes = tuple(prop.key for prop in mapper.column_attrs)
+        # The primary key's attributes (in a row's values) and parameters (in ``get``'s).
         self._primary_key = tuple(
             mapper.get_property_by_column(column).key for column in mapper.primary_key
         )
+        self._key_parameters = tuple(column.key for column in mapper.primary_key)
         columns = [prop.columns[0] for prop in mapper.column_attrs]
         self._by_primary_key = not key and changing is None
         if changing is not None:
@@ -350,7 +353,7 @@ class PrebuiltLoad(Generic[E]):
         if self._by_primary_key:  # as Session.get: the session's own object, without SQL
             held = session.identity_map.get(
                 self._mapper.identity_key_from_primary_key(
-                    [key[column.key] for column in self._mapper.primary_key]
+                    [key[name] for name in self._key_parameters]
                 )
             )
             if held is not None:
