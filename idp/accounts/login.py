@@ -11,7 +11,9 @@ transaction open meanwhile) and :func:`conclude` writes (one unit of work). Ever
 login runs this, around one argon2id verify, so it reads and writes with Core
 statements (the columns it needs, no ORM objects): the unit of work's loading and
 flushing cost more than the statements, and the code after the verify runs with
-caches the hash has just swept through.
+caches the hash has just swept through. On PostgreSQL a success is written by
+:func:`succeed_awaited` instead: one statement awaited on the event loop, where a
+unit of work would take a hop to a worker thread and five round trips.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import bindparam, literal, select, update
+from sqlalchemy import bindparam, delete, literal, select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
@@ -27,8 +29,10 @@ from idp.accounts import throttle
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import InvalidEmail, LoginBlocked, LoginFailed
 from idp.accounts.passwords import passwords_for
+from idp.accounts.sessions import new_session, opening
+from idp.audit import events as audit
 from idp.audit.events import record
-from idp.db.engine import Database, Prebuilt, read_row_awaited
+from idp.db.engine import Database, Prebuilt, execute_awaited, read_row_awaited
 from idp.db.models import Account, LoginThrottle
 from idp.settings import Settings
 
@@ -55,6 +59,20 @@ _FIND = Prebuilt(
 )
 # The account's changes after a success (the login time, a rehash), as parameters.
 _LOGGED_IN = Prebuilt(update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account")))
+_THROTTLES = LoginThrottle.__table__
+# PostgreSQL: what conclude and open_session write after a match, with the audit event, in
+# one statement: the login time, the email's failures counted before the attempt
+# cleared (a NULL key clears none), the new session.
+_SUCCEEDED_POSTGRESQL = Prebuilt(
+    audit.appending(
+        update(_ACCOUNTS)
+        .where(_ACCOUNTS.c.id == bindparam("account"))
+        .values(last_login_at=bindparam("now", type_=_ACCOUNTS.c.last_login_at.type))
+        .cte("logged_in"),
+        delete(_THROTTLES).where(_THROTTLES.c.key == bindparam("cleared_key")).cte("cleared"),
+        opening("session_"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +182,55 @@ def conclude(
         # wrong guess created meanwhile stays (and a login with none writes nothing here).
         throttle.clear(session, attempt.email_key)
     _LOGGED_IN.execute(session, {"account": account_id, **changes})
-    record(session, "login.success", account_id=account_id, ip=ip, data={"amr": ["pwd"]})
+    _record_success(session, account_id, ip)
     return account_id
+
+
+async def succeed_awaited(
+    database: Database,
+    settings: Settings,
+    attempt: Attempt,
+    *,
+    matched: bool,
+    new_hash: str | None,
+    ip: str | None,
+    user_agent: str | None,
+) -> str | None:
+    """On PostgreSQL, what :func:`conclude` and a new session write after a match, in one
+    statement awaited on the event loop; the new session's cookie token.
+
+    None, with nothing written, where it does not apply: no match, a stale hash to
+    replace, or another database. The caller then concludes in a unit of work, as it does
+    where this browser has a session to end first.
+    """
+    if database.awaited is None or not matched or new_hash is not None:
+        return None
+    assert attempt.account_id is not None  # a match needs the account's own hash
+    token, values = new_session(attempt.account_id, ["pwd"], settings, ip=ip, user_agent=user_agent)
+    params = {
+        "account": attempt.account_id,
+        "now": values["created_at"],
+        "cleared_key": attempt.email_key if attempt.email_key in attempt.counted else None,
+        **{f"session_{name}": value for name, value in values.items()},
+        **audit.append_parameters(
+            "login.success", account_id=attempt.account_id, ip=ip, data={"amr": ["pwd"]}
+        ),
+    }
+    if await execute_awaited(database, _SUCCEEDED_POSTGRESQL, params) is None:
+        # No head row, so no event: the chain starts from a unit of work (idp.audit).
+        await database.run_sync(partial(_record_success_alone, database, attempt.account_id, ip))
+    else:
+        audit.committed_outside_units(database, ["login.success"])
+    return token
+
+
+def _record_success(session: Session, account_id: int, ip: str | None) -> None:
+    record(session, "login.success", account_id=account_id, ip=ip, data={"amr": ["pwd"]})
+
+
+def _record_success_alone(database: Database, account_id: int, ip: str | None) -> None:
+    with database.unit_of_work() as session:
+        _record_success(session, account_id, ip)
 
 
 async def check_password(

@@ -18,8 +18,9 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from idp import clock
@@ -37,6 +38,8 @@ def token_digest(token: str) -> bytes:
 _SESSIONS = LoginSession.__table__
 # Built once: each login passes its values as parameters.
 _OPEN = Prebuilt(insert(_SESSIONS).returning(_SESSIONS.c.id))
+# The columns a new session leaves to the database or to its end.
+_NOT_AT_OPENING = frozenset({"id", "ended_at", "end_reason"})
 
 
 def open_session(
@@ -53,24 +56,50 @@ def open_session(
     One Core INSERT, no ORM object: every password login opens one, and the unit of
     work's flush cost more than the statement.
     """
+    token, values = new_session(account_id, methods, settings, ip=ip, user_agent=user_agent)
+    (opened,) = _OPEN.execute(session, values)
+    return token, opened.id
+
+
+def new_session(
+    account_id: int,
+    methods: list[str],
+    settings: Settings,
+    *,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """A new session's cookie token and its row's values (:func:`open_session` stores them)."""
     now = clock.now()
     token = secrets.token_urlsafe(32)
-    (opened,) = _OPEN.execute(
-        session,
-        {
-            "token_digest": token_digest(token),
-            "sid": secrets.token_urlsafe(16),
-            "account_id": account_id,
-            "created_at": now,
-            "auth_time": now,
-            "methods": [{"method": method, "at": now.isoformat()} for method in methods],
-            "last_seen_at": now,
-            "expires_at": now + timedelta(hours=settings.session_max_hours),
-            "ip": ip,
-            "user_agent": (user_agent or "")[:255] or None,
-        },
+    return token, {
+        "token_digest": token_digest(token),
+        "sid": secrets.token_urlsafe(16),
+        "account_id": account_id,
+        "created_at": now,
+        "auth_time": now,
+        "methods": [{"method": method, "at": now.isoformat()} for method in methods],
+        "last_seen_at": now,
+        "expires_at": now + timedelta(hours=settings.session_max_hours),
+        "ip": ip,
+        "user_agent": (user_agent or "")[:255] or None,
+    }
+
+
+def opening(prefix: str) -> Any:
+    """Storing a :func:`new_session` as a data-modifying CTE (PostgreSQL), for a statement
+    that writes more; its parameters are the values' names after ``prefix``."""
+    return (
+        insert(_SESSIONS)
+        .values(
+            {
+                column.name: bindparam(prefix + column.name, type_=column.type)
+                for column in _SESSIONS.c
+                if column.name not in _NOT_AT_OPENING
+            }
+        )
+        .cte("opened")
     )
-    return token, opened.id
 
 
 def start_session(

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import String, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
 from idp import clock
-from idp.db.engine import SHA256_SQL, Prebuilt
+from idp.db.engine import SHA256_SQL, Database, Prebuilt
 from idp.db.models import AuditEvent, AuditHead
 
 GENESIS = b"\x00" * 32
@@ -51,6 +52,8 @@ _INSERT_EVENT = Prebuilt(insert(_EVENTS).returning(_EVENTS.c.id))
 _MOVE_HEAD_TO = Prebuilt(_MOVE_HEAD)
 _HASHED = ("at", "event", "actor", "account_id", "client_id", "ip", "data")
 _HELD = "idp.audit_head"  # Session.info: (transaction, last hash) while the lock is held
+# Database.info key: who is told of events committed outside a unit of work.
+_LISTENERS = "idp.audit_listeners"
 
 
 def _canonical(event: AuditEvent | dict[str, Any]) -> str:
@@ -76,15 +79,7 @@ def record(
 ) -> int:
     """Append one event in the caller's transaction; return its id."""
     session.info.setdefault(RECORDED, []).append(event)
-    values = {
-        "at": clock.now().replace(microsecond=0),
-        "event": event,
-        "actor": actor,
-        "account_id": account_id,
-        "client_id": client_id,
-        "ip": ip,
-        "data": data or {},
-    }
+    values = _values(event, actor, account_id, client_id, ip, data)
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         appended = _APPEND_POSTGRESQL.execute(session, {**values, "canonical": _canonical(values)})
@@ -103,6 +98,63 @@ def record(
     _MOVE_HEAD_TO.execute(session, {"last_id": inserted.id, "last_hash": digest})
     session.info[_HELD] = (_transaction(session), digest)
     return inserted.id
+
+
+def _values(
+    event: str,
+    actor: str | None,
+    account_id: int | None,
+    client_id: str | None,
+    ip: str | None,
+    data: dict[str, Any] | None,
+) -> dict[str, Any]:
+    return {
+        "at": clock.now().replace(microsecond=0),
+        "event": event,
+        "actor": actor,
+        "account_id": account_id,
+        "client_id": client_id,
+        "ip": ip,
+        "data": data or {},
+    }
+
+
+def appending(*statements: Any) -> Any:
+    """PostgreSQL: one statement that appends an event and runs ``statements`` (data-modifying
+    CTEs) in the same transaction: one round trip for a request's whole write.
+
+    Its parameters are :func:`append_parameters` and those of ``statements``; it returns
+    the new event's id, or no row when the head row is missing (then nothing was
+    appended, and :func:`record` appends in a unit of work). All its parts run whatever
+    that answer: PostgreSQL runs every data-modifying CTE of a statement.
+    """
+    return _append_postgresql().add_cte(*statements)
+
+
+def append_parameters(
+    event: str,
+    *,
+    actor: str | None = None,
+    account_id: int | None = None,
+    client_id: str | None = None,
+    ip: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The parameters of an :func:`appending` statement for one event."""
+    values = _values(event, actor, account_id, client_id, ip, data)
+    return {**values, "canonical": _canonical(values)}
+
+
+def listen_outside_units(database: Database, listener: Callable[[list[str]], None]) -> None:
+    """Tell ``listener`` the names of the events an :func:`appending` statement committed
+    (those of a unit of work are in its ``info[RECORDED]`` when it commits)."""
+    database.info.setdefault(_LISTENERS, []).append(listener)
+
+
+def committed_outside_units(database: Database, names: list[str]) -> None:
+    """An :func:`appending` statement committed these events: tell the listeners."""
+    for listener in database.info.get(_LISTENERS, ()):
+        listener(names)
 
 
 def _append_postgresql() -> Any:

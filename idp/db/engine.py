@@ -413,6 +413,16 @@ async def read_row_awaited(
     own file, it is :func:`read_row`."""
     if database.awaited is None:
         return read_row(database.engine, statement, params)
+    return await execute_awaited(database, statement, params)
+
+
+async def execute_awaited(
+    database: Database, statement: Prebuilt, params: Mapping[str, Any]
+) -> tuple[Any, ...] | None:
+    """PostgreSQL: one prebuilt statement, committed on its own, awaited on the event loop
+    (idp/db/awaited.py); its first row, converted."""
+    if database.awaited is None:
+        raise RuntimeError("statements are awaited on PostgreSQL only")
     plan = statement.plan(database.engine.dialect, frozenset(params))
     return plan.converted(await database.awaited.fetchone(plan.sql, plan.arguments(params)))
 
@@ -464,6 +474,8 @@ class Database:
         self._checkpoint_lock = threading.Lock()
         self._disposed = False
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # What other modules keep with this database, as SQLAlchemy's ``info`` dicts.
+        self.info: dict[str, Any] = {}
         # PostgreSQL: no BEGIN and COMMIT around reads (two round trips of three). SQLite's
         # driver starts no transaction for a SELECT anyway.
         self._reads = (

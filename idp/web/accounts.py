@@ -34,12 +34,18 @@ from idp.accounts.registration import open_flow, register, resend, start_verific
 from idp.accounts.sessions import end_session, open_session
 from idp.audit.events import record
 from idp.db.models import Account
+from idp.settings import Settings
 from idp.web import csrf, i18n
 from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post
 from idp.web.redirects import safe_return_to
 from idp.web.rendering import language, render
-from idp.web.session import clear_session_cookie, current_session, set_session_cookie
+from idp.web.session import (
+    clear_session_cookie,
+    current_session,
+    session_token,
+    set_session_cookie,
+)
 
 try:
     LOCAL_TIME = ZoneInfo("Europe/Berlin")
@@ -338,6 +344,18 @@ async def login_submit(request: Request, form: Form) -> Response:
     matched, new_hash = await login.check_password(
         services.settings, found, form.get("password", "")
     )
+    if session_token(request) is None:  # else the browser's session ends in the unit of work
+        token = await login.succeed_awaited(
+            services.db,
+            services.settings,
+            found,
+            matched=matched,
+            new_hash=new_hash,
+            ip=_ip(request),
+            user_agent=request.headers.get("user-agent"),
+        )
+        if token is not None:
+            return _logged_in(services.settings, return_to, token)
     return await services.db.run_sync(
         partial(_conclude_login, request, found, matched, new_hash, return_to, email)
     )
@@ -362,8 +380,12 @@ def _conclude_login(
         except LoginFailed as exc:
             return _login_page(request, return_to, email, {"email": _message(request, exc)}, 400)
         token = _log_in(request, uow, account_id)
+    return _logged_in(services.settings, return_to, token)
+
+
+def _logged_in(settings: Settings, return_to: str, token: str) -> Response:
     response = Redirect(return_to, status_code=303)
-    set_session_cookie(response, token, services.settings)
+    set_session_cookie(response, token, settings)
     return response
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +50,50 @@ def test_login_opens_a_new_session_and_redirects_to_return_to(app_client, accoun
     assert rows[0].end_reason == "replaced" and rows[1].ended_at is None
     assert rows[1].methods[0]["method"] == "pwd"
     assert len(_events(db, "login.success")) == 2
+
+
+def test_a_login_keeps_its_time_its_browser_and_an_audit_event(app_client, account_settings, db):
+    account_id = _create(db, account_settings)
+    before = clock.now()
+    response = submit(
+        app_client,
+        "/login",
+        "/login",
+        {"email": "paula@example.de", "password": STRONG},
+        headers={"user-agent": "Firefox/140.0"},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303
+    after = clock.now()
+    with db.unit_of_work() as session:
+        account = session.get(Account, account_id)
+        (row,) = session.scalars(select(LoginSession)).all()
+        assert audit.verify(session) is None
+    (event,) = _events(db, "login.success")
+    assert before <= account.last_login_at <= after
+    assert row.account_id == account_id and row.ended_at is None
+    assert before <= row.created_at == row.auth_time == row.last_seen_at <= after
+    assert row.expires_at == row.created_at + timedelta(hours=account_settings.session_max_hours)
+    assert row.methods == [{"method": "pwd", "at": row.created_at.isoformat()}]
+    assert row.user_agent == "Firefox/140.0" and row.ip == "testclient"
+    assert row.token_digest == hashlib.sha256(app_client.cookies["idp_session"].encode()).digest()
+    assert (event.account_id, event.ip, event.data) == (account_id, "testclient", {"amr": ["pwd"]})
+
+
+def test_a_login_without_the_audit_chains_head_row_starts_the_chain(
+    app_client, account_settings, db
+):
+    _create(db, account_settings)
+    with db.unit_of_work() as session:
+        session.execute(delete(AuditHead))
+        session.execute(delete(AuditEvent))
+    assert login(app_client, "paula@example.de").status_code == 303
+    assert app_client.get("/account").status_code == 200
+    with db.unit_of_work() as session:
+        assert audit.verify(session) is None
+        head = session.get(AuditHead, 1)
+    (event,) = _events(db, "login.success")
+    assert event.prev_hash == audit.GENESIS and head.last_id == event.id
 
 
 def test_an_open_redirect_is_refused(app_client, account_settings, db):
