@@ -11,9 +11,9 @@ transaction open meanwhile) and :func:`conclude` writes (one unit of work). Ever
 login runs this, around one argon2id verify, so it reads and writes with Core
 statements (the columns it needs, no ORM objects): the unit of work's loading and
 flushing cost more than the statements, and the code after the verify runs with
-caches the hash has just swept through. On PostgreSQL a success is written by
-:func:`succeed_awaited` instead: one statement awaited on the event loop, where a
-unit of work would take a hop to a worker thread and five round trips.
+caches the hash has just swept through. A success is written by :func:`succeed`
+instead, without a unit of work: on PostgreSQL one statement awaited on the event
+loop, on SQLite one transaction on a pooled connection.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import bindparam, delete, literal, select, update
+from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
@@ -29,7 +29,7 @@ from idp.accounts import throttle
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import InvalidEmail, LoginBlocked, LoginFailed
 from idp.accounts.passwords import passwords_for
-from idp.accounts.sessions import new_session, opening
+from idp.accounts.sessions import new_session, opening, store_on
 from idp.audit import events as audit
 from idp.audit.events import record
 from idp.db.engine import Database, Prebuilt, execute_awaited, read_row_awaited
@@ -59,17 +59,16 @@ _FIND = Prebuilt(
 )
 # The account's changes after a success (the login time, a rehash), as parameters.
 _LOGGED_IN = Prebuilt(update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account")))
-_THROTTLES = LoginThrottle.__table__
-# PostgreSQL: what conclude and open_session write after a match, with the audit event, in
-# one statement: the login time, the email's failures counted before the attempt
-# cleared (a NULL key clears none), the new session.
+# PostgreSQL: what :func:`succeed` writes, in one statement: the login time, the email's
+# failures counted before the attempt cleared (a NULL key clears none), the new session
+# and the audit event.
 _SUCCEEDED_POSTGRESQL = Prebuilt(
     audit.appending(
         update(_ACCOUNTS)
         .where(_ACCOUNTS.c.id == bindparam("account"))
-        .values(last_login_at=bindparam("now", type_=_ACCOUNTS.c.last_login_at.type))
+        .values(last_login_at=bindparam("last_login_at", type_=_ACCOUNTS.c.last_login_at.type))
         .cte("logged_in"),
-        delete(_THROTTLES).where(_THROTTLES.c.key == bindparam("cleared_key")).cte("cleared"),
+        throttle.CLEARING.cte("cleared"),
         opening("session_"),
     )
 )
@@ -186,7 +185,7 @@ def conclude(
     return account_id
 
 
-async def succeed_awaited(
+async def succeed(
     database: Database,
     settings: Settings,
     attempt: Attempt,
@@ -196,32 +195,60 @@ async def succeed_awaited(
     ip: str | None,
     user_agent: str | None,
 ) -> str | None:
-    """On PostgreSQL, what :func:`conclude` and a new session write after a match, in one
-    statement awaited on the event loop; the new session's cookie token.
+    """What :func:`conclude` and a new session write after a match, without a unit of work;
+    the new session's cookie token.
 
-    None, with nothing written, where it does not apply: no match, a stale hash to
-    replace, or another database. The caller then concludes in a unit of work, as it does
-    where this browser has a session to end first.
+    PostgreSQL: one statement awaited on the event loop (a unit of work there is a hop
+    to a worker thread and five round trips). SQLite: the same rows in one transaction on
+    a pooled connection, at once. None, with nothing written, where it does not apply: no
+    match, or a stale hash to replace. The caller then concludes in a unit of work, as it
+    does where the browser has a session to end first.
     """
-    if database.awaited is None or not matched or new_hash is not None:
+    if not matched or new_hash is not None:
         return None
     assert attempt.account_id is not None  # a match needs the account's own hash
-    token, values = new_session(attempt.account_id, ["pwd"], settings, ip=ip, user_agent=user_agent)
-    params = {
-        "account": attempt.account_id,
-        "now": values["created_at"],
-        "cleared_key": attempt.email_key if attempt.email_key in attempt.counted else None,
-        **{f"session_{name}": value for name, value in values.items()},
-        **audit.append_parameters(
-            "login.success", account_id=attempt.account_id, ip=ip, data={"amr": ["pwd"]}
-        ),
-    }
-    if await execute_awaited(database, _SUCCEEDED_POSTGRESQL, params) is None:
-        # No head row, so no event: the chain starts from a unit of work (idp.audit).
-        await database.run_sync(partial(_record_success_alone, database, attempt.account_id, ip))
+    token, session = new_session(
+        attempt.account_id, ["pwd"], settings, ip=ip, user_agent=user_agent
+    )
+    cleared = attempt.email_key if attempt.email_key in attempt.counted else None
+    event = audit.append_parameters(
+        "login.success", account_id=attempt.account_id, ip=ip, data={"amr": ["pwd"]}
+    )
+    logged_in = {"account": attempt.account_id, "last_login_at": session["created_at"]}
+    if database.awaited is not None:
+        params = {
+            **logged_in,
+            "cleared_key": cleared,
+            **{f"session_{name}": value for name, value in session.items()},
+            **event,
+        }
+        if await execute_awaited(database, _SUCCEEDED_POSTGRESQL, params) is None:
+            # No head row, so no event: the chain starts from a unit of work (idp.audit).
+            await database.run_sync(
+                partial(_record_success_alone, database, attempt.account_id, ip)
+            )
+            return token
     else:
-        audit.committed_outside_units(database, ["login.success"])
+        await database.run_sync(
+            partial(_write_success, database, logged_in, cleared, session, event)
+        )
+    audit.committed_outside_units(database, ["login.success"])
     return token
+
+
+def _write_success(
+    database: Database,
+    logged_in: dict[str, object],
+    cleared: str | None,
+    session: dict[str, object],
+    event: dict[str, object],
+) -> None:
+    with database.dbapi_connection() as connection:
+        _LOGGED_IN.execute_on(database, connection, logged_in)
+        if cleared is not None:
+            throttle.clear_on(database, connection, cleared)
+        store_on(database, connection, session)
+        audit.append_on(database, connection, event)
 
 
 def _record_success(session: Session, account_id: int, ip: str | None) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.db.engine import Prebuilt
+from idp.db.engine import Database, Prebuilt
 from idp.db.loads import LOGIN_SESSION_BY_DIGEST
 from idp.db.models import Account, LoginSession
 from idp.settings import Settings
@@ -84,6 +84,13 @@ def new_session(
         "ip": ip,
         "user_agent": (user_agent or "")[:255] or None,
     }
+
+
+def store_on(database: Database, connection: Any, values: dict[str, Any]) -> int:
+    """Store a :func:`new_session` on a DB-API connection of ``database.dbapi_connection()``;
+    its id."""
+    (opened,) = _OPEN.execute_on(database, connection, values)
+    return opened.id
 
 
 def opening(prefix: str) -> Any:

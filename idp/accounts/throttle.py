@@ -17,12 +17,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from idp import clock
+from idp.db.engine import Database, Prebuilt
 from idp.db.models import LoginThrottle
 from idp.settings import Settings
 
@@ -97,6 +99,17 @@ def record_failure(
     return Failure(row.failures, locked)
 
 
+_THROTTLES = LoginThrottle.__table__
+# The counter of one key gone, as a DELETE ... CTE (PostgreSQL) or on its own.
+CLEARING = delete(_THROTTLES).where(_THROTTLES.c.key == bindparam("cleared_key"))
+_CLEAR = Prebuilt(CLEARING)
+
+
 def clear(session: Session, key: str) -> None:
     """Forget the failures of ``key`` (after a success or a password reset)."""
     session.execute(delete(LoginThrottle).where(LoginThrottle.key == key))
+
+
+def clear_on(database: Database, connection: Any, key: str) -> None:
+    """:func:`clear` on a DB-API connection of ``database.dbapi_connection()``."""
+    _CLEAR.execute_on(database, connection, {"cleared_key": key})

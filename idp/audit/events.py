@@ -50,6 +50,7 @@ _LOCK_HEAD_SQLITE = Prebuilt(
 )
 _INSERT_EVENT = Prebuilt(insert(_EVENTS).returning(_EVENTS.c.id))
 _MOVE_HEAD_TO = Prebuilt(_MOVE_HEAD)
+_START_HEAD = Prebuilt(insert(_HEAD).values(id=1, last_id=0, last_hash=GENESIS))
 _HASHED = ("at", "event", "actor", "account_id", "client_id", "ip", "data")
 _HELD = "idp.audit_head"  # Session.info: (transaction, last hash) while the lock is held
 # Database.info key: who is told of events committed outside a unit of work.
@@ -145,14 +146,28 @@ def append_parameters(
     return {**values, "canonical": _canonical(values)}
 
 
+def append_on(database: Database, connection: Any, parameters: dict[str, Any]) -> int:
+    """SQLite: append an event (:func:`append_parameters`) on a DB-API connection of
+    ``database.dbapi_connection()``, in its transaction, as :func:`record` does in a unit of
+    work; its id. A database without the head row gets it first (the chain's genesis)."""
+    inserted = _APPEND_SQLITE.execute_on(database, connection, parameters)
+    if not inserted:
+        _START_HEAD.execute_on(database, connection, {})
+        inserted = _APPEND_SQLITE.execute_on(database, connection, parameters)
+    (event_id, digest) = inserted[0]
+    _MOVE_HEAD_TO.execute_on(database, connection, {"last_id": event_id, "last_hash": digest})
+    return event_id
+
+
 def listen_outside_units(database: Database, listener: Callable[[list[str]], None]) -> None:
-    """Tell ``listener`` the names of the events an :func:`appending` statement committed
-    (those of a unit of work are in its ``info[RECORDED]`` when it commits)."""
+    """Tell ``listener`` the names of the events committed outside a unit of work
+    (:func:`appending`, :func:`append_on`; a unit of work's are in its ``info[RECORDED]``
+    when it commits)."""
     database.info.setdefault(_LISTENERS, []).append(listener)
 
 
 def committed_outside_units(database: Database, names: list[str]) -> None:
-    """An :func:`appending` statement committed these events: tell the listeners."""
+    """These events were committed outside a unit of work: tell the listeners."""
     for listener in database.info.get(_LISTENERS, ()):
         listener(names)
 
@@ -226,7 +241,7 @@ def _locked_head(session: Session) -> bytes:
     locked = (_LOCK_HEAD_SQLITE if sqlite else _LOCK_HEAD).execute(session, {})
     last_hash = locked[0].last_hash if locked else None
     if last_hash is None:  # a database set up without the head row
-        session.execute(insert(_HEAD).values(id=1, last_id=0, last_hash=GENESIS))
+        _START_HEAD.execute(session, {})
         last_hash = GENESIS
     return last_hash
 

@@ -277,15 +277,31 @@ class Prebuilt:
         """Run it in ``session``'s transaction; the rows it returns (converted, with the
         columns' names), if any."""
         connection = session.connection()
-        dialect = connection.dialect
+        return self._run(
+            connection.connection.dbapi_connection,
+            connection.dialect,
+            params,
+            connection if connection.dispatch.before_cursor_execute else None,
+        )
+
+    def execute_on(
+        self, database: Database, connection: Any, params: Mapping[str, Any]
+    ) -> list[Any]:
+        """:meth:`execute` on a DB-API connection of :meth:`Database.dbapi_connection`, in its
+        transaction (which holds SQLite's writer lock already)."""
+        return self._run(connection, database.engine.dialect, params, None)
+
+    def _run(
+        self, dbapi_connection: Any, dialect: Dialect, params: Mapping[str, Any], listened: Any
+    ) -> list[Any]:
         plan = self.plan(dialect, frozenset(params))
         arguments = plan.arguments(params)
         sql = plan.sql
-        cursor = connection.connection.dbapi_connection.cursor()
+        cursor = dbapi_connection.cursor()
         try:
-            if connection.dispatch.before_cursor_execute:
-                for listener in connection.dispatch.before_cursor_execute:
-                    listener(connection, cursor, sql, arguments, None, False)
+            if listened is not None:
+                for listener in listened.dispatch.before_cursor_execute:
+                    listener(listened, cursor, sql, arguments, None, False)
             cursor.execute(sql, arguments)
             rows = cursor.fetchall() if cursor.description else []
         except dialect.loaded_dbapi.Error as exc:

@@ -345,7 +345,7 @@ async def login_submit(request: Request, form: Form) -> Response:
         services.settings, found, form.get("password", "")
     )
     if session_token(request) is None:  # else the browser's session ends in the unit of work
-        token = await login.succeed_awaited(
+        token = await login.succeed(
             services.db,
             services.settings,
             found,
