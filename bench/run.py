@@ -1148,8 +1148,18 @@ def run_endpoint(
         if ep.kind == "login":
             with contextlib.suppress(Exception):
                 run_login(s, o.warmup, o.login_concurrency, ep.password_only)
-        elif not p.get("fresh_each_run"):
-            run_wrk(s, p["url"], p["script"], p["env"], o.warmup, o.connections, o.threads)
+            continue
+        run_wrk(s, p["url"], p["script"], p["env"], o.warmup, o.connections, o.threads)
+        if p.get("fresh_each_run"):
+            # The warm-up used its data up (refresh tokens rotated): round 1 gets its own,
+            # as every later round does.
+            try:
+                meta = httpx.get(s.issuer + "/.well-known/openid-configuration").json()
+                preps[s.name] = ep.prepare(s, meta, states[s.name])
+            except Exception as e:
+                preps[s.name] = None
+                results.append(Result(s.name, 1, False, reason=f"{type(e).__name__}: {e}"))
+                log(f"{ep.key} / {s.name}: not measured: {e}")
     for rnd in range(1, o.rounds + 1):
         for s in servers:
             p = preps.get(s.name)
