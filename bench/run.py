@@ -1399,11 +1399,11 @@ def targets(ctx: dict) -> list[str]:
             for s in ours:
                 if s.db is None or s.db.kind != kind:
                     continue
-                base = summarize(res.get(key, []), s.name)
+                base = summarize(scale_base(ctx, sc, key), s.name)
                 big = summarize(sc["results"].get(key, []), s.name)
                 if not (base and big):
                     continue
-                noise = p99_noise(res.get(key, []), s.name)
+                noise = p99_noise(scale_base(ctx, sc, key), s.name)
                 ratio = big.p99_ms / base.p99_ms
                 rows.append(
                     f"| {ep_title(key)}: p99 unchanged from {ctx['accounts']:,} to {sc['accounts']:,} accounts | "
@@ -1535,16 +1535,14 @@ def why_not_met(ctx: dict) -> list[str]:
             if s.db is None or s.db.kind != kind:
                 continue
             for key in ("client_credentials", "refresh_token", "login"):
-                base = summarize(res.get(key, []), s.name)
+                base = summarize(scale_base(ctx, sc, key), s.name)
                 big = summarize(sc["results"].get(key, []), s.name)
-                if not (base and big) or big.p99_ms <= base.p99_ms * (
-                    1 + max(p99_noise(res.get(key, []), s.name), 0.25)
-                ):
+                noise = p99_noise(scale_base(ctx, sc, key), s.name)
+                if not (base and big) or big.p99_ms <= base.p99_ms * (1 + max(noise, 0.25)):
                     continue
                 others = [
                     r.other_cpu_share for r in sc["results"][key] if r.server == s.name and r.ok
                 ]
-                noise = p99_noise(res.get(key, []), s.name)
                 if max(others, default=0) > OTHER_CPU_WARN:
                     cause = (
                         "other work shared the machine during those runs ("
@@ -1585,6 +1583,12 @@ def why_not_met(ctx: dict) -> list[str]:
             "it under concurrent logins."
         )
     return out
+
+
+def scale_base(ctx: dict, sc: dict, key: str) -> list[Result]:
+    """The runs a scale run is compared with: the same endpoint with the main run's accounts,
+    measured right before the seeding (else those of the main run)."""
+    return sc.get("before", {}).get(key) or ctx["results"].get(key, [])
 
 
 def p99_noise(results: list[Result], server: str) -> float:
@@ -1906,8 +1910,9 @@ def write_report(path: Path, ctx: dict) -> None:
         a("")
     for kind, sc in ctx["scale"].items():
         a(
-            f"{kind}: the token and login runs of the main run ({ctx['accounts']:,} seeded accounts) against "
-            f"the same servers after `idp bench seed --accounts {sc['accounts']:,}` added "
+            f"{kind}: the token and login runs with {ctx['accounts']:,} seeded accounts, measured again "
+            "right before the seeding (each pair of runs minutes apart, not the whole run's length), "
+            f"against the same servers after `idp bench seed --accounts {sc['accounts']:,}` added "
             f"{sc['seed']['added']:,} accounts in {sc['seed']['seconds']:.1f} s (the servers kept running; "
             "logins pick a random account among all of them)."
         )
@@ -1921,7 +1926,7 @@ def write_report(path: Path, ctx: dict) -> None:
                 if s.db is None or s.db.kind != kind:
                     continue
                 for n, res in (
-                    (ctx["accounts"], ctx["results"].get(key, [])),
+                    (ctx["accounts"], scale_base(ctx, sc, key)),
                     (sc["accounts"], big_res),
                 ):
                     sm = summarize(res, s.name)
@@ -2110,12 +2115,16 @@ def main() -> int:
         elif not scale_eps:
             scale_reason = "no token or login endpoint selected"
         for db in databases if not scale_reason else []:
+            mine = [s for s in servers if s.db is db]
+            # The same runs at the main run's accounts right before the seeding, so that
+            # each pair is minutes apart, not the whole run (this machine drifts).
+            before = {ep.key: run_endpoint(ep, mine, o, procnames) for ep in scale_eps}
             seed_ours(idp, db, a.scale_accounts)
             use_new_secret(servers, db)
-            mine = [s for s in servers if s.db is db]
             scale[db.kind] = {
                 "accounts": db.seed["accounts"],
                 "seed": dict(db.seed),
+                "before": before,
                 "results": {ep.key: run_endpoint(ep, mine, o, procnames) for ep in scale_eps},
             }
         for other in servers:
@@ -2154,6 +2163,10 @@ def main() -> int:
             "results": {k: [r.__dict__ for r in v] for k, v in results.items()},
             "scale": {
                 k: {ek: [r.__dict__ for r in ev] for ek, ev in sc["results"].items()}
+                for k, sc in scale.items()
+            },
+            "scale_before": {
+                k: {ek: [r.__dict__ for r in ev] for ek, ev in sc["before"].items()}
                 for k, sc in scale.items()
             },
         }
