@@ -1216,7 +1216,8 @@ def _source() -> dict:
             ["git", "-C", str(ROOT), *args], capture_output=True, text=True
         ).stdout.strip()
 
-    dirty = git("status", "--porcelain", "--", ".")
+    # The report's own previous version is not a change to the code under test.
+    dirty = git("status", "--porcelain", "--", ".", ":(exclude)bench/RESULTS.md")
     commit = git("rev-parse", "--short", "HEAD") or "?"
     return {
         "commit": commit + (" (with uncommitted changes)" if dirty else ""),
