@@ -40,6 +40,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -124,9 +125,9 @@ def cpu_seconds(pids: list[int]) -> float:
 HASHING_THREAD = "argon2id"
 
 
-def threads_named(pids: list[int], name: str) -> int:
-    """How many threads called `name` (their kernel name) these processes have."""
-    count = 0
+def _tasks_named(pids: list[int], name: str) -> Iterator[str]:
+    """The /proc directories of the threads called `name` (their kernel name) in these
+    processes (a thread that ends meanwhile is left out)."""
     for p in pids:
         try:
             tasks = os.listdir(f"/proc/{p}/task")
@@ -135,30 +136,27 @@ def threads_named(pids: list[int], name: str) -> int:
         for t in tasks:
             try:
                 with open(f"/proc/{p}/task/{t}/comm") as f:
-                    count += f.read().strip() == name
+                    if f.read().strip() == name:
+                        yield f"/proc/{p}/task/{t}"
             except OSError:
                 pass
-    return count
+
+
+def threads_named(pids: list[int], name: str) -> int:
+    """How many threads called `name` these processes have."""
+    return sum(1 for _ in _tasks_named(pids, name))
 
 
 def thread_cpu_seconds(pids: list[int], name: str) -> float:
-    """utime + stime of the threads called `name` (their kernel name) in these processes."""
+    """utime + stime of the threads called `name` in these processes."""
     total = 0
-    for p in pids:
+    for task in _tasks_named(pids, name):
         try:
-            tasks = os.listdir(f"/proc/{p}/task")
+            with open(f"{task}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
         except OSError:
-            continue
-        for t in tasks:
-            try:
-                with open(f"/proc/{p}/task/{t}/comm") as f:
-                    if f.read().strip() != name:
-                        continue
-                with open(f"/proc/{p}/task/{t}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])
-            except OSError:
-                pass
+            pass
     return total / CLK_TCK
 
 
