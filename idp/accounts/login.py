@@ -24,7 +24,6 @@ from functools import partial
 from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.orm import Session
 
-from idp import clock
 from idp.accounts import throttle
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import InvalidEmail, LoginBlocked, LoginFailed
@@ -57,20 +56,13 @@ _FIND = Prebuilt(
         .outerjoin(_IP_COUNTER, _IP_COUNTER.c.key == bindparam("ip_key"))
     )
 )
-# The account's changes after a success (the login time, a rehash), as parameters.
-_LOGGED_IN = Prebuilt(update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account")))
-# PostgreSQL: what :func:`succeed` writes, in one statement: the login time, the email's
-# failures counted before the attempt cleared (a NULL key clears none), the new session
-# and the audit event.
+# A stale hash replaced after a success, as parameters.
+_REHASHED = Prebuilt(update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account")))
+# PostgreSQL: what :func:`succeed` writes, in one statement: the email's failures counted
+# before the attempt cleared (a NULL key clears none), the new session with the account's
+# login time, and the audit event.
 _SUCCEEDED_POSTGRESQL = Prebuilt(
-    audit.appending(
-        update(_ACCOUNTS)
-        .where(_ACCOUNTS.c.id == bindparam("account"))
-        .values(last_login_at=bindparam("last_login_at", type_=_ACCOUNTS.c.last_login_at.type))
-        .cte("logged_in"),
-        throttle.CLEARING.cte("cleared"),
-        opening("session_"),
-    )
+    audit.appending(throttle.CLEARING.cte("cleared"), *opening("session_"))
 )
 
 
@@ -173,14 +165,12 @@ def conclude(
         raise LoginFailed("login.failed")
 
     assert account_id is not None  # a match needs the account's own hash
-    changes: dict[str, object] = {"last_login_at": clock.now()}
     if new_hash is not None:
-        changes["password_hash"] = new_hash
+        _REHASHED.execute(session, {"account": account_id, "password_hash": new_hash})
     if attempt.email_key in attempt.counted:
         # Only a counter that existed when the attempt began is cleared: one a concurrent
         # wrong guess created meanwhile stays (and a login with none writes nothing here).
         throttle.clear(session, attempt.email_key)
-    _LOGGED_IN.execute(session, {"account": account_id, **changes})
     _record_success(session, account_id, ip)
     return account_id
 
@@ -214,10 +204,8 @@ async def succeed(
     event = audit.append_parameters(
         "login.success", account_id=attempt.account_id, ip=ip, data={"amr": ["pwd"]}
     )
-    logged_in = {"account": attempt.account_id, "last_login_at": session["created_at"]}
     if database.awaited is not None:
         params = {
-            **logged_in,
             "cleared_key": cleared,
             **{f"session_{name}": value for name, value in session.items()},
             **event,
@@ -229,22 +217,18 @@ async def succeed(
             )
             return token
     else:
-        await database.run_sync(
-            partial(_write_success, database, logged_in, cleared, session, event)
-        )
+        await database.run_sync(partial(_write_success, database, cleared, session, event))
     audit.committed_outside_units(database, ["login.success"])
     return token
 
 
 def _write_success(
     database: Database,
-    logged_in: dict[str, object],
     cleared: str | None,
     session: dict[str, object],
     event: dict[str, object],
 ) -> None:
     with database.dbapi_connection() as connection:
-        _LOGGED_IN.execute_on(database, connection, logged_in)
         if cleared is not None:
             throttle.clear_on(database, connection, cleared)
         store_on(database, connection, session)

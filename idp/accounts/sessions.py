@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
@@ -36,8 +36,22 @@ def token_digest(token: str) -> bytes:
 
 
 _SESSIONS = LoginSession.__table__
+_ACCOUNTS = Account.__table__
 # Built once: each login passes its values as parameters.
 _OPEN = Prebuilt(insert(_SESSIONS).returning(_SESSIONS.c.id))
+
+
+def _logging_in(account: str, at: str) -> Any:
+    """An account's last login time set, its id and time as the parameters so named."""
+    return (
+        update(_ACCOUNTS)
+        .where(_ACCOUNTS.c.id == bindparam(account, type_=_ACCOUNTS.c.id.type))
+        .values(last_login_at=bindparam(at, type_=_ACCOUNTS.c.last_login_at.type))
+    )
+
+
+# Every session opened is a login: the account's last login time is the newest one's.
+_LOGGED_IN = Prebuilt(_logging_in("login_account", "login_at"))
 # The columns a new session leaves to the database or to its end.
 _NOT_AT_OPENING = frozenset({"id", "ended_at", "end_reason"})
 
@@ -53,12 +67,17 @@ def open_session(
 ) -> tuple[str, int]:
     """Open a session for the account authenticated by ``methods``; return (cookie token, id).
 
-    One Core INSERT, no ORM object: every password login opens one, and the unit of
-    work's flush cost more than the statement.
+    Core statements, no ORM object: every password login opens one, and the unit of
+    work's flush cost more than the statements. The account's last login time is set.
     """
     token, values = new_session(account_id, methods, settings, ip=ip, user_agent=user_agent)
     (opened,) = _OPEN.execute(session, values)
+    _LOGGED_IN.execute(session, _login_time(values))
     return token, opened.id
+
+
+def _login_time(values: dict[str, Any]) -> dict[str, Any]:
+    return {"login_account": values["account_id"], "login_at": values["created_at"]}
 
 
 def new_session(
@@ -90,23 +109,23 @@ def store_on(database: Database, connection: Any, values: dict[str, Any]) -> int
     """Store a :func:`new_session` on a DB-API connection of ``database.dbapi_connection()``;
     its id."""
     (opened,) = _OPEN.execute_on(database, connection, values)
+    _LOGGED_IN.execute_on(database, connection, _login_time(values))
     return opened.id
 
 
-def opening(prefix: str) -> Any:
-    """Storing a :func:`new_session` as a data-modifying CTE (PostgreSQL), for a statement
-    that writes more; its parameters are the values' names after ``prefix``."""
-    return (
-        insert(_SESSIONS)
-        .values(
-            {
-                column.name: bindparam(prefix + column.name, type_=column.type)
-                for column in _SESSIONS.c
-                if column.name not in _NOT_AT_OPENING
-            }
-        )
-        .cte("opened")
+def opening(prefix: str) -> tuple[Any, ...]:
+    """Storing a :func:`new_session` as data-modifying CTEs (PostgreSQL), for a statement
+    that writes more: the session, and its account's last login time. Their parameters
+    are the values' names after ``prefix``."""
+    opened = insert(_SESSIONS).values(
+        {
+            column.name: bindparam(prefix + column.name, type_=column.type)
+            for column in _SESSIONS.c
+            if column.name not in _NOT_AT_OPENING
+        }
     )
+    logged_in = _logging_in(prefix + "account_id", prefix + "created_at")
+    return opened.cte("opened"), logged_in.cte("logged_in")
 
 
 def start_session(

@@ -70,9 +70,9 @@ def test_a_login_keeps_its_time_its_browser_and_an_audit_event(app_client, accou
         (row,) = session.scalars(select(LoginSession)).all()
         assert audit.verify(session) is None
     (event,) = _events(db, "login.success")
-    assert before <= account.last_login_at <= after
     assert row.account_id == account_id and row.ended_at is None
     assert before <= row.created_at == row.auth_time == row.last_seen_at <= after
+    assert account.last_login_at == row.created_at
     assert row.expires_at == row.created_at + timedelta(hours=account_settings.session_max_hours)
     assert row.methods == [{"method": "pwd", "at": row.created_at.isoformat()}]
     assert row.user_agent == "Firefox/140.0" and row.ip == "testclient"

@@ -40,8 +40,9 @@ def test_registering_sends_a_mail_whose_link_verifies_the_address(app_client, ma
     account = _account(db, "anna@example.de")
     assert account.email_verified_at is not None
     assert account.proofing_level == "low"
-    # The registering browser is logged in.
+    # The registering browser is logged in, and that is the account's last login.
     assert "anna@example.de" in app_client.get("/account").text
+    assert account.last_login_at is not None
 
     # Single use.
     again = app_client.post(
