@@ -312,7 +312,13 @@ class Settings:
         "IDP_LOGIN_IP_FREE_ATTEMPTS",
         50,
         _int(1, 100000),
-        "Wrong passwords from one client IP before its tries must wait (doubling)",
+        "Login attempts from one client IP before its tries must wait (doubling)",
+    )
+    login_ip_max_wait_seconds: int = setting(
+        "IDP_LOGIN_IP_MAX_WAIT_SECONDS",
+        10,
+        _int(1, 3600),
+        "The longest wait one client IP's attempts impose (one address cannot lock others out)",
     )
     smtp_host: str = setting(
         "IDP_SMTP_HOST", "", _text, "SMTP server; empty: mail is written to IDP_MAIL_DIR"

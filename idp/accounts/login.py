@@ -6,8 +6,10 @@ success, failure and lockout is an audit event. A hash made with older
 argon2 parameters is replaced at the next successful login.
 
 A login is three steps: :func:`begin` reads (one statement, outside any
-transaction), :func:`check_password` hashes (awaited, in the hasher's threads, no
-transaction open meanwhile) and :func:`conclude` writes (one unit of work). Every
+transaction) and reserves the attempt on its throttling counters (compare-and-set,
+idp.accounts.throttle), :func:`check_password` hashes (awaited, in the hasher's
+threads, no transaction open meanwhile) and :func:`conclude` writes (one unit of
+work). Every
 login runs this, around one argon2id verify, so it reads and writes with Core
 statements (the columns it needs, no ORM objects): the unit of work's loading and
 flushing cost more than the statements, and the code after the verify runs with
@@ -58,37 +60,32 @@ _FIND = Prebuilt(
 )
 # A stale hash replaced after a success, as parameters.
 _REHASHED = Prebuilt(update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account")))
-# PostgreSQL: what :func:`succeed` writes, in one statement: the email's failures counted
-# before the attempt cleared (a NULL key clears none), the new session with the account's
-# login time, and the audit event.
-_SUCCEEDED_POSTGRESQL = Prebuilt(
-    audit.appending(throttle.CLEARING.cte("cleared"), *opening("session_"))
-)
+# PostgreSQL: what :func:`succeed` writes, in one statement: the new session with the
+# account's login time, and the audit event.
+_SUCCEEDED_POSTGRESQL = Prebuilt(audit.appending(*opening("session_")))
 
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """What a login attempt found before its password is checked.
+    """A login attempt, reserved on its throttling counters before its password is checked.
 
     ``password_hash`` is None for an unknown email or a disabled account: the check
-    then runs against the dummy hash and fails. ``counted`` are the throttling
-    counters that existed when the attempt began.
+    then runs against the dummy hash and fails.
     """
 
-    email_key: str
-    ip_key: str | None
+    reservation: throttle.Reservation
     account_id: int | None
     password_hash: str | None
-    counted: frozenset[str]
 
 
-async def begin(database: Database, *, email: str, ip: str | None) -> Attempt:
-    """Find the account and its throttling counters; raise LoginBlocked while it must wait
-    (recorded in a unit of work of its own).
+async def begin(database: Database, settings: Settings, *, email: str, ip: str | None) -> Attempt:
+    """Find the account and reserve the attempt on its throttling counters; raise
+    LoginBlocked while it must wait (recorded in a unit of work of its own).
 
-    One read outside any transaction, awaited on PostgreSQL and at once on SQLite
-    (read_row_awaited): a login is refused or checked on what is committed now, and the
-    password check comes next, with no transaction open (:func:`conclude`).
+    One read outside any transaction (awaited on PostgreSQL, at once on SQLite): a login
+    that must wait is refused on what is committed now, writing nothing but its audit
+    event. Otherwise the attempt is counted before its hash runs (throttle.reserve), so
+    concurrent attempts cannot all pass one check.
     """
     try:
         login_id = normalise_email(email)
@@ -101,17 +98,28 @@ async def begin(database: Database, *, email: str, ip: str | None) -> Attempt:
     )
     assert found is not None  # the outer joins always give one row
     account_id, password_hash, disabled_at, email_counter, email_until, ip_counter, ip_until = found
-    wait, counted = throttle.summarise([(email_counter, email_until), (ip_counter, ip_until)])
+    wait = throttle.summarise([(email_counter, email_until), (ip_counter, ip_until)])
+    if not wait:
+        try:
+            reservation = await throttle.reserve(
+                database, settings, email_key=email_key, ip_key=ip_key
+            )
+        except throttle.Blocked as exc:
+            wait = exc.seconds
     if wait:
         await database.run_sync(partial(_record_blocked, database, account_id, ip, wait))
         raise LoginBlocked("login.blocked", seconds=wait)
     usable = account_id is not None and disabled_at is None
-    return Attempt(email_key, ip_key, account_id, password_hash if usable else None, counted)
+    return Attempt(reservation, account_id, password_hash if usable else None)
 
 
 def _record_blocked(database: Database, account_id: int | None, ip: str | None, wait: int) -> None:
     with database.unit_of_work() as session:
         record(session, "login.blocked", account_id=account_id, ip=ip, data={"wait": wait})
+
+
+def _locked_meanwhile(settings: Settings) -> LoginBlocked:
+    return LoginBlocked("login.locked", seconds=settings.login_lockout_minutes * 60)
 
 
 def conclude(
@@ -124,25 +132,16 @@ def conclude(
     ip: str | None,
 ) -> int:
     """Record the outcome of the password check; the account's id, or raise LoginFailed or
-    LoginBlocked (a lockout).
+    LoginBlocked (this attempt locked the email, or attempts that began after it did).
 
     ``matched``: the password matched ``attempt.password_hash``; ``new_hash``: the same
     password hashed with the current parameters, where its stored hash is stale.
     Failures are recorded in ``session``: the caller commits even when this raises.
     """
     account_id = attempt.account_id
+    reservation = attempt.reservation
     if not matched:
-        failure = throttle.record_failure(
-            session, attempt.email_key, settings, free=settings.login_free_attempts, lockout=True
-        )
-        if attempt.ip_key:
-            throttle.record_failure(
-                session,
-                attempt.ip_key,
-                settings,
-                free=settings.login_ip_free_attempts,
-                lockout=False,
-            )
+        # The attempt was counted when it was reserved: only the audit is left to write.
         record(
             session,
             "login.failure",
@@ -150,27 +149,29 @@ def conclude(
             ip=ip,
             data={
                 "reason": "password" if account_id is not None else "unknown_email",
-                "failures": failure.failures,
+                "failures": reservation.email_position,
             },
         )
-        if failure.locked:
+        if reservation.locked:
             record(
                 session,
                 "login.lockout",
                 account_id=account_id,
                 ip=ip,
-                data={"failures": failure.failures, "minutes": settings.login_lockout_minutes},
+                data={
+                    "failures": reservation.email_position,
+                    "minutes": settings.login_lockout_minutes,
+                },
             )
-            raise LoginBlocked("login.locked", seconds=settings.login_lockout_minutes * 60)
+            raise _locked_meanwhile(settings)
         raise LoginFailed("login.failed")
 
     assert account_id is not None  # a match needs the account's own hash
+    if not throttle.release_on_success(throttle.in_session(session), reservation, settings):
+        record(session, "login.blocked", account_id=account_id, ip=ip, data={"locked": True})
+        raise _locked_meanwhile(settings)
     if new_hash is not None:
         _REHASHED.execute(session, {"account": account_id, "password_hash": new_hash})
-    if attempt.email_key in attempt.counted:
-        # Only a counter that existed when the attempt began is cleared: one a concurrent
-        # wrong guess created meanwhile stays (and a login with none writes nothing here).
-        throttle.clear(session, attempt.email_key)
     _record_success(session, account_id, ip)
     return account_id
 
@@ -188,11 +189,12 @@ async def succeed(
     """What :func:`conclude` and a new session write after a match, without a unit of work;
     the new session's cookie token.
 
-    PostgreSQL: one statement awaited on the event loop (a unit of work there is a hop
-    to a worker thread and five round trips). SQLite: the same rows in one transaction on
-    a pooled connection, at once. None, with nothing written, where it does not apply: no
-    match, or a stale hash to replace. The caller then concludes in a unit of work, as it
-    does where the browser has a session to end first.
+    PostgreSQL: the reservations released, then one statement awaited on the event loop (a
+    unit of work there is a hop to a worker thread and five round trips). SQLite: the same
+    rows in one transaction on a pooled connection, at once. None, with nothing written,
+    where it does not apply: no match, or a stale hash to replace. The caller then
+    concludes in a unit of work, as it does where the browser has a session to end first.
+    Raises LoginBlocked if attempts that began after this one locked the email meanwhile.
     """
     if not matched or new_hash is not None:
         return None
@@ -200,16 +202,13 @@ async def succeed(
     token, session = new_session(
         attempt.account_id, ["pwd"], settings, ip=ip, user_agent=user_agent
     )
-    cleared = attempt.email_key if attempt.email_key in attempt.counted else None
     event = audit.append_parameters(
         "login.success", account_id=attempt.account_id, ip=ip, data={"amr": ["pwd"]}
     )
     if database.awaited is not None:
-        params = {
-            "cleared_key": cleared,
-            **{f"session_{name}": value for name, value in session.items()},
-            **event,
-        }
+        if not await throttle.release_awaited(database, attempt.reservation, settings):
+            raise _locked_meanwhile(settings)
+        params = {**{f"session_{name}": value for name, value in session.items()}, **event}
         if await execute_awaited(database, _SUCCEEDED_POSTGRESQL, params) is None:
             # No head row, so no event: the chain starts from a unit of work (idp.audit).
             await database.run_sync(
@@ -217,22 +216,29 @@ async def succeed(
             )
             return token
     else:
-        await database.run_sync(partial(_write_success, database, cleared, session, event))
+        written = await database.run_sync(
+            partial(_write_success, database, settings, attempt.reservation, session, event)
+        )
+        if not written:
+            raise _locked_meanwhile(settings)
     audit.committed_outside_units(database, ["login.success"])
     return token
 
 
 def _write_success(
     database: Database,
-    cleared: str | None,
+    settings: Settings,
+    reservation: throttle.Reservation,
     session: dict[str, object],
     event: dict[str, object],
-) -> None:
+) -> bool:
     with database.dbapi_connection() as connection:
-        if cleared is not None:
-            throttle.clear_on(database, connection, cleared)
+        run = throttle.on_connection(database, connection)
+        if not throttle.release_on_success(run, reservation, settings):
+            return False
         store_on(database, connection, session)
         audit.append_on(database, connection, event)
+    return True
 
 
 def _record_success(session: Session, account_id: int, ip: str | None) -> None:

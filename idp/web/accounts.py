@@ -338,24 +338,24 @@ async def login_submit(request: Request, form: Form) -> Response:
     return_to = safe_return_to(form.get("return_to"))
     email = form.get("email", "")[:MAX_EMAIL]
     try:
-        found = await login.begin(services.db, email=email, ip=_ip(request))
+        found = await login.begin(services.db, services.settings, email=email, ip=_ip(request))
+        matched, new_hash = await login.check_password(
+            services.settings, found, form.get("password", "")
+        )
+        if session_token(request) is None:  # else the browser's session ends in the unit of work
+            token = await login.succeed(
+                services.db,
+                services.settings,
+                found,
+                matched=matched,
+                new_hash=new_hash,
+                ip=_ip(request),
+                user_agent=request.headers.get("user-agent"),
+            )
+            if token is not None:
+                return _logged_in(services.settings, return_to, token)
     except LoginBlocked as exc:
         return _login_page(request, return_to, email, {"": _message(request, exc)}, 429)
-    matched, new_hash = await login.check_password(
-        services.settings, found, form.get("password", "")
-    )
-    if session_token(request) is None:  # else the browser's session ends in the unit of work
-        token = await login.succeed(
-            services.db,
-            services.settings,
-            found,
-            matched=matched,
-            new_hash=new_hash,
-            ip=_ip(request),
-            user_agent=request.headers.get("user-agent"),
-        )
-        if token is not None:
-            return _logged_in(services.settings, return_to, token)
     return await services.db.run_sync(
         partial(_conclude_login, request, found, matched, new_hash, return_to, email)
     )
