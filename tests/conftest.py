@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -181,3 +182,21 @@ def live_server(live_settings: Settings) -> Iterator[LiveServer]:
     """A real server on a free loopback port; its URL is the issuer."""
     with LiveServer(live_settings) as server:
         yield server
+
+
+@pytest.fixture
+def two_workers(db: Database, keys_dir: Path, tmp_path: Path):
+    """Start `idp serve` with two worker processes on the test database (SQLite or
+    PostgreSQL) and the test keys: ``two_workers(IDP_X="...")`` is a context manager giving
+    its URL. Concurrency tests send their bursts there, as they would reach production."""
+    from tests.test_cli import serve_env, serving
+
+    @contextmanager
+    def start(**env: str) -> Iterator[str]:
+        settings = serve_env(
+            tmp_path, IDP_WORKERS="2", IDP_DATABASE_URL=db.url, IDP_KEYS_DIR=str(keys_dir), **env
+        )
+        with serving(settings):
+            yield settings["IDP_ISSUER"]
+
+    return start

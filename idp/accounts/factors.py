@@ -121,15 +121,45 @@ def remove(session: Session, account_id: int, factor_id: int) -> bool:
     return True
 
 
-def check_not_locked(factor: SecondFactor) -> None:
-    """Raise TooManyAttempts while the factor is paused after wrong codes."""
-    if factor.locked_until is not None and clock.now() < factor.locked_until:
-        raise TooManyAttempts(factor.locked_until)
+_FACTORS = SecondFactor.__table__
+
+
+def reserve(session: Session, account_id: int, kind: str) -> list[SecondFactor]:
+    """Count one attempt on each of the account's factors of ``kind`` before a code is
+    checked; the factors, loaded afresh. Raises TooManyAttempts while any is paused.
+
+    The UPDATE comes first and takes the rows until the unit of work ends (PostgreSQL's
+    row locks, SQLite's writer lock), so concurrent attempts are checked one after the
+    other, each on what the one before it wrote: a code is accepted once, and no more
+    wrong codes are checked than :data:`MAX_FAILURES` allows.
+    """
+    now = clock.now()
+    counted = session.execute(
+        update(_FACTORS)
+        .where(
+            _FACTORS.c.account_id == account_id,
+            _FACTORS.c.kind == kind,
+            or_(_FACTORS.c.locked_until.is_(None), _FACTORS.c.locked_until <= now),
+        )
+        .values(failures=_FACTORS.c.failures + 1)
+        .returning(_FACTORS.c.id)
+    ).all()
+    rows = list(
+        session.scalars(
+            select(SecondFactor)
+            .where(SecondFactor.account_id == account_id, SecondFactor.kind == kind)
+            .order_by(SecondFactor.id)
+            .execution_options(populate_existing=True)
+        )
+    )
+    paused = [row.locked_until for row in rows if row.id not in {id_ for (id_,) in counted}]
+    if paused:
+        raise TooManyAttempts(max(until for until in paused if until is not None))
+    return rows
 
 
 def note_failure(session: Session, factor: SecondFactor) -> None:
-    """Count a wrong code; pause the factor after MAX_FAILURES in a row."""
-    factor.failures += 1
+    """A reserved attempt's code was wrong; pause the factor after MAX_FAILURES in a row."""
     if factor.failures >= MAX_FAILURES:
         factor.locked_until = clock.now() + LOCK
         factor.failures = 0

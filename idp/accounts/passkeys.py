@@ -35,6 +35,7 @@ from webauthn.helpers.structs import (
 )
 
 from idp import clock
+from idp.accounts import flows
 from idp.accounts.factors import FactorError, note_success
 from idp.audit import events
 from idp.db.models import Account, Flow, SecondFactor
@@ -93,7 +94,8 @@ def _challenge(session: Session, account: Account, kind: str, flow_id: str) -> b
         or clock.now() >= flow.expires_at
     ):
         raise FactorError("the passkey request expired; please try again")
-    flow.completed_at = clock.now()
+    if not flows.claim(session, flow):
+        raise FactorError("the passkey request expired; please try again")
     return webauthn.base64url_to_bytes(flow.state["challenge"])
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.accounts import throttle
+from idp.accounts import flows, throttle
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import ResetInvalid
 from idp.accounts.passwords import check_password, passwords_for
@@ -102,8 +102,10 @@ def reset_password(
     ip: str | None = None,
 ) -> Account:
     """Set a new password through a reset link; raise ResetInvalid or PasswordRejected."""
-    _, account = open_reset(session, flow_id, token)
+    flow, account = open_reset(session, flow_id, token)
     password = check_password(password, account.email, settings)
+    if not flows.claim(session, flow):  # the same link used by a concurrent request
+        raise ResetInvalid("reset.invalid")
     now = clock.now()
     account.password_hash = passwords_for(settings).hash(password)
     account.updated_at = now

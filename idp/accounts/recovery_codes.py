@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
@@ -84,24 +84,22 @@ def use(session: Session, account: Account, code: str) -> SecondFactor | None:
 
     Raises TooManyAttempts while the set is paused after wrong codes.
     """
-    factor = session.scalar(
-        select(SecondFactor)
-        .where(SecondFactor.account_id == account.id, SecondFactor.kind == "recovery_codes")
-        .with_for_update()
-    )
-    if factor is None:
+    sets = factors.reserve(session, account.id, "recovery_codes")
+    if not sets:
         return None
-    factors.check_not_locked(factor)
-    row = session.scalar(
-        select(RecoveryCode).where(
+    (factor,) = sets
+    spent = session.execute(
+        update(RecoveryCode)
+        .where(
             RecoveryCode.factor_id == factor.id,
             RecoveryCode.code_digest == _digest(normalise(code)),
             RecoveryCode.used_at.is_(None),
         )
+        .values(used_at=clock.now())
+        .execution_options(synchronize_session=False)
     )
-    if row is None:
+    if spent.rowcount != 1:
         factors.note_failure(session, factor)
         return None
-    row.used_at = clock.now()
     factors.note_success(session, factor)
     return factor

@@ -19,11 +19,10 @@ from urllib.parse import urlsplit
 
 import pyotp
 import segno
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.accounts import factors
+from idp.accounts import factors, flows
 from idp.accounts.factors import FactorError
 from idp.audit import events
 from idp.db.models import Account, Flow, SecondFactor
@@ -135,7 +134,8 @@ def confirm(
     step = _matching_step(secret, code, None)
     if step is None:
         raise FactorError("wrong code")
-    flow.completed_at = clock.now()
+    if not flows.claim(session, flow):
+        raise FactorError("enrolment expired")
     factor = SecondFactor(
         account_id=account.id,
         kind="totp",
@@ -163,23 +163,16 @@ def verify(session: Session, account: Account, code: str, box: SecretBox) -> Sec
 
     Raises TooManyAttempts while the factors are paused after wrong codes.
     """
-    candidates = list(
-        session.scalars(
-            select(SecondFactor)
-            .where(SecondFactor.account_id == account.id, SecondFactor.kind == "totp")
-            .order_by(SecondFactor.id)
-            .with_for_update()
-        )
-    )
+    candidates = factors.reserve(session, account.id, "totp")
     if not candidates:
         return None
-    for factor in candidates:
-        factors.check_not_locked(factor)
     for factor in candidates:
         secret = box.open(factor.totp_secret or b"", _owner(account.id)).decode()
         step = _matching_step(secret, code, factor.totp_last_step)
         if step is not None:
             factor.totp_last_step = step
+            for other in candidates:  # a right code ends the run of wrong ones
+                other.failures = 0
             factors.note_success(session, factor)
             return factor
     for factor in candidates:
