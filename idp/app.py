@@ -38,6 +38,7 @@ from idp.web import (
     ops,
     pages,
     protocol,
+    reauthentication,
     security,
     step_up,
     wellknown,
@@ -187,6 +188,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             *accounts.ROUTES,
             *account_security.ROUTES,
             *step_up.ROUTES,
+            *reauthentication.ROUTES,
             *protocol.ROUTES,
             *authorize.ROUTES,
             # The demo portal app exists only in development.

@@ -314,6 +314,13 @@ class Settings:
         _int(1, 100000),
         "Login attempts from one client IP before its tries must wait (doubling)",
     )
+    reauth_minutes: int = setting(
+        "IDP_REAUTH_MINUTES",
+        5,
+        _int(1, 60),
+        "Adding or removing a second factor needs one (or, without any, the password) "
+        "used this recently in the session",
+    )
     login_ip_max_wait_seconds: int = setting(
         "IDP_LOGIN_IP_MAX_WAIT_SECONDS",
         10,

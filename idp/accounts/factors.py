@@ -2,14 +2,16 @@
 
 Each factor records how it was bound when enrolled: ``high_session`` when the
 session that added it was at eIDAS high, otherwise ``low_session``; identity
-proofing (eID, in person) calls :func:`bind_at_proofing`, which marks every
-factor the citizen has at that moment ``proofing``. The assurance policy lets
-only ``proofing`` and ``high_session`` factors lift a session to high, so a
-stolen password cannot be turned into a high session by adding a factor.
+proofing (eID, in person) calls :func:`bind_at_proofing` with the factors the
+citizen proved during the proofing itself, and marks only those ``proofing``.
+The assurance policy lets only ``proofing`` and ``high_session`` factors lift a
+session to high, so a stolen password cannot be turned into a high session by
+adding a factor, before or after the citizen is identified.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, exists, or_, select, update
@@ -97,13 +99,38 @@ def binding_for(
     return "high_session" if level == assurance.HIGH else "low_session"
 
 
-def bind_at_proofing(session: Session, account_id: int) -> int:
-    """Identity proofing happened now: bind every factor the account has; return how many."""
+def bind_at_proofing(session: Session, account_id: int, proven: Collection[int]) -> int:
+    """Identity proofing happened now: bind the factors the citizen proved during it; how many.
+
+    ``proven`` are the ids of the factors the citizen used in the proofing ceremony itself
+    (the code confirmed at the counter, a factor used right after the eID in the same
+    session). No other factor of the account is bound: one planted with a stolen password
+    must never count for high.
+    """
     result = session.execute(
-        update(SecondFactor).where(SecondFactor.account_id == account_id).values(binding="proofing")
+        update(SecondFactor)
+        .where(SecondFactor.account_id == account_id, SecondFactor.id.in_(list(proven)))
+        .values(binding="proofing")
+        .execution_options(synchronize_session="fetch")
     )
-    events.record(session, "factor.bound", account_id=account_id, data={"factors": result.rowcount})
+    events.record(
+        session,
+        "factor.bound",
+        account_id=account_id,
+        data={"factors": result.rowcount, "ids": sorted(proven)},
+    )
     return result.rowcount
+
+
+def used_in_session(login: LoginSession, since: datetime) -> list[int]:
+    """The factors used in ``login`` at or after ``since`` (for binding at proofing)."""
+    return sorted(
+        {
+            entry["factor"]
+            for entry in login.methods
+            if "factor" in entry and datetime.fromisoformat(entry["at"]) >= since
+        }
+    )
 
 
 def remove(session: Session, account_id: int, factor_id: int) -> bool:

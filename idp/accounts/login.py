@@ -130,9 +130,11 @@ def conclude(
     matched: bool,
     new_hash: str | None = None,
     ip: str | None,
+    event: str = "login.success",
 ) -> int:
     """Record the outcome of the password check; the account's id, or raise LoginFailed or
     LoginBlocked (this attempt locked the email, or attempts that began after it did).
+    ``event`` names the audit event of a success (a re-authentication is not a login).
 
     ``matched``: the password matched ``attempt.password_hash``; ``new_hash``: the same
     password hashed with the current parameters, where its stored hash is stale.
@@ -172,7 +174,7 @@ def conclude(
         raise _locked_meanwhile(settings)
     if new_hash is not None:
         _REHASHED.execute(session, {"account": account_id, "password_hash": new_hash})
-    _record_success(session, account_id, ip)
+    record(session, event, account_id=account_id, ip=ip, data={"amr": ["pwd"]})
     return account_id
 
 
@@ -241,13 +243,9 @@ def _write_success(
     return True
 
 
-def _record_success(session: Session, account_id: int, ip: str | None) -> None:
-    record(session, "login.success", account_id=account_id, ip=ip, data={"amr": ["pwd"]})
-
-
 def _record_success_alone(database: Database, account_id: int, ip: str | None) -> None:
     with database.unit_of_work() as session:
-        _record_success(session, account_id, ip)
+        record(session, "login.success", account_id=account_id, ip=ip, data={"amr": ["pwd"]})
 
 
 async def check_password(

@@ -1,13 +1,15 @@
 """Identity proofing happened: record the verified identity and raise the account.
 
 The eID and in-person paths call :func:`record_proofing` once they have proven
-who the citizen is. The account becomes ``high``, the second factors it has
-now are bound (they may lift later sessions to high), and the act is audited.
+who the citizen is. The account becomes ``high``, the second factors the
+citizen proved during the proofing itself are bound (they may lift later
+sessions to high; no other factor of the account is), and the act is audited.
 """
 
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 
 from sqlalchemy.orm import Session
 
@@ -18,10 +20,19 @@ from idp.audit import events
 from idp.db.models import Account, VerifiedIdentity
 
 
-def record_proofing(session: Session, account: Account, identity: VerifiedIdentity) -> None:
+def record_proofing(
+    session: Session,
+    account: Account,
+    identity: VerifiedIdentity,
+    *,
+    proven_factors: Collection[int],
+) -> None:
     """Store ``identity`` (with its evidence) for ``account`` and raise the account to high.
 
-    Raises ValueError for evidence that verified_claims cannot describe truthfully.
+    ``proven_factors``: the ids of the factors the citizen used in the proofing ceremony
+    (the in-person code's factor; with the eID, :func:`factors.used_in_session` since it);
+    only they are bound. Raises ValueError for evidence that verified_claims cannot
+    describe truthfully.
     """
     check_supported(identity)
     identity.account_id = account.id
@@ -29,7 +40,7 @@ def record_proofing(session: Session, account: Account, identity: VerifiedIdenti
     session.add(identity)
     account.proofing_level = "high"
     account.updated_at = clock.now()
-    bound = factors.bind_at_proofing(session, account.id)
+    bound = factors.bind_at_proofing(session, account.id, proven_factors)
     events.record(
         session,
         "account.proofed",

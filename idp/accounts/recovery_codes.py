@@ -67,6 +67,17 @@ def generate(session: Session, account: Account, binding: str) -> list[str]:
     return codes
 
 
+def binding(session: Session, account_id: int) -> str | None:
+    """How the account's set of codes is bound, if it has one with codes left."""
+    if not remaining(session, account_id):
+        return None
+    return session.scalar(
+        select(SecondFactor.binding).where(
+            SecondFactor.account_id == account_id, SecondFactor.kind == "recovery_codes"
+        )
+    )
+
+
 def remaining(session: Session, account_id: int) -> int:
     """How many unused codes the account has."""
     return (

@@ -169,16 +169,21 @@ def load_session(session: Session, token: str | None, settings: Settings) -> Log
     return row
 
 
-def add_method(row: LoginSession, method: str, *, binding: str | None = None) -> None:
-    """Record a further authentication (step-up) in this session, now.
+def add_method(
+    row: LoginSession, method: str, *, binding: str | None = None, factor: int | None = None
+) -> None:
+    """Record a further authentication (step-up, re-authentication) in this session, now.
 
     ``binding`` is how a second factor was bound (proofing, high_session, low_session),
-    which the assurance policy needs.
+    which the assurance policy needs; ``factor`` is its id (proofing binds the factors
+    used in its session, and re-authentication asks which were used when).
     """
     now = clock.now()
-    entry = {"method": method, "at": now.isoformat()}
+    entry: dict[str, Any] = {"method": method, "at": now.isoformat()}
     if binding is not None:
         entry["binding"] = binding
+    if factor is not None:
+        entry["factor"] = factor
     row.methods = [*row.methods, entry]
     row.last_seen_at = now
 

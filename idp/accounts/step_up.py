@@ -67,18 +67,16 @@ def _usable_codes(session: Session, account: Account, useful: frozenset[str]) ->
     )
 
 
-def prove(
+def check_answer(
     session: Session,
     account: Account,
-    login: LoginSession,
-    acr: str,
     method: str,
     form: dict[str, str],
     box: SecretBox,
     issuer: str,
-    policy: assurance.Policy,
 ) -> SecondFactor:
-    """Check one step-up answer and record it in the session; raise FactorError if wrong."""
+    """The factor that accepts one answer (``method``: totp, recovery, passkey), used now;
+    raise FactorError if none does (TooManyAttempts while paused)."""
     if method == "totp":
         factor = totp.verify(session, account, form.get("code", ""), box)
     elif method == "recovery":
@@ -91,10 +89,26 @@ def prove(
         raise FactorError("unknown method")
     if factor is None:
         raise FactorError("wrong code")
+    return factor
+
+
+def prove(
+    session: Session,
+    account: Account,
+    login: LoginSession,
+    acr: str,
+    method: str,
+    form: dict[str, str],
+    box: SecretBox,
+    issuer: str,
+    policy: assurance.Policy,
+) -> SecondFactor:
+    """Check one step-up answer and record it in the session; raise FactorError if wrong."""
+    factor = check_answer(session, account, method, form, box, issuer)
     facts = factors.facts(session, account, login)
     if factor.binding not in assurance.useful_bindings(acr, facts, policy):
         raise FactorError("this factor does not count for the requested level")
-    sessions.add_method(login, factor.amr, binding=factor.binding)
+    sessions.add_method(login, factor.amr, binding=factor.binding, factor=factor.id)
     events.record(
         session,
         "session.step_up",

@@ -1,9 +1,11 @@
 """Self-service second factors under /account/security: list, add, remove.
 
-Adding is allowed in any session; the factor records how it was bound (a
-factor added in a session below high never lifts a session to high).
-Removing a factor that counts for high needs a high session, so a stolen
-password cannot strip the citizen's strong factors.
+Every change (adding a factor, new recovery codes, removing one) first needs a
+fresh re-authentication in this session (idp.web.reauthentication) and is mailed
+to the citizen. The factor records how it was bound (one added in a session below
+high never lifts a session to high). Removing a factor that counts for high, or
+replacing recovery codes that do, needs a high session, so a stolen password
+cannot strip the citizen's strong factors.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from sqlalchemy.orm import Session
 from idp import assurance
 from idp.accounts import factors, passkeys, recovery_codes, totp
 from idp.accounts.factors import FactorError
+from idp.accounts.reauthentication import notify
 from idp.db.models import Account, LoginSession
+from idp.web import reauthentication
 from idp.web.errors import PageError
 from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post
@@ -27,6 +31,8 @@ from idp.web.session import signed_in
 from idp.web.step_up import request_text
 
 HOME = "/account/security"
+TOTP = f"{HOME}/totp"
+PASSKEY = f"{HOME}/passkey"
 STRONG = ("proofing", "high_session")
 
 
@@ -38,6 +44,15 @@ def _who(request: Request, uow: Session) -> tuple[Account, LoginSession]:
 def _level(request: Request, uow: Session, account: Account, login: LoginSession) -> str | None:
     policy = request.app.state.services.assurance_policy
     return assurance.session_acr(factors.facts(uow, account, login), policy)
+
+
+def _high(request: Request, uow: Session, account: Account, login: LoginSession) -> bool:
+    return _level(request, uow, account, login) == assurance.HIGH
+
+
+def _step_up_to_high() -> Response:
+    query = urlencode({"return_to": HOME, "acr": assurance.HIGH})
+    return Redirect(f"/step-up?{query}", status_code=303)
 
 
 def _done(value: str | None) -> str | None:
@@ -69,7 +84,9 @@ def totp_form(request: Request) -> Response:
     """Start adding an authenticator app: QR code, key, first code."""
     services = request.app.state.services
     with services.db.unit_of_work() as uow:
-        account = signed_in(request, uow).account
+        account, login = _who(request, uow)
+        if (confirm := reauthentication.required(request, uow, account, login, TOTP)) is not None:
+            return confirm
         enrolment = totp.begin(uow, account, services.secret_box, services.settings.issuer)
         return render(request, "totp_enrol.html", {"enrolment": enrolment, "errors": {}})
 
@@ -80,6 +97,8 @@ def totp_confirm(request: Request, form: Form) -> Response:
     services = request.app.state.services
     with services.db.unit_of_work() as uow:
         account, login = _who(request, uow)
+        if (confirm := reauthentication.required(request, uow, account, login, TOTP)) is not None:
+            return confirm
         binding = factors.binding_for(uow, account, login, services.assurance_policy)
         flow_id = form.get("flow", "")
         try:
@@ -100,6 +119,7 @@ def totp_confirm(request: Request, form: Form) -> Response:
             return render(
                 request, "totp_enrol.html", {"enrolment": enrolment, "errors": errors}, status=400
             )
+        notify(uow, services.settings, account, "added", "totp")
     return Redirect(f"{HOME}?done=totp", status_code=303)
 
 
@@ -108,7 +128,9 @@ def passkey_form(request: Request) -> Response:
     """Start adding a passkey (the browser's part runs in passkeys.js)."""
     services = request.app.state.services
     with services.db.unit_of_work() as uow:
-        account = signed_in(request, uow).account
+        account, login = _who(request, uow)
+        if confirm := reauthentication.required(request, uow, account, login, PASSKEY):
+            return confirm
         flow_id, options = passkeys.begin_registration(uow, account, services.settings.issuer)
         return render(
             request, "passkey_enrol.html", {"flow": flow_id, "options": options, "errors": {}}
@@ -122,6 +144,8 @@ def passkey_register(request: Request, form: Form) -> Response:
     issuer = services.settings.issuer
     with services.db.unit_of_work() as uow:
         account, login = _who(request, uow)
+        if confirm := reauthentication.required(request, uow, account, login, PASSKEY):
+            return confirm
         binding = factors.binding_for(uow, account, login, services.assurance_policy)
         try:
             passkeys.finish_registration(
@@ -142,17 +166,26 @@ def passkey_register(request: Request, form: Form) -> Response:
                 {"flow": flow_id, "options": options, "errors": errors},
                 status=400,
             )
+        notify(uow, services.settings, account, "added", "passkey")
     return Redirect(f"{HOME}?done=passkey", status_code=303)
 
 
 @post(f"{HOME}/recovery-codes", sync_to_thread=True)
 def new_recovery_codes(request: Request) -> Response:
-    """Make a new set of recovery codes and show it once."""
+    """Make a new set of recovery codes and show it once; replacing codes that count for
+    high needs a high session."""
     services = request.app.state.services
     with services.db.unit_of_work() as uow:
         account, login = _who(request, uow)
+        if recovery_codes.binding(uow, account.id) in STRONG and not _high(
+            request, uow, account, login
+        ):
+            return _step_up_to_high()
+        if (confirm := reauthentication.required(request, uow, account, login, HOME)) is not None:
+            return confirm
         binding = factors.binding_for(uow, account, login, services.assurance_policy)
         codes = recovery_codes.generate(uow, account, binding)
+        notify(uow, services.settings, account, "renewed", "recovery_codes")
         return render(request, "recovery_codes.html", {"codes": codes})
 
 
@@ -164,10 +197,13 @@ def remove_factor(request: Request, factor_id: FromPath[int]) -> Response:
         factor = next((f for f in factors.factors(uow, account.id) if f.id == factor_id), None)
         if factor is None:
             raise PageError(404, "error.404")
-        if factor.binding in STRONG and _level(request, uow, account, login) != assurance.HIGH:
-            query = urlencode({"return_to": HOME, "acr": assurance.HIGH})
-            return Redirect(f"/step-up?{query}", status_code=303)
+        # A step-up to high uses a factor, so it also makes the session fresh enough.
+        if factor.binding in STRONG and not _high(request, uow, account, login):
+            return _step_up_to_high()
+        if (confirm := reauthentication.required(request, uow, account, login, HOME)) is not None:
+            return confirm
         factors.remove(uow, account.id, factor_id)
+        notify(uow, request.app.state.services.settings, account, "removed", factor.kind)
     return Redirect(f"{HOME}?done=removed", status_code=303)
 
 

@@ -63,7 +63,8 @@ def _ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _message(request: Request, error: AccountError) -> str:
+def error_message(request: Request, error: AccountError) -> str:
+    """An account error in the page's language (waits as words)."""
     params = dict(error.params)
     if "seconds" in params:
         params["wait"] = _duration(language(request), params.pop("seconds"))
@@ -82,7 +83,7 @@ def _errors(request: Request, *problems: AccountError) -> dict[str, str]:
     errors: dict[str, str] = {}
     for problem in problems:
         for error in problem.errors if isinstance(problem, FormInvalid) else [problem]:
-            errors.setdefault(error.field or "", _message(request, error))
+            errors.setdefault(error.field or "", error_message(request, error))
     return errors
 
 
@@ -287,7 +288,7 @@ def verify_resend(request: Request, form: Form) -> Response:
         else:
             error = None
     if error is not None:
-        return _verify_page(request, flow_id, {"": _message(request, error)}, status=429)
+        return _verify_page(request, flow_id, {"": error_message(request, error)}, status=429)
     _nudge_mail(request)
     return Redirect(f"/verify-email?{urlencode({'flow': flow_id, 'sent': '1'})}", status_code=303)
 
@@ -355,7 +356,7 @@ async def login_submit(request: Request, form: Form) -> Response:
             if token is not None:
                 return _logged_in(services.settings, return_to, token)
     except LoginBlocked as exc:
-        return _login_page(request, return_to, email, {"": _message(request, exc)}, 429)
+        return _login_page(request, return_to, email, {"": error_message(request, exc)}, 429)
     return await services.db.run_sync(
         partial(_conclude_login, request, found, matched, new_hash, return_to, email)
     )
@@ -376,9 +377,11 @@ def _conclude_login(
                 uow, services.settings, attempt, matched=matched, new_hash=new_hash, ip=_ip(request)
             )
         except LoginBlocked as exc:
-            return _login_page(request, return_to, email, {"": _message(request, exc)}, 429)
+            return _login_page(request, return_to, email, {"": error_message(request, exc)}, 429)
         except LoginFailed as exc:
-            return _login_page(request, return_to, email, {"email": _message(request, exc)}, 400)
+            return _login_page(
+                request, return_to, email, {"email": error_message(request, exc)}, 400
+            )
         token = _log_in(request, uow, account_id)
     return _logged_in(services.settings, return_to, token)
 

@@ -126,14 +126,18 @@ def step_up_submit(request: Request, form: Form) -> Response:
         except TooManyAttempts as exc:
             until = exc.until.strftime("%H:%M")
             message = request_text(request, "step_up.locked", until=until)
-            return _page(request, uow, account, login, wanted, target, {_field(method): message})
+            return _page(
+                request, uow, account, login, wanted, target, {answer_field(method): message}
+            )
         except FactorError:
-            message = request_text(request, f"step_up.wrong_{_field(method)}")
-            return _page(request, uow, account, login, wanted, target, {_field(method): message})
+            message = request_text(request, f"step_up.wrong_{answer_field(method)}")
+            return _page(
+                request, uow, account, login, wanted, target, {answer_field(method): message}
+            )
     return Redirect(target, status_code=303)
 
 
-def _field(method: str) -> str:
+def answer_field(method: str) -> str:
     """The form field an error belongs to (its id on the page)."""
     return {"totp": "code", "recovery": "recovery_code", "passkey": "passkey"}.get(method, "code")
 

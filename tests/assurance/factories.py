@@ -90,9 +90,11 @@ def secret_box(settings: Settings) -> SecretBox:
 
 def citizen(db: Database, settings: Settings, *, proofed: bool, with_totp: bool) -> Citizen:
     """A password account; ``with_totp``: an authenticator app added in a low session;
-    ``proofed``: identified in person (Erika Mustermann) afterwards, which binds the app."""
+    ``proofed``: identified in person (Erika Mustermann) afterwards, confirming the app
+    there, which binds it."""
     email, password = oidc_factories.password_account(db, settings)
     secret = None
+    proven: list[int] = []
     with db.unit_of_work() as session:
         owner = session.scalars(select(Account).where(Account.email == email)).one()
         if with_totp:
@@ -107,8 +109,10 @@ def citizen(db: Database, settings: Settings, *, proofed: bool, with_totp: bool)
                 time.sleep(left)
             earlier = clock.now() - timedelta(seconds=totp.STEP)
             first = pyotp.TOTP(enrolment.secret).at(earlier)
-            totp.confirm(session, owner, enrolment.flow_id, first, box, "low_session")
+            factor = totp.confirm(session, owner, enrolment.flow_id, first, box, "low_session")
             secret = enrolment.secret
+            proven.append(factor.id)
         if proofed:
-            proofing.record_proofing(session, owner, verified_identity())
+            # The citizen confirmed the app at the counter: it is the factor proofing binds.
+            proofing.record_proofing(session, owner, verified_identity(), proven_factors=proven)
         return Citizen(owner.id, email, password, secret)

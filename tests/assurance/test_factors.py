@@ -211,14 +211,25 @@ def test_a_factor_added_in_a_low_session_is_bound_low_and_in_a_high_session_high
         assert factors.binding_for(session, owner, login, policy) == "high_session"
 
 
-def test_proofing_binds_every_factor_the_citizen_has(db):
+def test_proofing_binds_the_factors_proven_during_it_and_no_other(db):
     with db.unit_of_work() as session:
         owner = factories.account(session)
-        _enrol_totp(session, owner)
+        _, app = _enrol_totp(session, owner)
         recovery_codes.generate(session, owner, "low_session")
         assert factors.enrolled_bindings(session, owner.id) == {"low_session"}
-        assert factors.bind_at_proofing(session, owner.id) == 2
-        assert factors.enrolled_bindings(session, owner.id) == {"proofing"}
+        assert factors.bind_at_proofing(session, owner.id, [app.id]) == 1
+        assert factors.enrolled_bindings(session, owner.id) == {"proofing", "low_session"}
+
+
+def test_the_factors_used_in_a_session_since_a_moment_are_those_proofing_may_bind(db, settings):
+    with db.unit_of_work() as session:
+        owner = factories.account(session)
+        _, login = factories.login(session, owner, settings)
+        sessions.add_method(login, "otp", binding="low_session", factor=7)
+        clock.travel(timedelta(minutes=1))
+        since = clock.now()
+        sessions.add_method(login, "hwk", binding="low_session", factor=9)
+        assert factors.used_in_session(login, since) == [9]
 
 
 def test_a_spent_set_of_recovery_codes_is_no_usable_factor(db):

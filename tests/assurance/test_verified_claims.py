@@ -27,7 +27,9 @@ REQUEST = {
 def _proofed(session, method="pipp", **values):
     owner = factories.account(session)
     owner.given_name = "Selbst"  # self-asserted, must never appear as verified
-    proofing.record_proofing(session, owner, factories.verified_identity(method, **values))
+    proofing.record_proofing(
+        session, owner, factories.verified_identity(method, **values), proven_factors=[]
+    )
     session.flush()
     return owner
 
@@ -118,24 +120,33 @@ def test_a_revoked_verification_is_no_longer_released(db):
         assert current_identity(session, owner.id) is None
 
 
-def test_proofing_raises_the_account_and_binds_its_factors(db, settings):
+def test_proofing_raises_the_account_and_binds_only_the_factor_proven_during_it(db, settings):
     box = SecretBox(b"k" * 32)
     with db.unit_of_work() as session:
         owner = factories.account(session)
-
-        enrolment = totp.begin(session, owner, box, settings.issuer)
-        totp.confirm(
-            session,
-            owner,
-            enrolment.flow_id,
-            pyotp.TOTP(enrolment.secret).now(),
-            box,
-            "low_session",
-        )
+        apps = []
+        for label in ("the citizen's", "planted with a stolen password"):
+            enrolment = totp.begin(session, owner, box, settings.issuer)
+            apps.append(
+                totp.confirm(
+                    session,
+                    owner,
+                    enrolment.flow_id,
+                    pyotp.TOTP(enrolment.secret).now(),
+                    box,
+                    "low_session",
+                    label,
+                )
+            )
         clock.travel(timedelta(seconds=1))
-        proofing.record_proofing(session, owner, factories.verified_identity())
+        proofing.record_proofing(
+            session, owner, factories.verified_identity(), proven_factors=[apps[0].id]
+        )
         assert owner.proofing_level == "high"
-        assert factors.enrolled_bindings(session, owner.id) == {"proofing"}
+        assert [(f.label, f.binding) for f in factors.factors(session, owner.id)] == [
+            ("the citizen's", "proofing"),
+            ("planted with a stolen password", "low_session"),
+        ]
 
 
 def test_discovery_advertises_exactly_the_identity_assurance_that_is_released(client, db):
@@ -175,7 +186,9 @@ def test_evidence_that_discovery_does_not_name_is_never_recorded(db, values):
     with db.unit_of_work() as session:
         owner = factories.account(session)
         with pytest.raises(ValueError, match="unsupported"):
-            proofing.record_proofing(session, owner, factories.verified_identity(**values))
+            proofing.record_proofing(
+                session, owner, factories.verified_identity(**values), proven_factors=[]
+            )
         assert owner.proofing_level == "low"
 
 

@@ -85,9 +85,12 @@ def test_a_passkey_is_enrolled_and_then_steps_a_login_up_to_high(page, localhost
             select(SecondFactor).where(SecondFactor.account_id == person.account_id)
         ).one()
         assert (key.kind, key.binding, key.amr) == ("passkey", "low_session", "hwk")
-        # Identified in person: the clerk's confirmation binds the passkey.
+        # Identified in person, confirming the passkey at the counter: proofing binds it.
         proofing.record_proofing(
-            session, session.get(Account, person.account_id), factories.verified_identity()
+            session,
+            session.get(Account, person.account_id),
+            factories.verified_identity(),
+            proven_factors=[key.id],
         )
 
     info = oidc_factories.client(db)

@@ -1,0 +1,207 @@
+"""The re-authentication page: GET/POST /account/confirm?return_to=...
+
+Before a second factor is added, renewed or removed (idp.accounts.reauthentication),
+the citizen confirms one of their factors here, or, while they have none, their
+password (throttled and locked exactly as a login). Then the browser goes back to
+``return_to``.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request, Response
+from litestar.response import Redirect
+from sqlalchemy.orm import Session
+
+from idp.accounts import factors, login, passkeys, reauthentication, recovery_codes
+from idp.accounts.errors import LoginBlocked, LoginFailed
+from idp.accounts.factors import FactorError, TooManyAttempts
+from idp.db.models import Account, LoginSession
+from idp.web.accounts import error_message
+from idp.web.errors import SignInRequired
+from idp.web.forms import FORM, Form
+from idp.web.handlers import get, post
+from idp.web.redirects import safe_return_to
+from idp.web.rendering import render
+from idp.web.session import signed_in
+from idp.web.step_up import answer_field, request_text
+
+PAGE = "/account/confirm"
+
+
+def required(
+    request: Request, uow: Session, account: Account, login_row: LoginSession, here: str
+) -> Response | None:
+    """A redirect to the re-authentication page if the session must confirm before a
+    factor changes; None if it is recent enough."""
+    settings = request.app.state.services.settings
+    if reauthentication.needed(uow, account, login_row, settings) is None:
+        return None
+    return Redirect(f"{PAGE}?{urlencode({'return_to': here})}", status_code=303)
+
+
+def _page(
+    request: Request,
+    uow: Session,
+    account: Account,
+    login_row: LoginSession,
+    return_to: str,
+    errors: dict[str, str] | None = None,
+) -> Response:
+    services = request.app.state.services
+    need = reauthentication.needed(uow, account, login_row, services.settings)
+    if need is None:
+        return Redirect(return_to, status_code=303)
+    kinds = {f.kind for f in factors.factors(uow, account.id)}
+    passkey_flow = passkey_options = None
+    if need == reauthentication.FACTOR and "passkey" in kinds:
+        passkey_flow, passkey_options = passkeys.begin_authentication(
+            uow, account, services.settings.issuer
+        )
+    return render(
+        request,
+        "reauthenticate.html",
+        {
+            "need": need,
+            "totp": "totp" in kinds,
+            "passkey": passkey_flow is not None,
+            "recovery": recovery_codes.remaining(uow, account.id) > 0,
+            "return_to": return_to,
+            "passkey_flow": passkey_flow,
+            "passkey_options": passkey_options,
+            "errors": errors or {},
+        },
+        status=400 if errors else 200,
+    )
+
+
+def _return_to(value: str | None) -> str:
+    return safe_return_to(value, "/account/security")
+
+
+@get(PAGE, sync_to_thread=True)
+def confirm_page(request: Request) -> Response:
+    """Ask for a factor (or the password) unless the session confirmed one recently."""
+    target = _return_to(request.query_params.get("return_to"))
+    with request.app.state.services.db.unit_of_work() as uow:
+        who = signed_in(request, uow, f"{PAGE}?{urlencode({'return_to': target})}")
+        return _page(request, uow, who.account, who.login, target)
+
+
+@post(PAGE, sync_to_thread=True, dependencies=FORM)
+def confirm_factor(request: Request, form: Form) -> Response:
+    """Check one of the citizen's factors; on success back to ``return_to``."""
+    target = _return_to(form.get("return_to"))
+    services = request.app.state.services
+    method = form.get("method", "")
+    with services.db.unit_of_work() as uow:
+        who = signed_in(request, uow)
+        try:
+            reauthentication.confirm_factor(
+                uow,
+                who.account,
+                who.login,
+                method,
+                form,
+                services.secret_box,
+                services.settings.issuer,
+            )
+        except TooManyAttempts as exc:
+            message = request_text(request, "step_up.locked", until=exc.until.strftime("%H:%M"))
+            return _page(
+                request, uow, who.account, who.login, target, {answer_field(method): message}
+            )
+        except FactorError:
+            message = request_text(request, f"step_up.wrong_{answer_field(method)}")
+            return _page(
+                request, uow, who.account, who.login, target, {answer_field(method): message}
+            )
+    return Redirect(target, status_code=303)
+
+
+@post(f"{PAGE}/password", dependencies=FORM)
+async def confirm_password(request: Request, form: Form) -> Response:
+    """Check the password (only offered while the account has no factor), throttled as a
+    login: the same counters, so this page is no way around the lockout."""
+    target = _return_to(form.get("return_to"))
+    services = request.app.state.services
+    ip = request.client.host if request.client else None
+    email, need = await services.db.run_sync(partial(_email_and_need, request))
+    if need != reauthentication.PASSWORD:
+        # An account with a factor confirms a factor: the password alone is not enough.
+        return await services.db.run_sync(partial(_shown, request, target))
+    try:
+        attempt = await login.begin(services.db, services.settings, email=email, ip=ip)
+    except LoginBlocked as exc:
+        return await services.db.run_sync(partial(_refused, request, target, exc))
+    matched, new_hash = await login.check_password(
+        services.settings, attempt, form.get("password", "")
+    )
+    return await services.db.run_sync(
+        partial(_concluded, request, target, attempt, matched, new_hash, ip)
+    )
+
+
+def _email_and_need(request: Request) -> tuple[str, str | None]:
+    services = request.app.state.services
+    with services.db.unit_of_work() as uow:
+        who = signed_in(request, uow)
+        return who.account.email, reauthentication.needed(
+            uow, who.account, who.login, services.settings
+        )
+
+
+def _shown(request: Request, target: str) -> Response:
+    with request.app.state.services.db.unit_of_work() as uow:
+        who = signed_in(request, uow)
+        return _page(request, uow, who.account, who.login, target)
+
+
+def _refused(request: Request, target: str, error: LoginBlocked | LoginFailed) -> Response:
+    with request.app.state.services.db.unit_of_work() as uow:
+        who = signed_in(request, uow)
+        return _page(
+            request,
+            uow,
+            who.account,
+            who.login,
+            target,
+            {"password": error_message(request, error)},
+        )
+
+
+def _concluded(
+    request: Request,
+    target: str,
+    attempt: login.Attempt,
+    matched: bool,
+    new_hash: str | None,
+    ip: str | None,
+) -> Response:
+    services = request.app.state.services
+    with services.db.unit_of_work() as uow:
+        who = signed_in(request, uow)
+        if attempt.account_id != who.account.id:
+            raise SignInRequired(None)  # the session changed while the password was checked
+        try:
+            login.conclude(
+                uow,
+                services.settings,
+                attempt,
+                matched=matched,
+                new_hash=new_hash,
+                ip=ip,
+                event="session.reauthenticated",
+            )
+        except (LoginBlocked, LoginFailed) as exc:
+            error: Any = exc
+        else:
+            reauthentication.note_password(who.login)
+            return Redirect(target, status_code=303)
+    return _refused(request, target, error)
+
+
+ROUTES = [confirm_page, confirm_factor, confirm_password]
