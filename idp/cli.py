@@ -95,7 +95,7 @@ def serve(settings: Settings, migrate: bool) -> None:
     from idp.app import StartupError, build_services, create_app
     from idp.db.migrate import upgrade
     from idp.metrics import run_metrics_dir
-    from idp.web.http_protocol import SERVER_OPTIONS
+    from idp.web.http_protocol import server_options
     from idp.web.workers import run_workers
 
     log_config = logs.configure(settings.log_level)
@@ -119,12 +119,18 @@ def serve(settings: Settings, migrate: bool) -> None:
         os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
     click.echo(f"idp: issuer {settings.issuer}")
     click.echo(f"idp: discovery {settings.issuer}/.well-known/openid-configuration")
+    if not settings.development and not settings.forwarded_allow_ips:
+        click.echo(
+            "idp: IDP_FORWARDED_ALLOW_IPS is empty: no proxy is trusted, so every request "
+            "counts as plain http from the proxy's address; name the TLS proxy there",
+            err=True,
+        )
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
         "log_config": log_config,
-        **SERVER_OPTIONS,
+        **server_options(settings),
     }
     if settings.workers > 1:
         # Each worker process builds its own services from the environment.
