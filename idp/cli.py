@@ -506,6 +506,31 @@ def mail_send_pending(settings: Settings) -> None:
         sys.exit(1)
 
 
+@main.group()
+def maintenance() -> None:
+    """Housekeeping (the server also does it every IDP_MAINTENANCE_INTERVAL_SECONDS)."""
+
+
+@maintenance.command("run")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_settings
+def maintenance_run(settings: Settings, as_json: bool) -> None:
+    """Delete expired flows, sessions, codes, tokens, delivered mail and old counters now."""
+    from idp import maintenance as housekeeping
+
+    db = Database(settings.database_url)
+    try:
+        purged = housekeeping.run(db, settings)
+    finally:
+        db.dispose()
+    lines = [f"{name}: {count}" for name, count in purged.items()]
+    emit(
+        as_json,
+        {"purged": purged, "total": sum(purged.values())},
+        f"idp: purged {sum(purged.values())} expired row(s)\n  " + "\n  ".join(lines),
+    )
+
+
 @main.command("demo")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_settings

@@ -397,6 +397,26 @@ class Settings:
         "Reverse proxies trusted for `X-Forwarded-For` and `X-Forwarded-Proto`: comma-separated "
         "addresses or networks (CIDR), or `*`; empty: none (the client IP is the TCP peer's)",
     )
+    flows_per_ip_minute: int = setting(
+        "IDP_FLOWS_PER_IP_MINUTE",
+        60,
+        _int(1, 1_000_000),
+        "Sign-in flows (`/authorize` requests that need a login, step-up or consent) one "
+        "client address may open per minute; IPv6 addresses count by their /64",
+    )
+    maintenance_interval_seconds: int = setting(
+        "IDP_MAINTENANCE_INTERVAL_SECONDS",
+        600,
+        _int(1, 7 * 24 * 3600),
+        "How often the server deletes expired flows, sessions, codes, tokens, mail and "
+        "counters (`idp maintenance run`), one worker of one node at a time",
+    )
+    outbox_retention_days: int = setting(
+        "IDP_OUTBOX_RETENTION_DAYS",
+        7,
+        _int(1, 3650),
+        "Days delivered or abandoned mail and back-channel logout tokens are kept",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

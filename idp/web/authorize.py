@@ -22,7 +22,7 @@ from litestar.response import Redirect
 from idp.db.models import Account
 from idp.oidc import authorization, consent
 from idp.oidc.adapter import ProtocolResponse, protocol_request, read_params, to_response
-from idp.oidc.authorization import ConsentRequest, ErrorPage, Interaction
+from idp.oidc.authorization import ConsentRequest, ErrorPage, Interaction, Throttled
 from idp.oidc.claims import SCOPE_CLAIMS
 from idp.web.errors import PageError
 from idp.web.forms import FORM, Form
@@ -41,6 +41,18 @@ def _answer(request: Request, outcome: Any) -> Response:
         return to_response(outcome)
     if isinstance(outcome, Interaction):
         return Redirect(outcome.location, status_code=303)
+    if isinstance(outcome, Throttled):
+        return render(
+            request,
+            "error.html",
+            {
+                "status": 429,
+                "message_key": "authorize.too_many_flows",
+                "message_params": {"seconds": outcome.retry_after},
+            },
+            status=429,
+            headers={"Retry-After": str(outcome.retry_after), "Cache-Control": "no-store"},
+        )
     assert isinstance(outcome, ErrorPage)
     return _error_page(request, outcome.error)
 
