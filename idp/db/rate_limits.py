@@ -70,6 +70,19 @@ def admit(uow: Session, key: str, limit: int, window: timedelta) -> Admission:
     return Admission(False, max(1, math.ceil((started + window - now).total_seconds())))
 
 
+# The counter of the flows a client address opens (authorization, registration, password
+# reset), and its window: one rule for every kind of flow a stranger can open.
+FLOWS_PREFIX = "flows:ip:"
+FLOW_WINDOW = timedelta(minutes=1)
+
+
+def admit_flow(uow: Session, ip: str | None, per_minute: int) -> Admission:
+    """Count one flow opened from ``ip``; refused beyond ``per_minute`` (no address: admitted)."""
+    if ip is None:
+        return Admission(True, 0)
+    return admit(uow, client_key(FLOWS_PREFIX, ip), per_minute, FLOW_WINDOW)
+
+
 def client_key(prefix: str, ip: str) -> str:
     """The counter key of a client address: IPv6 by its /64 network (one subscriber's
     usual share), IPv4 and anything else as it is."""

@@ -56,9 +56,6 @@ from idp.oidc.server import Provider
 
 FLOW_KIND = "authorization"
 FLOW_LIFETIME = timedelta(minutes=30)
-# The per-address counter of flows opened (idp/db/rate_limits.py), and its window.
-FLOW_LIMIT_PREFIX = "flows:ip:"
-FLOW_WINDOW = timedelta(minutes=1)
 PROMPT_VALUES = frozenset({"none", "login", "consent", "create", "select_account"})
 LOCALES = ("de", "en")
 
@@ -390,12 +387,9 @@ def start_flow(uow: Session, request: ProtocolRequest, per_minute: int) -> str:
 
     Raise FlowLimitReached beyond ``per_minute`` flows from the request's client address.
     """
-    if request.ip is not None:
-        admission = rate_limits.admit(
-            uow, rate_limits.client_key(FLOW_LIMIT_PREFIX, request.ip), per_minute, FLOW_WINDOW
-        )
-        if not admission.admitted:
-            raise FlowLimitReached(admission.retry_after)
+    admission = rate_limits.admit_flow(uow, request.ip, per_minute)
+    if not admission.admitted:
+        raise FlowLimitReached(admission.retry_after)
     now = clock.now()
     data = request.payload.data
     params = [[key, data[key]] for key in KEPT_PARAMETERS if key in data]

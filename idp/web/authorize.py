@@ -24,7 +24,7 @@ from idp.oidc import authorization, consent
 from idp.oidc.adapter import ProtocolResponse, protocol_request, read_params, to_response
 from idp.oidc.authorization import ConsentRequest, ErrorPage, Interaction, Throttled
 from idp.oidc.claims import SCOPE_CLAIMS
-from idp.web.errors import PageError
+from idp.web.errors import PageError, TooManyRequests
 from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post, route
 from idp.web.rendering import render
@@ -42,17 +42,7 @@ def _answer(request: Request, outcome: Any) -> Response:
     if isinstance(outcome, Interaction):
         return Redirect(outcome.location, status_code=303)
     if isinstance(outcome, Throttled):
-        return render(
-            request,
-            "error.html",
-            {
-                "status": 429,
-                "message_key": "authorize.too_many_flows",
-                "message_params": {"seconds": outcome.retry_after},
-            },
-            status=429,
-            headers={"Retry-After": str(outcome.retry_after), "Cache-Control": "no-store"},
-        )
+        raise TooManyRequests("flows.too_many", outcome.retry_after)
     assert isinstance(outcome, ErrorPage)
     return _error_page(request, outcome.error)
 

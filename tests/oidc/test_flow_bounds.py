@@ -126,7 +126,7 @@ def test_one_address_opens_at_most_the_limit_of_flows_even_at_once(db, keys_dir)
         assert sorted(a.status_code for a in answers) == [303] * limit + [429] * (fired - limit)
         refused = next(a for a in answers if a.status_code == 429)
         assert 1 <= int(refused.headers["retry-after"]) <= 60
-        assert "zu viele Anmeldungen" in refused.text
+        assert "zu viele Anfragen" in refused.text
         assert len(_flows(db)) == limit
 
         # A minute later the address may open flows again.
