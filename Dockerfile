@@ -8,6 +8,10 @@ RUN python -m venv /opt/idp \
  && /opt/idp/bin/pip install --no-cache-dir .
 
 FROM python:3.11-slim
+# Serves plain HTTP on 0.0.0.0:8000 for a TLS-terminating reverse proxy. Set
+# IDP_FORWARDED_ALLOW_IPS to that proxy's address or network (as this container sees
+# it) so that its X-Forwarded-For and X-Forwarded-Proto are believed; by default no
+# forwarded header is (README, Docker). Never a network clients can reach port 8000 from.
 RUN useradd --system --uid 10001 --home-dir /var/lib/idp --create-home idp
 COPY --from=build /opt/idp /opt/idp
 ENV PATH=/opt/idp/bin:$PATH \

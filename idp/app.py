@@ -14,7 +14,7 @@ from litestar import Litestar, Router
 from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 
-from idp import clock
+from idp import maintenance
 from idp.assurance import Policy, load_policy
 from idp.db.engine import Database
 from idp.db.migrate import pending
@@ -23,7 +23,7 @@ from idp.keys.secretbox import SecretBox
 from idp.keys.store import KeyStore
 from idp.mail.outbox import MailSender
 from idp.metrics import ProcessMetrics
-from idp.oidc import backchannel, tokens
+from idp.oidc import backchannel
 from idp.oidc.clients import ClientRegistry
 from idp.oidc.discovery import EncodedDocument, provider_metadata
 from idp.oidc.server import Provider
@@ -48,7 +48,6 @@ from idp.web.rendering import STATIC
 
 log = logging.getLogger("idp")
 BACKCHANNEL_POLL_SECONDS = 1
-PURGE_EVERY_ROUNDS = 600  # about every ten minutes
 
 
 class StartupError(Exception):
@@ -152,6 +151,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
             asyncio.create_task(_poll(services)),
             asyncio.create_task(mailer.run()),
             asyncio.create_task(_deliver_logouts(services)),
+            asyncio.create_task(_maintenance(services)),
         ]
         if services.db.dialect == "sqlite":
             tasks.append(asyncio.create_task(_checkpoints(services.db)))
@@ -247,24 +247,30 @@ async def _checkpoints(db: Database) -> None:
 
 
 async def _deliver_logouts(services: Services) -> None:
-    """Send due back-channel logout tokens from the outbox, every second; now and then
-    also delete expired codes, grants and token ids."""
+    """Send due back-channel logout tokens from the outbox, every second."""
     attempts = services.settings.backchannel_logout_attempts
-    rounds = 0
     while True:
         await asyncio.sleep(BACKCHANNEL_POLL_SECONDS)
-        rounds += 1
         try:
             await asyncio.to_thread(backchannel.deliver_due, services.db, attempts)
-            if rounds % PURGE_EVERY_ROUNDS == 0:
-                await asyncio.to_thread(_purge, services.db)
         except Exception:
-            log.exception("back-channel logout delivery or purge failed; retrying later")
+            log.exception("back-channel logout delivery failed; retrying later")
 
 
-def _purge(db: Database) -> None:
-    with db.unit_of_work() as uow:
-        tokens.purge_expired(uow, clock.now())
+async def _maintenance(services: Services) -> None:
+    """Delete expired rows when it is due, one worker of one node at a time (idp.maintenance)."""
+    while True:
+        await asyncio.sleep(maintenance.poll_seconds(services.settings))
+        try:
+            purged = await asyncio.to_thread(maintenance.run_if_due, services.db, services.settings)
+        except Exception:
+            log.exception("maintenance run failed; retrying later")
+            continue
+        if purged is not None and any(purged.values()):
+            log.info(
+                "maintenance: purged %s",
+                ", ".join(f"{count} {name}" for name, count in purged.items() if count),
+            )
 
 
 def app_from_env() -> Litestar:

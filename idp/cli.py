@@ -95,7 +95,7 @@ def serve(settings: Settings, migrate: bool) -> None:
     from idp.app import StartupError, build_services, create_app
     from idp.db.migrate import upgrade
     from idp.metrics import run_metrics_dir
-    from idp.web.http_protocol import SERVER_OPTIONS
+    from idp.web.http_protocol import server_options
     from idp.web.workers import run_workers
 
     log_config = logs.configure(settings.log_level)
@@ -119,12 +119,18 @@ def serve(settings: Settings, migrate: bool) -> None:
         os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
     click.echo(f"idp: issuer {settings.issuer}")
     click.echo(f"idp: discovery {settings.issuer}/.well-known/openid-configuration")
+    if not settings.development and not settings.forwarded_allow_ips:
+        click.echo(
+            "idp: IDP_FORWARDED_ALLOW_IPS is empty: no proxy is trusted, so every request "
+            "counts as plain http from the proxy's address; name the TLS proxy there",
+            err=True,
+        )
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
         "log_config": log_config,
-        **SERVER_OPTIONS,
+        **server_options(settings),
     }
     if settings.workers > 1:
         # Each worker process builds its own services from the environment.
@@ -498,6 +504,31 @@ def mail_send_pending(settings: Settings) -> None:
     click.echo(f"idp: sent {sent} mail(s), {left} still pending")
     if left:
         sys.exit(1)
+
+
+@main.group()
+def maintenance() -> None:
+    """Housekeeping (the server also does it every IDP_MAINTENANCE_INTERVAL_SECONDS)."""
+
+
+@maintenance.command("run")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_settings
+def maintenance_run(settings: Settings, as_json: bool) -> None:
+    """Delete expired flows, sessions, codes, tokens, delivered mail and old counters now."""
+    from idp import maintenance as housekeeping
+
+    db = Database(settings.database_url)
+    try:
+        purged = housekeeping.run(db, settings)
+    finally:
+        db.dispose()
+    lines = [f"{name}: {count}" for name, count in purged.items()]
+    emit(
+        as_json,
+        {"purged": purged, "total": sum(purged.values())},
+        f"idp: purged {sum(purged.values())} expired row(s)\n  " + "\n  ".join(lines),
+    )
 
 
 @main.command("demo")

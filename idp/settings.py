@@ -131,6 +131,27 @@ def _ca_file(value: str) -> Path | None:
     return path
 
 
+def _proxies(value: str) -> str:
+    """Proxy addresses or networks, comma-separated, normalised; ``*`` alone trusts any."""
+    import ipaddress
+
+    entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+    if entries == ["*"]:
+        return "*"
+    trusted = []
+    for entry in entries:
+        if entry == "*":
+            raise ValueError("`*` (trust every address) must stand alone")
+        try:
+            if "/" in entry:
+                trusted.append(str(ipaddress.ip_network(entry, strict=False)))
+            else:
+                trusted.append(str(ipaddress.ip_address(entry)))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network (CIDR)") from None
+    return ",".join(trusted)
+
+
 def setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
     """Declare a field read from the environment variable ``env``."""
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
@@ -375,6 +396,33 @@ class Settings:
     )
     log_level: str = setting(
         "IDP_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "Log level"
+    )
+    forwarded_allow_ips: str = setting(
+        "IDP_FORWARDED_ALLOW_IPS",
+        "",
+        _proxies,
+        "Reverse proxies trusted for `X-Forwarded-For` and `X-Forwarded-Proto`: comma-separated "
+        "addresses or networks (CIDR), or `*`; empty: none (the client IP is the TCP peer's)",
+    )
+    flows_per_ip_minute: int = setting(
+        "IDP_FLOWS_PER_IP_MINUTE",
+        60,
+        _int(1, 1_000_000),
+        "Sign-in flows (`/authorize` requests that need a login, step-up or consent) one "
+        "client address may open per minute; IPv6 addresses count by their /64",
+    )
+    maintenance_interval_seconds: int = setting(
+        "IDP_MAINTENANCE_INTERVAL_SECONDS",
+        600,
+        _int(1, 7 * 24 * 3600),
+        "How often the server deletes expired flows, sessions, codes, tokens, mail and "
+        "counters (`idp maintenance run`), one worker of one node at a time",
+    )
+    outbox_retention_days: int = setting(
+        "IDP_OUTBOX_RETENTION_DAYS",
+        7,
+        _int(1, 3650),
+        "Days delivered or abandoned mail and back-channel logout tokens are kept",
     )
 
     @classmethod

@@ -27,7 +27,7 @@ from idp.db.migrate import upgrade
 from idp.db.models import AuditHead, Base, SigningKey
 from idp.keys.store import KeyStore
 from idp.settings import Settings
-from idp.web.http_protocol import SERVER_OPTIONS
+from idp.web.http_protocol import server_options
 
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
 
@@ -152,7 +152,7 @@ class LiveServer:
             port=settings.port,
             log_level="warning",
             lifespan="on",
-            **SERVER_OPTIONS,
+            **server_options(settings),
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

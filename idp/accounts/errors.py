@@ -55,6 +55,17 @@ class LoginBlocked(AccountError):
         return self.params["seconds"]
 
 
+class TooManyFlows(AccountError):
+    """The client address opened too many flows this minute: retry in ``params["seconds"]``."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__("flows.too_many", seconds=seconds)
+
+    @property
+    def seconds(self) -> int:
+        return self.params["seconds"]
+
+
 class VerificationFailed(AccountError):
     field = "code"
 

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session
 from idp import clock
 from idp.accounts import flows, throttle
 from idp.accounts.emails import normalise_email
-from idp.accounts.errors import ResetInvalid
+from idp.accounts.errors import ResetInvalid, TooManyFlows
 from idp.accounts.passwords import check_password, passwords_for
 from idp.accounts.registration import digest, matches
 from idp.accounts.sessions import end_all_sessions
 from idp.audit.events import record
+from idp.db import rate_limits
 from idp.db.models import Account, Flow
 from idp.mail.outbox import enqueue
 from idp.settings import Settings
@@ -32,8 +33,12 @@ KIND = "password_reset"
 def request_reset(
     session: Session, settings: Settings, *, email: str, ip: str | None = None
 ) -> None:
-    """Mail a reset link if ``email`` has an account; raise InvalidEmail if malformed."""
+    """Mail a reset link if ``email`` has an account; raise InvalidEmail if malformed,
+    TooManyFlows beyond the client address's flows a minute (known and unknown alike)."""
     email = normalise_email(email)
+    admission = rate_limits.admit_flow(session, ip, settings.flows_per_ip_minute)
+    if not admission.admitted:
+        raise TooManyFlows(admission.retry_after)
     account = session.scalar(select(Account).where(Account.email == email))
     now = clock.now()
     usable = account is not None and account.disabled_at is None

@@ -33,10 +33,12 @@ from idp.accounts.errors import (
     InvalidEmail,
     PasswordRejected,
     ResendTooSoon,
+    TooManyFlows,
     VerificationFailed,
 )
 from idp.accounts.passwords import check_password, passwords_for
 from idp.audit.events import record
+from idp.db import rate_limits
 from idp.db.models import Account, Flow
 from idp.mail.outbox import enqueue
 from idp.settings import Settings
@@ -141,7 +143,8 @@ def register(
 ) -> Flow:
     """Register ``email`` (or, if taken, tell its owner by mail); return the verification flow.
 
-    Raises FormInvalid (every problem: email, password, consent) before anything is written.
+    Raises FormInvalid (every problem: email, password, consent) before anything is written,
+    TooManyFlows beyond the client address's flows a minute.
     """
     email, password, problems = _checked(email, password, settings)
     if not consent:
@@ -150,6 +153,10 @@ def register(
         raise FormInvalid(problems)
     # Hash before looking the address up: both answers cost the same time.
     password_hash = passwords_for(settings).hash(password)
+    # Counted after the hash: the count's write holds SQLite's one writer until the commit.
+    admission = rate_limits.admit_flow(session, ip, settings.flows_per_ip_minute)
+    if not admission.admitted:
+        raise TooManyFlows(admission.retry_after)
     now = clock.now()
     account: Account | None = None
     if session.scalar(select(Account.id).where(Account.email == email)) is None:

@@ -1,5 +1,8 @@
 """The authorization endpoint (OIDC Core 3.1.2) as a pipeline of named steps.
 
+0. Every parameter a flow keeps (:data:`KEPT_PARAMETERS`) comes at most once and
+   within its length; otherwise an error *page* (``invalid_request``), before
+   anything is looked up or stored.
 1. authlib validates the client, the redirect URI (exact match), the response
    type, scopes, nonce and the PKCE challenge's form. An unknown client or a
    redirect URI that does not match is an error *page*: nothing is redirected
@@ -7,9 +10,11 @@
 2. Our :data:`CHECKS` run in order; each raises the spec's error, which from
    here on is redirected to the client.
 3. The interaction policy (idp/oidc/interaction.py) decides whether the citizen
-   must log in, step up or consent. The validated request is kept as a
-   :class:`~idp.db.models.Flow` while they do, and continues at
-   ``/authorize/resume/<flow id>``.
+   must log in, step up or consent. The validated request's parameters of
+   :data:`KEPT_PARAMETERS` (no others) are kept as a :class:`~idp.db.models.Flow`
+   while they do, and it continues at ``/authorize/resume/<flow id>``. A client
+   address opens at most ``IDP_FLOWS_PER_IP_MINUTE`` flows a minute; beyond
+   that the answer is :class:`Throttled`.
 4. Otherwise authlib issues the code. Every redirect to the client carries
    ``iss`` (RFC 9207).
 """
@@ -30,6 +35,7 @@ from sqlalchemy.orm import Session
 from idp import assurance, clock
 from idp.accounts import factors
 from idp.audit.events import record
+from idp.db import rate_limits
 from idp.db.engine import Prebuilt
 from idp.db.loads import ACCOUNT, FLOW
 from idp.db.models import Account, Flow, LoginSession
@@ -53,6 +59,28 @@ FLOW_LIFETIME = timedelta(minutes=30)
 PROMPT_VALUES = frozenset({"none", "login", "consent", "create", "select_account"})
 LOCALES = ("de", "en")
 
+# The authorization request parameters a flow keeps (OIDC Core 3.1.2.1, RFC 7636), each
+# with the longest value accepted: a flow is stored for every anonymous request, so what
+# one may hold is bounded (about 19 KB). Other parameters are ignored (RFC 6749 3.1).
+KEPT_PARAMETERS: dict[str, int] = {
+    "client_id": 255,
+    "redirect_uri": 2000,
+    "response_type": 64,
+    "response_mode": 32,
+    "scope": 1000,
+    "state": 1024,
+    "nonce": 512,
+    "code_challenge": 128,
+    "code_challenge_method": 16,
+    "prompt": 64,
+    "max_age": 16,
+    "acr_values": 1000,
+    "claims": 4096,
+    "ui_locales": 256,
+    "login_hint": 320,
+    "id_token_hint": 8192,
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ErrorPage:
@@ -71,7 +99,41 @@ class Interaction:
     location: str
 
 
-Outcome = ProtocolResponse | ErrorPage | Interaction
+@dataclass(frozen=True, slots=True)
+class Throttled:
+    """Too many flows opened from the client's address: try again in ``retry_after`` s."""
+
+    retry_after: int
+
+
+class FlowLimitReached(Exception):
+    """Raised where a flow would be opened beyond the client address's limit."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many authorization flows from one address; retry in {retry_after}s")
+        self.retry_after = retry_after
+
+
+Outcome = ProtocolResponse | ErrorPage | Interaction | Throttled
+
+
+# -- step 0: what a flow may keep ------------------------------------------------------------
+
+
+def check_parameter_bounds(request: ProtocolRequest) -> None:
+    """Each kept parameter at most once (RFC 6749 3.1) and within its length.
+
+    Checked before authlib and answered as a page: an oversized ``state`` is not echoed
+    in a redirect, and nothing oversized reaches the database.
+    """
+    for name, values in request.payload.datalist.items():
+        longest = KEPT_PARAMETERS.get(name)
+        if longest is None:
+            continue
+        if len(values) > 1:
+            raise InvalidRequest(f"The parameter '{name}' is repeated.")
+        if len(values[0]) > longest:
+            raise InvalidRequest(f"The parameter '{name}' is longer than {longest} characters.")
 
 
 # -- step 2: the checks after authlib's validation, in order ---------------------------------
@@ -146,8 +208,10 @@ CHECKS: tuple[Callable[[Provider, ProtocolRequest], None], ...] = (
 
 
 def validate(provider: Provider, request: ProtocolRequest) -> Any:
-    """Steps 1 and 2: authlib's validation, then :data:`CHECKS`; return authlib's grant."""
+    """Steps 0 to 2: the parameters' bounds, authlib's validation, then :data:`CHECKS`;
+    return authlib's grant."""
     request.id_token_hint = None
+    check_parameter_bounds(request)
     grant = provider.get_consent_grant(request)
     for check in CHECKS:
         try:
@@ -169,6 +233,8 @@ def authorize(provider: Provider, request: ProtocolRequest) -> Outcome:
         return _decide(provider, request, grant, None)
     except OAuth2Error as error:
         return _error(provider, error)
+    except FlowLimitReached as refused:
+        return Throttled(refused.retry_after)
 
 
 def resume(
@@ -271,7 +337,8 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
             raise prompt.error(
                 check.message(situation), redirect_uri=grant.redirect_uri, state=params.get("state")
             )
-        flow_id = flow.id if flow is not None else start_flow(uow, request)
+        limit = provider.settings.flows_per_ip_minute
+        flow_id = flow.id if flow is not None else start_flow(uow, request, limit)
         location = _interaction_location(prompt.name, check.reason, flow_id, params, wanted_acr)
         return Interaction(prompt.name, check.reason, flow_id, location)
     assert login_session is not None and account is not None
@@ -315,10 +382,17 @@ def assess_acr(
 _OPEN_FLOW = Prebuilt(insert(Flow.__table__))
 
 
-def start_flow(uow: Session, request: ProtocolRequest) -> str:
-    """Keep the validated request while the citizen interacts; return the flow's id."""
+def start_flow(uow: Session, request: ProtocolRequest, per_minute: int) -> str:
+    """Keep the validated request while the citizen interacts; return the flow's id.
+
+    Raise FlowLimitReached beyond ``per_minute`` flows from the request's client address.
+    """
+    admission = rate_limits.admit_flow(uow, request.ip, per_minute)
+    if not admission.admitted:
+        raise FlowLimitReached(admission.retry_after)
     now = clock.now()
-    params = [[key, value] for key, values in request.payload.datalist.items() for value in values]
+    data = request.payload.data
+    params = [[key, data[key]] for key in KEPT_PARAMETERS if key in data]
     flow_id = secrets.token_urlsafe(16)
     _OPEN_FLOW.execute(
         uow,

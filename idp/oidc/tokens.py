@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from authlib.oidc.core.util import create_half_hash
-from sqlalchemy import bindparam, delete, exists, insert, select, update
+from sqlalchemy import bindparam, exists, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -25,8 +25,6 @@ from idp.audit.events import record
 from idp.db.engine import Database, Prebuilt, read_row, read_row_awaited
 from idp.db.models import (
     Account,
-    AuthorizationCode,
-    ClientAssertionJti,
     Grant,
     RefreshToken,
     RevokedAccessToken,
@@ -520,23 +518,3 @@ def presented_token(uow: Session, service: TokenService, token: str) -> Presente
         return None
     refresh, grant = found
     return PresentedToken(uow, "refresh_token", grant.client_id, grant.scope, None, grant, refresh)
-
-
-# -- housekeeping ----------------------------------------------------------------------
-
-
-def purge_expired(uow: Session, now: datetime) -> int:
-    """Delete what can no longer be used or checked; return how many rows went.
-
-    Codes are kept a day past expiry (a late replay still finds its grant), grants
-    and their refresh tokens until they expire, revoked access-token ids and
-    assertion ids until the tokens they name would have expired anyway.
-    """
-    statements = (
-        delete(AuthorizationCode).where(AuthorizationCode.expires_at < now - timedelta(days=1)),
-        delete(RefreshToken).where(RefreshToken.expires_at < now),
-        delete(Grant).where(Grant.expires_at < now),
-        delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now),
-        delete(ClientAssertionJti).where(ClientAssertionJti.expires_at < now),
-    )
-    return sum(uow.execute(statement).rowcount for statement in statements)

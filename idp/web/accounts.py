@@ -27,6 +27,7 @@ from idp.accounts.errors import (
     LoginFailed,
     ResendTooSoon,
     ResetInvalid,
+    TooManyFlows,
     VerificationFailed,
 )
 from idp.accounts.recovery import open_reset, request_reset, reset_password
@@ -36,6 +37,7 @@ from idp.audit.events import record
 from idp.db.models import Account
 from idp.settings import Settings
 from idp.web import csrf, i18n
+from idp.web.errors import TooManyRequests
 from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post
 from idp.web.redirects import safe_return_to
@@ -175,6 +177,8 @@ def register_submit(request: Request, form: Form) -> Response:
             )
         except FormInvalid as exc:
             return _register_page(request, return_to, _errors(request, exc), email, consent)
+        except TooManyFlows as exc:
+            raise TooManyRequests(exc.key, exc.seconds) from None
         flow_id = flow.id
     _nudge_mail(request)
     return Redirect(f"/verify-email?{urlencode({'flow': flow_id})}", status_code=303)
@@ -438,6 +442,8 @@ def forgot_submit(request: Request, form: Form) -> Response:
     with services.db.unit_of_work() as uow:
         try:
             request_reset(uow, services.settings, email=email, ip=_ip(request))
+        except TooManyFlows as exc:
+            raise TooManyRequests(exc.key, exc.seconds) from None
         except AccountError as exc:
             errors = _errors(request, exc)
             return render(request, "forgot.html", {"errors": errors, "email": email}, status=400)

@@ -22,9 +22,9 @@ from litestar.response import Redirect
 from idp.db.models import Account
 from idp.oidc import authorization, consent
 from idp.oidc.adapter import ProtocolResponse, protocol_request, read_params, to_response
-from idp.oidc.authorization import ConsentRequest, ErrorPage, Interaction
+from idp.oidc.authorization import ConsentRequest, ErrorPage, Interaction, Throttled
 from idp.oidc.claims import SCOPE_CLAIMS
-from idp.web.errors import PageError
+from idp.web.errors import PageError, TooManyRequests
 from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post, route
 from idp.web.rendering import render
@@ -41,6 +41,8 @@ def _answer(request: Request, outcome: Any) -> Response:
         return to_response(outcome)
     if isinstance(outcome, Interaction):
         return Redirect(outcome.location, status_code=303)
+    if isinstance(outcome, Throttled):
+        raise TooManyRequests("flows.too_many", outcome.retry_after)
     assert isinstance(outcome, ErrorPage)
     return _error_page(request, outcome.error)
 

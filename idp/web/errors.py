@@ -56,6 +56,14 @@ class PageError(Exception):
         self.params = params
 
 
+class TooManyRequests(PageError):
+    """429: the client may try again in ``seconds`` (sent as ``Retry-After``)."""
+
+    def __init__(self, key: str, seconds: int) -> None:
+        super().__init__(429, key, seconds=seconds)
+        self.retry_after = seconds
+
+
 class SignInRequired(Exception):
     """A page for signed-in citizens was asked for without a live session.
 
@@ -105,7 +113,11 @@ def _status_key(status: int) -> str:
 
 
 def page_error(request: Request, exc: PageError) -> Response:
-    return _respond(request, exc.status, exc.key, exc.params)
+    response = _respond(request, exc.status, exc.key, exc.params)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def sign_in_required(request: Request, exc: SignInRequired) -> Response:

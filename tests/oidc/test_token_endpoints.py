@@ -16,8 +16,7 @@ from sqlalchemy import func, select
 
 from idp import clock
 from idp.app import create_app
-from idp.db.models import Grant, RefreshToken, RevokedAccessToken
-from idp.oidc.tokens import purge_expired
+from idp.db.models import Grant, RefreshToken
 from tests.conftest import make_settings
 from tests.oidc import factories
 
@@ -303,16 +302,3 @@ def test_a_token_request_that_is_not_a_form_is_not_read(client, db):
     )
     assert response.status_code == 400
     assert response.json()["error"] == "unsupported_grant_type"
-
-
-def test_expired_codes_grants_and_token_ids_are_purged(db):
-    with db.unit_of_work() as session:
-        session.add(RevokedAccessToken(jti="old", revoked_at=clock.now(), expires_at=clock.now()))
-        session.add(
-            RevokedAccessToken(
-                jti="live", revoked_at=clock.now(), expires_at=clock.now() + timedelta(hours=1)
-            )
-        )
-    with db.unit_of_work() as session:
-        assert purge_expired(session, clock.now() + timedelta(seconds=1)) == 1
-        assert [r.jti for r in session.scalars(select(RevokedAccessToken))] == ["live"]
