@@ -17,7 +17,8 @@ same handlers stay registered.
 
 It is also where every request first arrives, so an address with a NUL in its path
 or query is refused here (400), before any handler could take it into a query:
-PostgreSQL text cannot hold NUL, and no address of ours has one.
+PostgreSQL text cannot hold NUL, and no address of ours has one. /authorize and
+/end-session check their own query, to answer as OpenID Connect asks.
 """
 
 from __future__ import annotations
@@ -39,9 +40,17 @@ def error_handler(exc: Exception) -> Any:
     return next(errors.HANDLERS[kind] for kind in type(exc).__mro__ if kind in errors.HANDLERS)
 
 
+# Browser-facing protocol endpoints check their parameters themselves (idp/oidc/adapter.py)
+# and answer as the specs say: an error page, or an error redirected to the client.
+CHECKS_OWN_QUERY = frozenset({"/authorize", "/end-session"})
+
+
 def has_nul(scope: Scope) -> bool:
     """Whether the request's path or query string carries a NUL (``%00`` once decoded)."""
-    return "\x00" in scope["path"] or b"%00" in scope["query_string"]
+    path = scope["path"]
+    if "\x00" in path:
+        return True
+    return b"%00" in scope["query_string"] and path not in CHECKS_OWN_QUERY
 
 
 class App(Litestar):
