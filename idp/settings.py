@@ -363,6 +363,13 @@ class Settings:
     log_level: str = setting(
         "IDP_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "Log level"
     )
+    client_assertion_max_seconds: int = setting(
+        "IDP_CLIENT_ASSERTION_MAX_SECONDS",
+        300,
+        _int(30, 3600),
+        "Longest lifetime of a `private_key_jwt` client assertion: its `exp` at most this far "
+        "ahead of now, else `invalid_client`",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
