@@ -167,13 +167,18 @@ def parameter_error(
 
 
 def credentials_error(authorization: str | None) -> InvalidClient | None:
-    """Why ``Authorization: Basic`` credentials cannot be read as UTF-8, or None.
+    """Why the ``Authorization`` header cannot be read as client credentials, or None.
 
-    authlib decodes them itself and answers a malformed Base64 value; what it does not
-    catch (non-ASCII, bytes that are not UTF-8 once decoded) is refused here.
+    authlib reads it itself (``scheme credentials``) and answers a malformed Base64
+    value; what breaks its reading (a scheme with a space and nothing after it,
+    non-ASCII, Basic credentials that are not UTF-8 once decoded) is refused here.
     """
-    parts = (authorization or "").split(None, 1)  # as authlib splits it
-    if len(parts) != 2 or parts[0].lower() != "basic":
+    if not authorization or " " not in authorization:
+        return None  # authlib ignores it
+    parts = authorization.split(None, 1)  # as authlib splits it
+    if len(parts) != 2:
+        return InvalidClient(description="The Authorization header is malformed.", status_code=401)
+    if parts[0].lower() != "basic":
         return None
     try:
         base64.b64decode(parts[1]).decode("utf-8")

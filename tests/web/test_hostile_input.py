@@ -239,3 +239,13 @@ def test_a_basic_client_id_with_an_encoded_nul_is_invalid_client(client, clean_l
     )
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("path", ["/token", "/introspect", "/revoke"])
+@pytest.mark.parametrize("header", ["Bearer ", "Basic ", "Basic  \t"])
+def test_an_authorization_scheme_without_credentials_is_invalid_client(
+    client, clean_log, path, header
+):
+    response = client.post(path, data={"token": "t"}, headers={"Authorization": header})
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_client"
