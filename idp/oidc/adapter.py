@@ -97,7 +97,6 @@ class Payload(OAuth2Payload):
 _VSCHAR = re.compile(r"[\x20-\x7e]*")
 _URI = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")
 _NAMES = re.compile(r"[A-Za-z0-9_ ]*")  # response-type: space-separated response-names
-_GRANT_TYPE = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*")  # a name or a URI
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e ]*")  # NQCHAR tokens separated by spaces
 _PKCE = re.compile(r"[A-Za-z0-9\-._~]*")
 SYNTAX: dict[str, re.Pattern[str]] = {
@@ -109,7 +108,7 @@ SYNTAX: dict[str, re.Pattern[str]] = {
     "scope": _SCOPE,
     "state": _VSCHAR,
     "code": _VSCHAR,
-    "grant_type": _GRANT_TYPE,
+    "grant_type": _URI,  # a name or a URI
     "refresh_token": _VSCHAR,
     "access_token": _VSCHAR,
     "token": _VSCHAR,

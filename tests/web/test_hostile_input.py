@@ -249,3 +249,17 @@ def test_an_authorization_scheme_without_credentials_is_invalid_client(
     response = client.post(path, data={"token": "t"}, headers={"Authorization": header})
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
+
+
+def test_a_client_assertion_with_a_deeply_nested_header_is_invalid_client(client, clean_log):
+    header = _b64(("[" * 6_000).encode())
+    response = client.post(
+        "/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": f"{header}.{_b64(b'{}')}.{_b64(b'sig')}",
+        },
+    )
+    assert response.status_code in (400, 401)
+    assert response.json()["error"] == "invalid_client"
