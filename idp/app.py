@@ -44,7 +44,7 @@ from idp.web import (
     wellknown,
 )
 from idp.web.direct import App
-from idp.web.rendering import STATIC
+from idp.web.rendering import STATIC, StaticFiles
 
 log = logging.getLogger("idp")
 BACKCHANNEL_POLL_SECONDS = 1
@@ -172,6 +172,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     static = create_static_files_router(
         path="/static",
         directories=[STATIC],
+        file_system=StaticFiles(),
         cache_control=CacheControlHeader(max_age=86400, public=True),
         include_in_schema=False,
         opt={"csrf": False},

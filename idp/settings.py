@@ -424,6 +424,13 @@ class Settings:
         _int(1, 3650),
         "Days delivered or abandoned mail and back-channel logout tokens are kept",
     )
+    client_assertion_max_seconds: int = setting(
+        "IDP_CLIENT_ASSERTION_MAX_SECONDS",
+        300,
+        _int(30, 3600),
+        "Longest lifetime of a `private_key_jwt` client assertion: its `exp` at most this far "
+        "ahead of now, else `invalid_client`",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

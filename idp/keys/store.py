@@ -31,7 +31,7 @@ from joserfc.jwk import ECKey, KeySet, RSAKey
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from idp import clock
+from idp import bounded_json, clock
 from idp.db import versions
 from idp.db.engine import Database
 from idp.db.models import SigningKey
@@ -313,7 +313,8 @@ class KeyStore(versions.VersionedCache):
         signing_input, _, signature = data.rpartition(b".")
         encoded_header, _, encoded_claims = signing_input.partition(b".")
         try:
-            header = json.loads(_unb64(encoded_header))
+            # The header is read before the signature is checked: anyone's JSON.
+            header = bounded_json.loads(_unb64(encoded_header))
             if not isinstance(header, dict):
                 return None
             key = self._by_kid.get(header.get("kid"))  # type: ignore[arg-type]

@@ -207,11 +207,39 @@ CHECKS: tuple[Callable[[Provider, ProtocolRequest], None], ...] = (
 )
 
 
+# The parameters an error redirect is built from: while one is in doubt, errors are a page.
+REDIRECT_PARAMETERS = ("client_id", "redirect_uri", "state")
+
+
+def check_parameters(provider: Provider, request: ProtocolRequest) -> None:
+    """Each parameter at most once and of its syntax (idp/oidc/adapter.py), before authlib
+    reads them: an error page while the redirect's own parameters are in doubt, else an
+    error redirected to the client's registered redirect URI (RFC 6749 4.1.2.1)."""
+    error = request.parameter_error(REDIRECT_PARAMETERS)
+    if error is not None:
+        raise error
+    error = request.parameter_error()
+    if error is not None:
+        error.redirect_uri = _registered_redirect_uri(provider, request)
+        error.state = request.payload.state
+        raise error
+
+
+def _registered_redirect_uri(provider: Provider, request: ProtocolRequest) -> str | None:
+    """The request's redirect URI if its client registered it, as authlib decides it."""
+    client = provider.query_client(request.payload.client_id)
+    redirect_uri = request.payload.redirect_uri
+    if client is None or not redirect_uri or not client.check_redirect_uri(redirect_uri):
+        return None
+    return redirect_uri
+
+
 def validate(provider: Provider, request: ProtocolRequest) -> Any:
     """Steps 0 to 2: the parameters' bounds, authlib's validation, then :data:`CHECKS`;
     return authlib's grant."""
     request.id_token_hint = None
-    check_parameter_bounds(request)
+    check_parameter_bounds(request)  # before anything is read or stored
+    check_parameters(provider, request)
     grant = provider.get_consent_grant(request)
     for check in CHECKS:
         try:

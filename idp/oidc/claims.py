@@ -12,9 +12,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 from typing import Any
 
+from idp import bounded_json
 from idp.db.models import Account
 from idp.oidc.clients import RegisteredClient
 
@@ -72,7 +72,9 @@ def parse_claims_parameter(value: str | None) -> dict[str, Any] | None:
     if not value:
         return None
     try:
-        claims = json.loads(value)
+        claims = bounded_json.loads(value)
+    except bounded_json.TooDeep:
+        raise InvalidClaimsParameter("The 'claims' parameter is nested too deeply.") from None
     except ValueError:
         raise InvalidClaimsParameter("The 'claims' parameter is not valid JSON.") from None
     if not isinstance(claims, dict):

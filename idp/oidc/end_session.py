@@ -35,6 +35,9 @@ class EndSession(EndSessionEndpoint):
         return list(ALGORITHMS)
 
     def validate_request(self, request: ProtocolRequest) -> EndSessionRequest:
+        error = request.parameter_error()
+        if error is not None:
+            raise error
         hint = request.payload.data.get("id_token_hint")
         # Access and logout tokens carry our signature too: only an ID token is a hint.
         if hint and self.server.tokens.verify(hint, "JWT", allow_expired=True) is None:

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from idp import clock
 from idp.assurance import Policy
 from idp.assurance.verified_claims import current_identity, identity_claims, needs_identity
 from idp.db.engine import Database
@@ -63,15 +64,29 @@ class RemoteKeySets:
 
 
 class PrivateKeyJwt(JWTBearerClientAssertion):
-    """``private_key_jwt`` client authentication (OIDC Core 9, RFC 7523) with jti replay check."""
+    """``private_key_jwt`` client authentication (OIDC Core 9, RFC 7523) with jti replay check.
+
+    An assertion may live at most ``max_seconds`` from now (IDP_CLIENT_ASSERTION_MAX_SECONDS):
+    RFC 7523 3 lets the server refuse an ``exp`` unreasonably far in the future, and its
+    ``jti`` is kept until it expires.
+    """
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
-    def __init__(self, issuer: str, remote: RemoteKeySets) -> None:
+    def __init__(self, issuer: str, remote: RemoteKeySets, max_seconds: int) -> None:
         # The jti is checked below, where the request's unit of work is at hand.
         super().__init__(validate_jti=False)
         self.audiences = [issuer, f"{issuer}/token", f"{issuer}/introspect", f"{issuer}/revoke"]
         self.remote = remote
+        self.max_seconds = max_seconds
+
+    def verify_claims(self, claims: Any) -> None:
+        super().verify_claims(claims)
+        exp = claims["exp"]
+        if not isinstance(exp, int) or exp - tokens.timestamp(clock.now()) > self.max_seconds:
+            raise InvalidClient(
+                description=f"The client assertion's lifetime exceeds {self.max_seconds} seconds."
+            )
 
     def get_audiences(self) -> list[str]:
         return self.audiences
@@ -129,7 +144,8 @@ class Provider(rfc6749.AuthorizationServer):
         self.register_grant(grants.RefreshTokenGrant)
         self.register_grant(grants.ClientCredentialsGrant)
         self.register_client_auth_method(
-            "private_key_jwt", PrivateKeyJwt(settings.issuer, RemoteKeySets())
+            "private_key_jwt",
+            PrivateKeyJwt(settings.issuer, RemoteKeySets(), settings.client_assertion_max_seconds),
         )
         self.register_endpoint(Revocation)
         self.register_endpoint(Introspection)

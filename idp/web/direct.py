@@ -14,6 +14,11 @@ security headers) and the same error answers (``errors.HANDLERS``, rendered as
 litestar renders them). Every other request, any other form of these paths
 (a trailing slash, say) and the lifespan go to litestar as before, where the
 same handlers stay registered.
+
+It is also where every request first arrives, so an address with a NUL in its path
+or query is refused here (400), before any handler could take it into a query:
+PostgreSQL text cannot hold NUL, and no address of ours has one. /authorize and
+/end-session check their own query, to answer as OpenID Connect asks.
 """
 
 from __future__ import annotations
@@ -26,12 +31,26 @@ from litestar.handlers import ASGIRouteHandler
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from idp.web import errors
+from idp.web.errors import PageError
 
 
 def error_handler(exc: Exception) -> Any:
     """The handler ``errors.HANDLERS`` has for ``exc``: the nearest class that has one
     (``Exception`` has one, so every exception finds a handler)."""
     return next(errors.HANDLERS[kind] for kind in type(exc).__mro__ if kind in errors.HANDLERS)
+
+
+# Browser-facing protocol endpoints check their parameters themselves (idp/oidc/adapter.py)
+# and answer as the specs say: an error page, or an error redirected to the client.
+CHECKS_OWN_QUERY = frozenset({"/authorize", "/end-session"})
+
+
+def has_nul(scope: Scope) -> bool:
+    """Whether the request's path or query string carries a NUL (``%00`` once decoded)."""
+    path = scope["path"]
+    if "\x00" in path:
+        return True
+    return b"%00" in scope["query_string"] and path not in CHECKS_OWN_QUERY
 
 
 class App(Litestar):
@@ -47,8 +66,12 @@ class App(Litestar):
                 self.direct[path] = handler.fn  # type: ignore[assignment]
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        handler = self.direct.get(scope["path"]) if scope["type"] == "http" else None
-        if handler is None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        handler = self.direct.get(scope["path"])
+        refused = has_nul(scope)
+        if handler is None and not refused:
             await super().__call__(scope, receive, send)
             return
         scope["app"] = scope["litestar_app"] = self
@@ -64,6 +87,8 @@ class App(Litestar):
             await send(message)
 
         try:
+            if refused:
+                raise PageError(400, "error.nul_in_address")
             await handler(scope, receive, send_with_hooks)
         except Exception as exc:
             if started:

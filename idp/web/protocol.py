@@ -31,8 +31,11 @@ from litestar.types import Receive, Scope, Send
 from idp.oidc import userinfo as userinfo_action
 from idp.oidc.adapter import (
     Awaiting,
+    Payload,
     ProtocolResponse,
     ScopeHeaders,
+    credentials_error,
+    parameter_error,
     program_request,
     read_program_params,
     send_response,
@@ -113,6 +116,17 @@ async def _call_awaiting(
         return action(services.oidc, request)
 
 
+async def _refused(scope: Scope, send: Send, params: list[tuple[str, str]]) -> bool:
+    """Answer a request whose parameters or Basic credentials cannot be taken as sent
+    (idp/oidc/adapter.py says what is checked); True if it was answered so."""
+    authorization = ScopeHeaders(scope["headers"]).get("authorization")
+    error = parameter_error(Payload(params).datalist) or credentials_error(authorization)
+    if error is None:
+        return False
+    await send_response(send, ProtocolResponse(*error()))
+    return True
+
+
 def _value(params: list[tuple[str, str]], name: str) -> str | None:
     return next((value for key, value in params if key == name), None)
 
@@ -147,6 +161,8 @@ async def token(scope: Scope, receive: Receive, send: Send) -> None:
     if not await _method_allowed(scope, send, POST_ONLY):
         return
     params = await read_program_params(scope, receive)
+    if await _refused(scope, send, params):
+        return
     grant_type = _value(params, "grant_type")
     if grant_type not in ON_LOOP_GRANTS:
         # The code grant's unit of work where the database answers it best; a client
@@ -175,9 +191,13 @@ async def userinfo(scope: Scope, receive: Receive, send: Send) -> None:
     params = await read_program_params(scope, receive)
     services = scope["app"].state.services
     authorization = ScopeHeaders(scope["headers"]).get("authorization")
-    response = await userinfo_action.userinfo(
-        services.oidc, services.db, authorization, dict(params)
-    )
+    error = parameter_error(Payload(params).datalist)
+    if error is not None:
+        response = userinfo_action.challenge(error)
+    else:
+        response = await userinfo_action.userinfo(
+            services.oidc, services.db, authorization, dict(params)
+        )
     await send_response(send, response)
 
 
@@ -187,6 +207,8 @@ async def introspect(scope: Scope, receive: Receive, send: Send) -> None:
     if not await _method_allowed(scope, send, POST_ONLY):
         return
     params = await read_program_params(scope, receive)
+    if await _refused(scope, send, params):
+        return
     if _on_loop(params):  # only reads
         response = await _call_awaiting(scope, params, _introspection_response, READS)
     else:  # private_key_jwt authentication writes its jti, in a unit of work
@@ -200,6 +222,8 @@ async def revoke(scope: Scope, receive: Receive, send: Send) -> None:
     if not await _method_allowed(scope, send, POST_ONLY):
         return
     params = await read_program_params(scope, receive)
+    if await _refused(scope, send, params):
+        return
     await send_response(send, await _run(scope, params, _revocation_response))
 
 

@@ -28,6 +28,8 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from litestar import Request, Response
+from litestar.file_system import BaseLocalFileSystem
+from litestar.types import PathType
 from markupsafe import escape
 
 from idp.web import csrf, i18n
@@ -36,6 +38,22 @@ from idp.web.cookies import set_cookie
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
 LANG_COOKIE_SECONDS = 365 * 24 * 3600
+
+
+class StaticFiles(BaseLocalFileSystem):
+    """The static folder as litestar reads it, where a name no file can have is not found.
+
+    litestar turns any error of ``stat`` but "not found" into a 500; a name longer
+    than the system allows or with a NUL in it is just a file that is not there (404).
+    """
+
+    async def info(self, path: PathType, **kwargs: Any) -> Any:
+        try:
+            return await super().info(path, **kwargs)
+        except FileNotFoundError:
+            raise
+        except (OSError, ValueError) as exc:
+            raise FileNotFoundError(str(path)) from exc
 
 
 @cache
