@@ -120,20 +120,30 @@ Outcome = ProtocolResponse | ErrorPage | Interaction | Throttled
 # -- step 0: what a flow may keep ------------------------------------------------------------
 
 
-def check_parameter_bounds(request: ProtocolRequest) -> None:
-    """Each kept parameter at most once (RFC 6749 3.1) and within its length.
+def check_parameter_bounds(provider: Provider, request: ProtocolRequest) -> None:
+    """Each kept parameter at most once (RFC 6749 3.1) and within its length, before
+    anything is looked up or stored.
 
-    Checked before authlib and answered as a page: an oversized ``state`` is not echoed
-    in a redirect, and nothing oversized reaches the database.
+    An oversized ``client_id``, ``redirect_uri`` or ``state`` is answered as a page (a
+    redirect would echo it); any other, once those are sound, as an error redirected to
+    the client's registered redirect URI (RFC 6749 4.1.2.1).
     """
-    for name, values in request.payload.datalist.items():
+    names = sorted(request.payload.datalist, key=lambda name: name not in REDIRECT_PARAMETERS)
+    for name in names:
+        values = request.payload.datalist[name]
         longest = KEPT_PARAMETERS.get(name)
         if longest is None:
             continue
         if len(values) > 1:
-            raise InvalidRequest(f"The parameter '{name}' is repeated.")
-        if len(values[0]) > longest:
-            raise InvalidRequest(f"The parameter '{name}' is longer than {longest} characters.")
+            error = InvalidRequest(f"The parameter '{name}' is repeated.")
+        elif len(values[0]) > longest:
+            error = InvalidRequest(f"The parameter '{name}' is longer than {longest} characters.")
+        else:
+            continue
+        if name not in REDIRECT_PARAMETERS:
+            error.redirect_uri = _registered_redirect_uri(provider, request)
+            error.state = request.payload.state
+        raise error
 
 
 # -- step 2: the checks after authlib's validation, in order ---------------------------------
@@ -238,8 +248,8 @@ def validate(provider: Provider, request: ProtocolRequest) -> Any:
     """Steps 0 to 2: the parameters' bounds, authlib's validation, then :data:`CHECKS`;
     return authlib's grant."""
     request.id_token_hint = None
-    check_parameter_bounds(request)  # before anything is read or stored
     check_parameters(provider, request)
+    check_parameter_bounds(provider, request)
     grant = provider.get_consent_grant(request)
     for check in CHECKS:
         try:

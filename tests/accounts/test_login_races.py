@@ -97,7 +97,8 @@ def test_a_burst_of_wrong_passwords_without_a_right_one_checks_at_most_the_locko
     answers = _burst(served, [("paula@example.de", f"falsch {n}") for n in range(100)])
 
     assert all(a.status_code in (400, 429) for a in answers), {a.status_code for a in answers}
-    assert len(_events(db, "login.failure")) <= LOCKOUT
+    failures = _events(db, "login.failure")
+    assert len(failures) <= LOCKOUT, [(e.id, e.data) for e in failures]
     # Locked now: the right password is refused too.
     with httpx.Client(base_url=served, timeout=30) as browser:
         page = browser.get("/login")
@@ -106,7 +107,7 @@ def test_a_burst_of_wrong_passwords_without_a_right_one_checks_at_most_the_locko
             "/login",
             data={"email": "paula@example.de", "password": STRONG, "csrf_token": token},
         )
-    assert refused.status_code == 429
+    assert refused.status_code == 429, (refused.status_code, [e.data for e in failures])
 
 
 def test_a_right_password_is_refused_when_the_email_was_locked_while_it_was_checked(db, keys_dir):
