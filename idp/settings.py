@@ -384,7 +384,14 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        """Cross-field rules that a single parser cannot see."""
+        """Cross-field rules that a single parser cannot see (and rules overrides must keep)."""
+        if self.secret_key and len(self.secret_key.encode()) < 32:
+            # Codes are HMAC'd under keys derived from it: a short one is a guessable key.
+            raise SettingsError(
+                "IDP_SECRET_KEY",
+                "must be at least 32 bytes (e.g. `openssl rand -hex 32`), or empty for a "
+                "generated key",
+            )
         if self.environment == "production" and not self.issuer.startswith("https://"):
             raise SettingsError("IDP_ISSUER", "must use https in production")
         if self.environment == "production" and not self.smtp_host:

@@ -18,6 +18,7 @@ from idp.accounts import factors, passkeys, recovery_codes, sessions, totp
 from idp.accounts.factors import FactorError
 from idp.audit import events
 from idp.db.models import Account, LoginSession, SecondFactor
+from idp.keys.secret import CodeDigests
 from idp.keys.secretbox import SecretBox
 
 METHODS = ("totp", "passkey", "recovery")
@@ -77,12 +78,13 @@ def prove(
     box: SecretBox,
     issuer: str,
     policy: assurance.Policy,
+    digests: CodeDigests,
 ) -> SecondFactor:
     """Check one step-up answer and record it in the session; raise FactorError if wrong."""
     if method == "totp":
         factor = totp.verify(session, account, form.get("code", ""), box)
     elif method == "recovery":
-        factor = recovery_codes.use(session, account, form.get("code", ""))
+        factor = recovery_codes.use(session, account, form.get("code", ""), digests)
     elif method == "passkey":
         factor = passkeys.finish_authentication(
             session, account, form.get("flow", ""), form.get("credential", ""), issuer

@@ -152,7 +152,7 @@ def new_recovery_codes(request: Request) -> Response:
     with services.db.unit_of_work() as uow:
         account, login = _who(request, uow)
         binding = factors.binding_for(uow, account, login, services.assurance_policy)
-        codes = recovery_codes.generate(uow, account, binding)
+        codes = recovery_codes.generate(uow, account, binding, services.code_digests)
         return render(request, "recovery_codes.html", {"codes": codes})
 
 
