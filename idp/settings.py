@@ -288,7 +288,11 @@ class Settings:
         "IDP_EMAIL_VERIFICATION_HOURS", 24, _int(1, 24 * 14), "Validity of an email verification"
     )
     email_resend_seconds: int = setting(
-        "IDP_EMAIL_RESEND_SECONDS", 60, _int(0, 3600), "Wait before a verification mail is resent"
+        "IDP_EMAIL_RESEND_SECONDS",
+        60,
+        _int(0, 3600),
+        "Cool-down per address and mail template: a mail like one sent to the same address "
+        "less than this ago is not sent (so also the wait before a verification mail is resent)",
     )
     password_reset_minutes: int = setting(
         "IDP_PASSWORD_RESET_MINUTES", 60, _int(5, 24 * 60), "Validity of a password reset link"
@@ -362,6 +366,13 @@ class Settings:
     )
     log_level: str = setting(
         "IDP_LOG_LEVEL", "info", _choice("debug", "info", "warning", "error"), "Log level"
+    )
+    email_code_daily_tries: int = setting(
+        "IDP_EMAIL_CODE_DAILY_TRIES",
+        10,
+        _int(1, 1000),
+        "Email verification codes one address may try per day, over all its mails (the "
+        "link in the mail is not counted)",
     )
 
     @classmethod

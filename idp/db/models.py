@@ -338,6 +338,8 @@ class LoginThrottle(Base):
     ``key`` is ``email:<sha256 of the normalised email>`` (known and unknown
     addresses alike, so a lockout reveals nothing) or ``ip:<address>``.
     Kept in the database so the limit holds across processes and nodes.
+    The windowed counters of :mod:`idp.db.counters` (mail cool-downs, email code
+    tries) share the table under their own key prefixes.
     """
 
     __tablename__ = "login_throttles"
@@ -363,7 +365,8 @@ class MailMessage(Base):
     template: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(8))
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
+    # pending | sent | failed | withheld (written for equal work, never sent: idp.mail.outbox)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     claimed_until: Mapped[datetime | None]  # a sender is delivering it until then

@@ -164,6 +164,7 @@ def register_submit(request: Request, form: Form) -> Response:
             flow = register(
                 uow,
                 services.settings,
+                services.code_digests,
                 email=email,
                 password=form.get("password", ""),
                 consent=consent,
@@ -241,6 +242,8 @@ def verify_submit(request: Request, form: Form) -> Response:
         try:
             result = verify(
                 uow,
+                services.settings,
+                services.code_digests,
                 flow_id,
                 token=token,
                 code=code,
@@ -279,7 +282,7 @@ def verify_resend(request: Request, form: Form) -> Response:
     flow_id = form.get("flow", "")[:64]
     with services.db.unit_of_work() as uow:
         try:
-            resend(uow, flow_id, services.settings)
+            resend(uow, flow_id, services.settings, services.code_digests)
         except ResendTooSoon as exc:
             error: AccountError | None = exc
         except VerificationFailed:
@@ -515,7 +518,11 @@ def account_verify_email(request: Request, form: Form) -> Response:
         if account.email_verified_at is not None:
             return Redirect("/account", status_code=303)
         flow = start_verification(
-            uow, account, services.settings, browser=csrf.presession(request)[0]
+            uow,
+            account,
+            services.settings,
+            services.code_digests,
+            browser=csrf.presession(request)[0],
         )
         flow_id = flow.id
     _nudge_mail(request)
