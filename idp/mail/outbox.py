@@ -203,10 +203,14 @@ class MailSender:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def nudge(self) -> None:
-        """Ask for a delivery round now (a request just queued a mail); thread-safe."""
+    def nudge(self, delay: float = 0) -> None:
+        """Ask for a delivery round now, or in ``delay`` seconds (a request just queued a
+        mail); thread-safe."""
         if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            if delay:
+                self._loop.call_soon_threadsafe(self._loop.call_later, delay, self._wake.set)
+            else:
+                self._loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self) -> None:
         """Deliver until cancelled."""

@@ -9,6 +9,7 @@ Handlers that touch the database or hash passwords run in worker threads
 from __future__ import annotations
 
 import math
+import secrets
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -53,6 +54,7 @@ except ZoneInfoNotFoundError:  # a system without time zone data shows UTC
     LOCAL_TIME = None
 
 MAX_EMAIL = 320
+RESET_MAIL_DELAY = (0.5, 1.5)  # seconds: see _unhurried
 
 
 def _services(request: Request) -> Any:
@@ -118,8 +120,16 @@ def _log_in(request: Request, uow: Any, account_id: int) -> str:
     return token
 
 
-def _nudge_mail(request: Request) -> None:
-    request.app.state.mailer.nudge()
+def _nudge_mail(request: Request, delay: float = 0) -> None:
+    request.app.state.mailer.nudge(delay)
+
+
+def _unhurried() -> float:
+    """When to deliver a mail whose existence the answer must not show: a delivery beside
+    the answer would slow it (a timing oracle), so it runs a random moment later."""
+    return RESET_MAIL_DELAY[0] + secrets.randbelow(1000) / 1000 * (
+        RESET_MAIL_DELAY[1] - RESET_MAIL_DELAY[0]
+    )
 
 
 # -- registration -------------------------------------------------------------------
@@ -441,7 +451,7 @@ def forgot_submit(request: Request, form: Form) -> Response:
         except AccountError as exc:
             errors = _errors(request, exc)
             return render(request, "forgot.html", {"errors": errors, "email": email}, status=400)
-    _nudge_mail(request)
+    _nudge_mail(request, _unhurried())
     return render(request, "forgot_sent.html")
 
 
