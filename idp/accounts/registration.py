@@ -341,16 +341,7 @@ def verify(
     if token:
         ok = matches(token, state["token_digest"])
     else:
-        window = timedelta(hours=settings.email_verification_hours)
-        if not counters.take(session, _code_tries(flow.id), limit=CODE_TRIES, window=window):
-            raise VerificationFailed("verify.too_many_tries")
-        if not counters.take(
-            session,
-            _daily_tries(state["email"]),
-            limit=settings.email_code_daily_tries,
-            window=DAY,
-        ):
-            raise VerificationFailed("verify.too_many_tries_today")
+        _reserve_try(session, flow, settings)
         typed = flow.id + (code or "").strip().replace(" ", "")
         ok = digests.matches(CODE_PURPOSE, typed, bytes.fromhex(state["code_digest"]))
     if not ok or flow.account_id is None:
@@ -373,6 +364,22 @@ def verify(
     account.updated_at = now
     record(session, "account.email_verified", account_id=account.id, ip=ip)
     return Verified(account, matches(browser, state.get("browser")), flow.return_to)
+
+
+def _reserve_try(session: Session, flow: Flow, settings: Settings) -> None:
+    """Count one code try against the code and against the address, both or neither (a
+    savepoint undoes the first when the second is spent); raise VerificationFailed."""
+    window = timedelta(hours=settings.email_verification_hours)
+    with session.begin_nested():
+        if not counters.take(session, _code_tries(flow.id), limit=CODE_TRIES, window=window):
+            raise VerificationFailed("verify.too_many_tries")
+        if not counters.take(
+            session,
+            _daily_tries(flow.state["email"]),
+            limit=settings.email_code_daily_tries,
+            window=DAY,
+        ):
+            raise VerificationFailed("verify.too_many_tries_today")
 
 
 def resend(session: Session, flow_id: str | None, settings: Settings, digests: CodeDigests) -> Flow:
