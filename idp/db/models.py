@@ -2,7 +2,8 @@
 
 Each aggregate owns its table(s); the migrations in ``idp/db/migrations`` create
 exactly these. Secrets are never stored in clear: columns named ``*_digest``
-hold SHA-256 digests of high-entropy values.
+hold SHA-256 digests of high-entropy values, or keyed digests (HMAC-SHA256 under a
+subkey of the service secret) of short codes.
 """
 
 from __future__ import annotations
@@ -412,7 +413,7 @@ class SecondFactor(Base):
 
 
 class RecoveryCode(Base):
-    """One single-use recovery code of a set; only its SHA-256 digest is kept."""
+    """One single-use recovery code of a set; only its keyed digest (HMAC-SHA256) is kept."""
 
     __tablename__ = "recovery_codes"
 
