@@ -84,9 +84,9 @@ def _send(
     known: bool,
     secret: tuple[str, str],
     locale: str,
-) -> bool:
+) -> int:
     """Queue the flow's mail (its link and code, or "you have an account" for ``known``);
-    False while the outbox's cool-down for it runs."""
+    0, or while the outbox's cool-down for it runs the seconds left (nothing queued)."""
     if known:
         template = "account_exists"
         context: dict = {
@@ -101,7 +101,9 @@ def _send(
             "code": code,
             "hours": settings.email_verification_hours,
         }
-    return enqueue(session, settings, email, template, locale, context) is not None
+    if enqueue(session, settings, email, template, locale, context) is not None:
+        return 0
+    return max(cool_down_left(session, email, template), 1)
 
 
 def _new_flow(
@@ -280,7 +282,9 @@ def start_verification(
     token, code, stored = _new_secrets(digests, flow_id)
     # The cool-down is taken first: of requests racing here, one mails and the others
     # find the flow it opened (committed by then: they waited on its counter row).
-    sent = _send(session, settings, flow_id, account.email, False, (token, code), account.locale)
+    sent = not _send(
+        session, settings, flow_id, account.email, False, (token, code), account.locale
+    )
     if not sent and live is None:
         live = _live_flow(session, account.id)
     if live is None:
@@ -389,12 +393,11 @@ def resend(session: Session, flow_id: str | None, settings: Settings, digests: C
     token, code, stored = _new_secrets(digests, flow.id)
     state = flow.state
     email = state["email"]
-    if not _send(
+    wait = _send(
         session, settings, flow.id, email, flow.account_id is None, (token, code), state["locale"]
-    ):
-        template = "account_exists" if flow.account_id is None else "verify_email"
-        wait = cool_down_left(session, email, template)
-        raise ResendTooSoon("verify.resend_too_soon", seconds=max(wait, 1))
+    )
+    if wait:
+        raise ResendTooSoon("verify.resend_too_soon", seconds=wait)
     _new_code(session, flow, stored, settings)
     return flow
 

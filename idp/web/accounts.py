@@ -518,7 +518,7 @@ def account_page(request: Request) -> Response:
 
 @post("/account/verify-email", dependencies=FORM, sync_to_thread=True)
 def account_verify_email(request: Request, form: Form) -> Response:
-    """Send a new verification mail to the logged-in citizen's address."""
+    """Mail the logged-in citizen's verification flow a new code (once per cool-down)."""
     services = _services(request)
     with services.db.unit_of_work() as uow:
         row = current_session(request, uow)
