@@ -18,7 +18,7 @@ from idp import maintenance
 from idp.assurance import Policy, load_policy
 from idp.db.engine import Database
 from idp.db.migrate import pending
-from idp.keys.secret import derive_key, load_secret_key
+from idp.keys.secret import CodeDigests, derive_key, load_secret_key
 from idp.keys.secretbox import SecretBox
 from idp.keys.store import KeyStore
 from idp.mail.outbox import MailSender
@@ -63,6 +63,7 @@ class Services:
     keys: KeyStore
     discovery: EncodedDocument
     secret_box: SecretBox
+    code_digests: CodeDigests
     assurance_policy: Policy
     clients: ClientRegistry
     oidc: Provider
@@ -112,6 +113,7 @@ def build_services(settings: Settings) -> Services:
         keys=keys,
         discovery=EncodedDocument(provider_metadata(settings, assurance_policy)),
         secret_box=SecretBox(derive_key(secret, "factor-secrets")),
+        code_digests=CodeDigests(secret),
         assurance_policy=assurance_policy,
         clients=clients,
         oidc=Provider(

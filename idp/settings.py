@@ -309,7 +309,11 @@ class Settings:
         "IDP_EMAIL_VERIFICATION_HOURS", 24, _int(1, 24 * 14), "Validity of an email verification"
     )
     email_resend_seconds: int = setting(
-        "IDP_EMAIL_RESEND_SECONDS", 60, _int(0, 3600), "Wait before a verification mail is resent"
+        "IDP_EMAIL_RESEND_SECONDS",
+        60,
+        _int(0, 3600),
+        "Cool-down per address and mail template: a mail like one sent to the same address "
+        "less than this ago is not sent (so also the wait before a verification mail is resent)",
     )
     password_reset_minutes: int = setting(
         "IDP_PASSWORD_RESET_MINUTES", 60, _int(5, 24 * 60), "Validity of a password reset link"
@@ -431,6 +435,13 @@ class Settings:
         "Longest lifetime of a `private_key_jwt` client assertion: its `exp` at most this far "
         "ahead of now, else `invalid_client`",
     )
+    email_code_daily_tries: int = setting(
+        "IDP_EMAIL_CODE_DAILY_TRIES",
+        10,
+        _int(1, 1000),
+        "Email verification codes one address may try per day, over all its mails (the "
+        "link in the mail is not counted)",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -452,7 +463,14 @@ class Settings:
         return settings
 
     def check(self) -> None:
-        """Cross-field rules that a single parser cannot see."""
+        """Cross-field rules that a single parser cannot see (and rules overrides must keep)."""
+        if self.secret_key and len(self.secret_key.encode()) < 32:
+            # Codes are HMAC'd under keys derived from it: a short one is a guessable key.
+            raise SettingsError(
+                "IDP_SECRET_KEY",
+                "must be at least 32 bytes (e.g. `openssl rand -hex 32`), or empty for a "
+                "generated key",
+            )
         if self.environment == "production" and not self.issuer.startswith("https://"):
             raise SettingsError("IDP_ISSUER", "must use https in production")
         if self.environment == "production" and not self.smtp_host:

@@ -25,6 +25,7 @@ def test_defaults_serve_the_embedded_database_on_loopback():
         ("IDP_PORT", "eighty", "whole number"),
         ("IDP_PORT", "70000", "between 1 and 65535"),
         ("IDP_ENV", "staging", "one of development, production"),
+        ("IDP_SECRET_KEY", "x" * 31, "at least 32 bytes"),
     ],
 )
 def test_a_bad_value_names_the_variable_and_the_problem(variable, value, message):
@@ -32,6 +33,13 @@ def test_a_bad_value_names_the_variable_and_the_problem(variable, value, message
         Settings.from_env({variable: value})
     assert error.value.variable == variable
     assert message in str(error.value)
+
+
+def test_a_secret_key_of_32_bytes_is_accepted_and_a_shorter_override_refused():
+    assert Settings.from_env({"IDP_SECRET_KEY": "k" * 32}).secret_key == "k" * 32
+    assert Settings.from_env({}).secret_key == ""  # a generated key, kept in the key folder
+    with pytest.raises(SettingsError, match="IDP_SECRET_KEY: must be at least 32 bytes"):
+        Settings.from_env({}, secret_key="too short")
 
 
 def test_production_requires_an_https_issuer():

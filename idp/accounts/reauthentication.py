@@ -18,6 +18,7 @@ from idp import clock
 from idp.accounts import factors, sessions, step_up
 from idp.audit import events
 from idp.db.models import Account, LoginSession, SecondFactor
+from idp.keys.secret import CodeDigests
 from idp.keys.secretbox import SecretBox
 from idp.mail.outbox import enqueue
 from idp.settings import Settings
@@ -49,10 +50,11 @@ def confirm_factor(
     form: dict[str, str],
     box: SecretBox,
     issuer: str,
+    digests: CodeDigests,
 ) -> SecondFactor:
     """Check one of the account's factors (any binding) and note its use in the session;
     raise FactorError if wrong."""
-    factor = step_up.check_answer(session, account, method, form, box, issuer)
+    factor = step_up.check_answer(session, account, method, form, box, issuer, digests)
     sessions.add_method(login, factor.amr, binding=factor.binding, factor=factor.id)
     events.record(
         session,
@@ -72,6 +74,7 @@ def notify(session: Session, settings: Settings, account: Account, change: str, 
     """Mail the citizen that a factor changed (``change``: added, removed, renewed)."""
     enqueue(
         session,
+        settings,
         account.email,
         "factor_changed",
         account.locale,

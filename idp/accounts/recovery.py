@@ -1,9 +1,10 @@
 """Password reset by email: a single-use link, valid ``IDP_PASSWORD_RESET_MINUTES``.
 
-Asking answers the same for known and unknown addresses (a flow is written
-either way; only a known one gets mail). Setting the new password ends every
-session of the account, invalidates its other reset links, clears its login
-lockout and tells the citizen by mail.
+Asking answers the same for known and unknown addresses, in words and in time:
+both take the mail's cool-down, write a flow, an outbox row and an audit event;
+only a known address's row is a mail that goes out (an unknown one's is withheld).
+Setting the new password ends every session of the account, invalidates its
+other reset links, clears its login lockout and tells the citizen by mail.
 """
 
 from __future__ import annotations
@@ -34,49 +35,45 @@ def request_reset(
     session: Session, settings: Settings, *, email: str, ip: str | None = None
 ) -> None:
     """Mail a reset link if ``email`` has an account; raise InvalidEmail if malformed,
-    TooManyFlows beyond the client address's flows a minute (known and unknown alike)."""
+    TooManyFlows beyond the client address's flows a minute (known and unknown alike).
+
+    At most one link per cool-down (the outbox's): a second request within it changes nothing.
+    """
     email = normalise_email(email)
     admission = rate_limits.admit_flow(session, ip, settings.flows_per_ip_minute)
     if not admission.admitted:
         raise TooManyFlows(admission.retry_after)
     account = session.scalar(select(Account).where(Account.email == email))
-    now = clock.now()
     usable = account is not None and account.disabled_at is None
-    if usable:
-        # At most one mail per cool-down, so the form cannot flood a mailbox.
-        recent = session.scalar(
-            select(Flow.id).where(
-                Flow.kind == KIND,
-                Flow.account_id == account.id,
-                Flow.created_at > now - timedelta(seconds=settings.email_resend_seconds),
-            )
-        )
-        if recent is not None:
-            return
-    token = secrets.token_urlsafe(32)
-    flow = Flow(
-        id=secrets.token_urlsafe(16),
-        kind=KIND,
-        account_id=account.id if usable else None,
-        state={"token_digest": digest(token)},
-        created_at=now,
-        expires_at=now + timedelta(minutes=settings.password_reset_minutes),
-    )
-    session.add(flow)
-    session.flush()
-    if not usable:
-        return
-    enqueue(
+    now = clock.now()
+    flow_id, token = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
+    queued = enqueue(
         session,
-        account.email,
+        settings,
+        email,
         "password_reset",
-        account.locale,
+        account.locale if usable else "de",
         {
-            "link": f"{settings.issuer}/password/reset?flow={flow.id}&token={token}",
+            "link": f"{settings.issuer}/password/reset?flow={flow_id}&token={token}",
             "minutes": settings.password_reset_minutes,
         },
+        deliver=usable,
     )
-    record(session, "password.reset_requested", account_id=account.id, ip=ip)
+    if queued is None:
+        return
+    session.add(
+        Flow(
+            id=flow_id,
+            kind=KIND,
+            account_id=account.id if usable else None,
+            state={"token_digest": digest(token)},
+            created_at=now,
+            expires_at=now + timedelta(minutes=settings.password_reset_minutes),
+        )
+    )
+    session.flush()
+    # Unknown addresses are audited too (without an account): attempts to probe show.
+    record(session, "password.reset_requested", account_id=account.id if usable else None, ip=ip)
 
 
 def open_reset(session: Session, flow_id: str | None, token: str | None) -> tuple[Flow, Account]:
@@ -123,6 +120,7 @@ def reset_password(
     throttle.clear(session, throttle.email_key(account.email))
     enqueue(
         session,
+        settings,
         account.email,
         "password_changed",
         account.locale,

@@ -1,14 +1,14 @@
 """Recovery codes: ten single-use look-up secrets (NIST 800-63B 5.1.2), shown once.
 
 Each code has 50 random bits in an alphabet without look-alike letters,
-grouped ``xxxxx-xxxxx`` for reading; only SHA-256 digests are stored. A new
+grouped ``xxxxx-xxxxx`` for reading; only keyed digests (HMAC-SHA256 under a
+key derived from the service secret) are stored. A new
 set replaces the old one. A used code is recorded like a one-time password
 (``otp``) with the set's binding.
 """
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 
 from sqlalchemy import delete, func, select, update
@@ -18,6 +18,7 @@ from idp import clock
 from idp.accounts import factors
 from idp.audit import events
 from idp.db.models import Account, RecoveryCode, SecondFactor
+from idp.keys.secret import CodeDigests
 
 COUNT = 10
 ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base32: no i, l, o, u
@@ -26,8 +27,11 @@ LENGTH = 10
 _LOOKALIKES = str.maketrans({"i": "1", "l": "1", "o": "0", "u": "v"})
 
 
-def _digest(code: str) -> bytes:
-    return hashlib.sha256(code.encode()).digest()
+PURPOSE = "recovery-codes"
+
+
+def _digest(digests: CodeDigests, code: str) -> bytes:
+    return digests.digest(PURPOSE, code)
 
 
 def normalise(code: str) -> str:
@@ -35,7 +39,7 @@ def normalise(code: str) -> str:
     return "".join(c for c in code.lower() if c.isalnum()).translate(_LOOKALIKES)
 
 
-def generate(session: Session, account: Account, binding: str) -> list[str]:
+def generate(session: Session, account: Account, binding: str, digests: CodeDigests) -> list[str]:
     """A new set of codes for ``account`` (the old set stops working); shown once."""
     session.execute(
         delete(SecondFactor).where(
@@ -56,7 +60,7 @@ def generate(session: Session, account: Account, binding: str) -> list[str]:
     codes = []
     for _ in range(COUNT):
         raw = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
-        session.add(RecoveryCode(factor_id=factor.id, code_digest=_digest(raw)))
+        session.add(RecoveryCode(factor_id=factor.id, code_digest=_digest(digests, raw)))
         codes.append(f"{raw[:5]}-{raw[5:]}")
     events.record(
         session,
@@ -90,7 +94,7 @@ def remaining(session: Session, account_id: int) -> int:
     )
 
 
-def use(session: Session, account: Account, code: str) -> SecondFactor | None:
+def use(session: Session, account: Account, code: str, digests: CodeDigests) -> SecondFactor | None:
     """Spend one of the account's codes; its set, or None if the code is wrong or used.
 
     Raises TooManyAttempts while the set is paused after wrong codes.
@@ -103,7 +107,7 @@ def use(session: Session, account: Account, code: str) -> SecondFactor | None:
         update(RecoveryCode)
         .where(
             RecoveryCode.factor_id == factor.id,
-            RecoveryCode.code_digest == _digest(normalise(code)),
+            RecoveryCode.code_digest == _digest(digests, normalise(code)),
             RecoveryCode.used_at.is_(None),
         )
         .values(used_at=clock.now())

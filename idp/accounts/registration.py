@@ -5,8 +5,16 @@ password is checked and hashed either way, a verification flow is opened
 either way, and the mail says either "confirm your address" (new) or "you
 already have an account" (known). The verification mail carries a link and a
 six-digit code; both are single use, valid ``IDP_EMAIL_VERIFICATION_HOURS``,
-stored as digests in the flow, and the code allows five tries. Verifying sets
-the account's proofing level from ``none`` to ``low``.
+stored as digests in the flow (the code keyed with the service secret).
+
+Guessing the code is bounded three ways: an account has one live verification
+flow (asking again mails that flow's new code, never opens another); a new mail,
+and so a new code, only after the mail cool-down (``IDP_EMAIL_RESEND_SECONDS``);
+each code allows five tries and an address ``IDP_EMAIL_CODE_DAILY_TRIES`` per day
+across all its codes. Tries are counted by compare-and-set before the code is
+compared (:mod:`idp.db.counters`), so parallel guesses get no more between them.
+The link's 256-bit token is not counted. Verifying sets the account's proofing
+level from ``none`` to ``low``.
 """
 
 from __future__ import annotations
@@ -16,10 +24,10 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -38,13 +46,16 @@ from idp.accounts.errors import (
 )
 from idp.accounts.passwords import check_password, passwords_for
 from idp.audit.events import record
-from idp.db import rate_limits
+from idp.db import counters, rate_limits
 from idp.db.models import Account, Flow
-from idp.mail.outbox import enqueue
+from idp.keys.secret import CodeDigests
+from idp.mail.outbox import cool_down_left, enqueue
 from idp.settings import Settings
 
 KIND = "verify_email"
 CODE_TRIES = 5
+CODE_PURPOSE = "email-codes"
+DAY = timedelta(days=1)
 
 
 def digest(value: str) -> str:
@@ -59,54 +70,56 @@ def matches(value: str | None, stored: str | None) -> bool:
     return hmac.compare_digest(digest(value), stored)
 
 
-def _new_secrets(flow_id: str) -> tuple[str, str, dict[str, str]]:
+def _new_secrets(digests: CodeDigests, flow_id: str) -> tuple[str, str, dict[str, str]]:
     token = secrets.token_urlsafe(32)
     code = f"{secrets.randbelow(1_000_000):06d}"
-    return token, code, {"token_digest": digest(token), "code_digest": digest(flow_id + code)}
+    code_digest = digests.digest(CODE_PURPOSE, flow_id + code).hex()
+    return token, code, {"token_digest": digest(token), "code_digest": code_digest}
 
 
 def _send(
-    session: Session, flow: Flow, settings: Settings, token: str, code: str, locale: str
-) -> None:
-    email = flow.state["email"]
-    if flow.account_id is None:
-        enqueue(
-            session,
-            email,
-            "account_exists",
-            locale,
-            {
-                "login_link": f"{settings.issuer}/login?{urlencode({'login_hint': email})}",
-                "reset_link": f"{settings.issuer}/password/forgot",
-            },
-        )
-        return
-    enqueue(
-        session,
-        email,
-        "verify_email",
-        locale,
-        {
-            "link": f"{settings.issuer}/verify-email?flow={flow.id}&token={token}",
+    session: Session,
+    settings: Settings,
+    flow_id: str,
+    email: str,
+    known: bool,
+    secret: tuple[str, str],
+    locale: str,
+) -> int:
+    """Queue the flow's mail (its link and code, or "you have an account" for ``known``);
+    0, or while the outbox's cool-down for it runs the seconds left (nothing queued)."""
+    if known:
+        template = "account_exists"
+        context: dict = {
+            "login_link": f"{settings.issuer}/login?{urlencode({'login_hint': email})}",
+            "reset_link": f"{settings.issuer}/password/forgot",
+        }
+    else:
+        token, code = secret
+        template = "verify_email"
+        context = {
+            "link": f"{settings.issuer}/verify-email?flow={flow_id}&token={token}",
             "code": code,
             "hours": settings.email_verification_hours,
-        },
-    )
+        }
+    if enqueue(session, settings, email, template, locale, context) is not None:
+        return 0
+    return max(cool_down_left(session, email, template), 1)
 
 
-def _open_flow(
+def _new_flow(
     session: Session,
     account: Account | None,
     email: str,
     settings: Settings,
+    flow_id: str,
+    stored: dict[str, str],
     *,
     locale: str,
     browser: str | None,
     return_to: str | None,
 ) -> Flow:
     now = clock.now()
-    flow_id = secrets.token_urlsafe(16)
-    token, code, digests = _new_secrets(flow_id)
     flow = Flow(
         id=flow_id,
         kind=KIND,
@@ -115,9 +128,7 @@ def _open_flow(
             "email": email,
             "locale": locale,
             "browser": digest(browser) if browser else None,
-            "tries": 0,
-            "sent_at": now.isoformat(),
-            **digests,
+            **stored,
         },
         return_to=return_to,
         created_at=now,
@@ -125,13 +136,45 @@ def _open_flow(
     )
     session.add(flow)
     session.flush()
-    _send(session, flow, settings, token, code, locale)
     return flow
+
+
+def _new_code(session: Session, flow: Flow, stored: dict[str, str], settings: Settings) -> None:
+    """Make ``stored`` (just mailed) the flow's link and code; the new code gets its tries."""
+    flow.state = {**flow.state, **stored}
+    flow.expires_at = clock.now() + timedelta(hours=settings.email_verification_hours)
+    counters.forget(session, _code_tries(flow.id))
+
+
+def _code_tries(flow_id: str) -> str:
+    """The counter of tries of a flow's current code."""
+    return f"verify-code:{flow_id}"
+
+
+def _daily_tries(email: str) -> str:
+    """The counter of code tries for one address (every flow of it, known or not)."""
+    return "verify-day:" + hashlib.sha256(email.encode()).hexdigest()
+
+
+def _live_flow(session: Session, account_id: int) -> Flow | None:
+    """The account's unfinished, unexpired verification flow, if any."""
+    return session.scalar(
+        select(Flow)
+        .where(
+            Flow.kind == KIND,
+            Flow.account_id == account_id,
+            Flow.completed_at.is_(None),
+            Flow.expires_at > clock.now(),
+        )
+        .order_by(Flow.created_at.desc())
+        .limit(1)
+    )
 
 
 def register(
     session: Session,
     settings: Settings,
+    digests: CodeDigests,
     *,
     email: str,
     password: str,
@@ -175,15 +218,20 @@ def register(
         except IntegrityError:  # registered by a concurrent request a moment ago
             account = None
     existing = None if account else session.scalar(select(Account).where(Account.email == email))
-    flow = _open_flow(
+    flow_id = secrets.token_urlsafe(16)
+    token, code, stored = _new_secrets(digests, flow_id)
+    flow = _new_flow(
         session,
         account,
         email,
         settings,
+        flow_id,
+        stored,
         locale=locale,
         browser=browser,
         return_to=return_to,
     )
+    _send(session, settings, flow_id, email, account is None, (token, code), locale)
     if account is not None:
         record(session, "account.registered", account_id=account.id, ip=ip)
     else:
@@ -226,18 +274,41 @@ def create_account(
 
 
 def start_verification(
-    session: Session, account: Account, settings: Settings, *, browser: str | None
+    session: Session,
+    account: Account,
+    settings: Settings,
+    digests: CodeDigests,
+    *,
+    browser: str | None,
 ) -> Flow:
-    """A new verification mail for a logged-in citizen whose address is unconfirmed."""
-    return _open_flow(
-        session,
-        account,
-        account.email,
-        settings,
-        locale=account.locale,
-        browser=browser,
-        return_to="/account",
+    """The logged-in citizen's verification flow: the live one (its mail sent again with a
+    new code once the cool-down allows) or, if none is live, a new one."""
+    live = _live_flow(session, account.id)
+    flow_id = live.id if live is not None else secrets.token_urlsafe(16)
+    token, code, stored = _new_secrets(digests, flow_id)
+    # The cool-down is taken first: of requests racing here, one mails and the others
+    # find the flow it opened (committed by then: they waited on its counter row).
+    sent = not _send(
+        session, settings, flow_id, account.email, False, (token, code), account.locale
     )
+    if not sent and live is None:
+        live = _live_flow(session, account.id)
+    if live is None:
+        # If its mail is still cooling down, "send again" mails this flow a code later.
+        return _new_flow(
+            session,
+            account,
+            account.email,
+            settings,
+            flow_id,
+            stored,
+            locale=account.locale,
+            browser=browser,
+            return_to="/account",
+        )
+    if sent:
+        _new_code(session, live, stored, settings)
+    return live
 
 
 def open_flow(session: Session, flow_id: str | None) -> Flow:
@@ -262,6 +333,8 @@ class Verified:
 
 def verify(
     session: Session,
+    settings: Settings,
+    digests: CodeDigests,
     flow_id: str | None,
     *,
     token: str | None = None,
@@ -271,22 +344,27 @@ def verify(
 ) -> Verified:
     """Confirm the address with the link's token or the code; raise VerificationFailed.
 
-    A wrong code is counted (the caller commits even when this raises).
+    A code try is counted before it is compared (the caller commits even when this raises).
     """
     flow = open_flow(session, flow_id)
-    state = dict(flow.state)
+    state = flow.state
     if token:
         ok = matches(token, state["token_digest"])
     else:
-        if state["tries"] >= CODE_TRIES:
-            raise VerificationFailed("verify.too_many_tries")
-        state["tries"] += 1
-        flow.state = state
-        ok = matches(flow.id + (code or "").strip().replace(" ", ""), state["code_digest"])
+        _reserve_try(session, flow, settings)
+        typed = flow.id + (code or "").strip().replace(" ", "")
+        ok = digests.matches(CODE_PURPOSE, typed, bytes.fromhex(state["code_digest"]))
     if not ok or flow.account_id is None:
         raise VerificationFailed("verify.wrong_code" if code is not None else "verify.invalid")
     now = clock.now()
-    flow.completed_at = now
+    finished = session.execute(
+        update(Flow)
+        .where(Flow.id == flow.id, Flow.completed_at.is_(None))
+        .values(completed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if finished.rowcount != 1:  # a concurrent request verified with it a moment ago
+        raise VerificationFailed("verify.invalid")
     account = session.get(Account, flow.account_id)
     assert account is not None  # the flow's foreign key cascades
     if account.email_verified_at is None:
@@ -298,21 +376,35 @@ def verify(
     return Verified(account, matches(browser, state.get("browser")), flow.return_to)
 
 
-def resend(session: Session, flow_id: str | None, settings: Settings) -> Flow:
-    """Send the mail of a verification flow again with a new link and code."""
+def _reserve_try(session: Session, flow: Flow, settings: Settings) -> None:
+    """Count one code try against the code and against the address, both or neither (a
+    savepoint undoes the first when the second is spent); raise VerificationFailed."""
+    window = timedelta(hours=settings.email_verification_hours)
+    with session.begin_nested():
+        if not counters.take(session, _code_tries(flow.id), limit=CODE_TRIES, window=window):
+            raise VerificationFailed("verify.too_many_tries")
+        if not counters.take(
+            session,
+            _daily_tries(flow.state["email"]),
+            limit=settings.email_code_daily_tries,
+            window=DAY,
+        ):
+            raise VerificationFailed("verify.too_many_tries_today")
+
+
+def resend(session: Session, flow_id: str | None, settings: Settings, digests: CodeDigests) -> Flow:
+    """Send the mail of a verification flow again with a new link and code (after the
+    cool-down; else raise ResendTooSoon)."""
     flow = open_flow(session, flow_id)
-    state = dict(flow.state)
-    wait = datetime.fromisoformat(state["sent_at"]) + timedelta(
-        seconds=settings.email_resend_seconds
+    token, code, stored = _new_secrets(digests, flow.id)
+    state = flow.state
+    email = state["email"]
+    wait = _send(
+        session, settings, flow.id, email, flow.account_id is None, (token, code), state["locale"]
     )
-    now = clock.now()
-    if now < wait:
-        raise ResendTooSoon("verify.resend_too_soon", seconds=int((wait - now).total_seconds()) + 1)
-    token, code, digests = _new_secrets(flow.id)
-    state.update(digests, tries=0, sent_at=now.isoformat())
-    flow.state = state
-    flow.expires_at = now + timedelta(hours=settings.email_verification_hours)
-    _send(session, flow, settings, token, code, state["locale"])
+    if wait:
+        raise ResendTooSoon("verify.resend_too_soon", seconds=wait)
+    _new_code(session, flow, stored, settings)
     return flow
 
 

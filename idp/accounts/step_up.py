@@ -18,6 +18,7 @@ from idp.accounts import factors, passkeys, recovery_codes, sessions, totp
 from idp.accounts.factors import FactorError
 from idp.audit import events
 from idp.db.models import Account, LoginSession, SecondFactor
+from idp.keys.secret import CodeDigests
 from idp.keys.secretbox import SecretBox
 
 METHODS = ("totp", "passkey", "recovery")
@@ -74,13 +75,14 @@ def check_answer(
     form: dict[str, str],
     box: SecretBox,
     issuer: str,
+    digests: CodeDigests,
 ) -> SecondFactor:
     """The factor that accepts one answer (``method``: totp, recovery, passkey), used now;
     raise FactorError if none does (TooManyAttempts while paused)."""
     if method == "totp":
         factor = totp.verify(session, account, form.get("code", ""), box)
     elif method == "recovery":
-        factor = recovery_codes.use(session, account, form.get("code", ""))
+        factor = recovery_codes.use(session, account, form.get("code", ""), digests)
     elif method == "passkey":
         factor = passkeys.finish_authentication(
             session, account, form.get("flow", ""), form.get("credential", ""), issuer
@@ -102,9 +104,10 @@ def prove(
     box: SecretBox,
     issuer: str,
     policy: assurance.Policy,
+    digests: CodeDigests,
 ) -> SecondFactor:
     """Check one step-up answer and record it in the session; raise FactorError if wrong."""
-    factor = check_answer(session, account, method, form, box, issuer)
+    factor = check_answer(session, account, method, form, box, issuer, digests)
     facts = factors.facts(session, account, login)
     if factor.binding not in assurance.useful_bindings(acr, facts, policy):
         raise FactorError("this factor does not count for the requested level")

@@ -2,7 +2,8 @@
 
 Each aggregate owns its table(s); the migrations in ``idp/db/migrations`` create
 exactly these. Secrets are never stored in clear: columns named ``*_digest``
-hold SHA-256 digests of high-entropy values.
+hold SHA-256 digests of high-entropy values, or keyed digests (HMAC-SHA256 under a
+subkey of the service secret) of short codes.
 """
 
 from __future__ import annotations
@@ -342,6 +343,8 @@ class LoginThrottle(Base):
     ``failures`` counting a window that began at ``last_failure_at``) and the
     maintenance turn (idp/db/retention.py: ``lease:maintenance``, held until
     ``blocked_until``).
+    The windowed counters of :mod:`idp.db.counters` (mail cool-downs, email code
+    tries) share the table under their own key prefixes too.
     """
 
     __tablename__ = "login_throttles"
@@ -367,7 +370,8 @@ class MailMessage(Base):
     template: Mapped[str] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(8))
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sent|failed
+    # pending | sent | failed | withheld (written for equal work, never sent: idp.mail.outbox)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime]
     claimed_until: Mapped[datetime | None]  # a sender is delivering it until then
@@ -413,7 +417,7 @@ class SecondFactor(Base):
 
 
 class RecoveryCode(Base):
-    """One single-use recovery code of a set; only its SHA-256 digest is kept."""
+    """One single-use recovery code of a set; only its keyed digest (HMAC-SHA256) is kept."""
 
     __tablename__ = "recovery_codes"
 

@@ -8,12 +8,21 @@ transaction, then mark them sent; a failed attempt backs off (5 s, 10 s, 20 s,
 ... at most an hour) until ``IDP_MAIL_MAX_ATTEMPTS``. A sender that dies while
 delivering leaves a claim that expires after a minute, so the mail is retried
 (at least once).
+
+Each template reaches one address at most once per cool-down
+(``IDP_EMAIL_RESEND_SECONDS``): a later mail of the same template to the same
+address within it is not queued, so a form sent twenty times does not flood a
+mailbox. The window starts at a mail that was queued, never at a refused one, so
+a security notice still goes out at least once per window however often it is
+triggered. Concurrent requests take the window by compare-and-set
+(:mod:`idp.db.counters`): only one of them queues.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from datetime import timedelta
 from typing import Any
@@ -22,6 +31,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
+from idp.db import counters
 from idp.db.engine import Database
 from idp.db.models import MailMessage
 from idp.mail.templates import compose
@@ -35,23 +45,53 @@ BATCH = 50
 
 
 def enqueue(
-    session: Session, to: str, template: str, locale: str, context: dict[str, Any]
-) -> MailMessage:
-    """Queue a mail in the caller's transaction; it is sent after the commit."""
+    session: Session,
+    settings: Settings,
+    to: str,
+    template: str,
+    locale: str,
+    context: dict[str, Any],
+    *,
+    deliver: bool = True,
+) -> MailMessage | None:
+    """Queue a mail in the caller's transaction (sent after the commit); None, and nothing
+    queued, while the cool-down of ``template`` for ``to`` runs.
+
+    ``deliver=False`` writes the row as ``withheld``, never sent, after the same steps: for
+    answers that must cost the same whether or not anyone gets mail (a reset asked for an
+    unknown address).
+    """
+    if not counters.take(
+        session,
+        cool_down_key(to, template),
+        limit=1,
+        window=timedelta(seconds=settings.email_resend_seconds),
+    ):
+        return None
     now = clock.now()
     message = MailMessage(
         created_at=now,
         recipient=to,
         template=template,
         locale=locale,
-        context=context,
-        status="pending",
+        context=context if deliver else {},
+        status="pending" if deliver else "withheld",
         attempts=0,
         next_attempt_at=now,
     )
     session.add(message)
     session.flush()
     return message
+
+
+def cool_down_key(to: str, template: str) -> str:
+    """The counter of mails of ``template`` to ``to`` (no address in clear)."""
+    return "mail:" + hashlib.sha256(f"{template}\0{to.lower()}".encode()).hexdigest()
+
+
+def cool_down_left(session: Session, to: str, template: str) -> int:
+    """Seconds until a mail of ``template`` may go to ``to`` again (0: now)."""
+    return counters.wait(session, cool_down_key(to, template))
 
 
 def backoff(attempts: int) -> timedelta:
@@ -163,10 +203,14 @@ class MailSender:
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def nudge(self) -> None:
-        """Ask for a delivery round now (a request just queued a mail); thread-safe."""
+    def nudge(self, delay: float = 0) -> None:
+        """Ask for a delivery round now, or in ``delay`` seconds (a request just queued a
+        mail); thread-safe."""
         if self._loop is not None and self._wake is not None:
-            self._loop.call_soon_threadsafe(self._wake.set)
+            if delay:
+                self._loop.call_soon_threadsafe(self._loop.call_later, delay, self._wake.set)
+            else:
+                self._loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self) -> None:
         """Deliver until cancelled."""

@@ -184,7 +184,7 @@ def new_recovery_codes(request: Request) -> Response:
         if (confirm := reauthentication.required(request, uow, account, login, HOME)) is not None:
             return confirm
         binding = factors.binding_for(uow, account, login, services.assurance_policy)
-        codes = recovery_codes.generate(uow, account, binding)
+        codes = recovery_codes.generate(uow, account, binding, services.code_digests)
         notify(uow, services.settings, account, "renewed", "recovery_codes")
         return render(request, "recovery_codes.html", {"codes": codes})
 

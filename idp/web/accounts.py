@@ -9,6 +9,7 @@ Handlers that touch the database or hash passwords run in worker threads
 from __future__ import annotations
 
 import math
+import secrets
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -55,6 +56,7 @@ except ZoneInfoNotFoundError:  # a system without time zone data shows UTC
     LOCAL_TIME = None
 
 MAX_EMAIL = 320
+RESET_MAIL_DELAY = (0.5, 1.5)  # seconds: see _unhurried
 
 
 def _services(request: Request) -> Any:
@@ -121,8 +123,16 @@ def _log_in(request: Request, uow: Any, account_id: int) -> str:
     return token
 
 
-def _nudge_mail(request: Request) -> None:
-    request.app.state.mailer.nudge()
+def _nudge_mail(request: Request, delay: float = 0) -> None:
+    request.app.state.mailer.nudge(delay)
+
+
+def _unhurried() -> float:
+    """When to deliver a mail whose existence the answer must not show: a delivery beside
+    the answer would slow it (a timing oracle), so it runs a random moment later."""
+    return RESET_MAIL_DELAY[0] + secrets.randbelow(1000) / 1000 * (
+        RESET_MAIL_DELAY[1] - RESET_MAIL_DELAY[0]
+    )
 
 
 # -- registration -------------------------------------------------------------------
@@ -167,6 +177,7 @@ def register_submit(request: Request, form: Form) -> Response:
             flow = register(
                 uow,
                 services.settings,
+                services.code_digests,
                 email=email,
                 password=form.get("password", ""),
                 consent=consent,
@@ -246,6 +257,8 @@ def verify_submit(request: Request, form: Form) -> Response:
         try:
             result = verify(
                 uow,
+                services.settings,
+                services.code_digests,
                 flow_id,
                 token=token,
                 code=code,
@@ -284,7 +297,7 @@ def verify_resend(request: Request, form: Form) -> Response:
     flow_id = form.get("flow", "")[:64]
     with services.db.unit_of_work() as uow:
         try:
-            resend(uow, flow_id, services.settings)
+            resend(uow, flow_id, services.settings, services.code_digests)
         except ResendTooSoon as exc:
             error: AccountError | None = exc
         except VerificationFailed:
@@ -447,7 +460,7 @@ def forgot_submit(request: Request, form: Form) -> Response:
         except AccountError as exc:
             errors = _errors(request, exc)
             return render(request, "forgot.html", {"errors": errors, "email": email}, status=400)
-    _nudge_mail(request)
+    _nudge_mail(request, _unhurried())
     return render(request, "forgot_sent.html")
 
 
@@ -514,7 +527,7 @@ def account_page(request: Request) -> Response:
 
 @post("/account/verify-email", dependencies=FORM, sync_to_thread=True)
 def account_verify_email(request: Request, form: Form) -> Response:
-    """Send a new verification mail to the logged-in citizen's address."""
+    """Mail the logged-in citizen's verification flow a new code (once per cool-down)."""
     services = _services(request)
     with services.db.unit_of_work() as uow:
         row = current_session(request, uow)
@@ -524,7 +537,11 @@ def account_verify_email(request: Request, form: Form) -> Response:
         if account.email_verified_at is not None:
             return Redirect("/account", status_code=303)
         flow = start_verification(
-            uow, account, services.settings, browser=csrf.presession(request)[0]
+            uow,
+            account,
+            services.settings,
+            services.code_digests,
+            browser=csrf.presession(request)[0],
         )
         flow_id = flow.id
     _nudge_mail(request)

@@ -108,6 +108,7 @@ def confirm_factor(request: Request, form: Form) -> Response:
                 form,
                 services.secret_box,
                 services.settings.issuer,
+                services.code_digests,
             )
         except TooManyAttempts as exc:
             message = request_text(request, "step_up.locked", until=exc.until.strftime("%H:%M"))

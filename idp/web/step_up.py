@@ -122,6 +122,7 @@ def step_up_submit(request: Request, form: Form) -> Response:
                 services.secret_box,
                 services.settings.issuer,
                 services.assurance_policy,
+                services.code_digests,
             )
         except TooManyAttempts as exc:
             until = exc.until.strftime("%H:%M")

@@ -137,7 +137,8 @@ def test_a_sender_that_dies_while_delivering_leaves_the_mail_to_others(
     from idp.mail.outbox import _claim, enqueue, send_pending
 
     with db.unit_of_work() as session:
-        enqueue(session, "nina@example.de", "password_changed", "en", {"reset_link": "x"})
+        context = {"reset_link": "x"}
+        enqueue(session, account_settings, "nina@example.de", "password_changed", "en", context)
     assert len(_claim(db, ignore_backoff=False)) == 1  # a sender claims it, then dies
     assert send_pending(db, account_settings) == 0
     clock.travel(timedelta(minutes=2))

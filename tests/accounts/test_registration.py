@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from idp import clock
-from idp.db.models import Account, AuditEvent, MailMessage
+from idp.accounts.registration import CODE_PURPOSE
+from idp.db.models import Account, AuditEvent, Flow, MailMessage
+from idp.keys.secret import CodeDigests, load_secret_key
 from tests.accounts.conftest import STRONG, code, csrf_token, link, login, register, submit
 
 
@@ -72,6 +75,19 @@ def test_the_code_from_the_mail_verifies_too(app_client, mailbox, db):
     )
     assert right.status_code == 200
     assert _account(db, "ben@example.de").proofing_level == "low"
+
+
+def test_the_code_is_stored_keyed_with_the_service_secret(
+    app_client, account_settings, mailbox, db
+):
+    flow_id = register(app_client, "kai@example.de").headers["location"].split("flow=")[1]
+    [mail] = mailbox.wait_for("kai@example.de")
+    with db.unit_of_work() as session:
+        stored = session.get(Flow, flow_id).state["code_digest"]
+    # A dump alone does not give the code away (a million SHA-256 guesses would).
+    assert stored != hashlib.sha256((flow_id + code(mail)).encode()).hexdigest()
+    digests = CodeDigests(load_secret_key(account_settings))
+    assert stored == digests.digest(CODE_PURPOSE, flow_id + code(mail)).hex()
 
 
 def test_the_code_allows_five_tries(app_client, mailbox, db):

@@ -15,7 +15,7 @@ from idp import clock
 from idp.accounts import proofing, sessions, totp
 from idp.db.engine import Database
 from idp.db.models import Account, LoginSession, VerifiedIdentity
-from idp.keys.secret import derive_key, load_secret_key
+from idp.keys.secret import CodeDigests, derive_key, load_secret_key
 from idp.keys.secretbox import SecretBox
 from idp.settings import Settings
 from tests.oidc import factories as oidc_factories
@@ -86,6 +86,11 @@ class Citizen:
 def secret_box(settings: Settings) -> SecretBox:
     """The box the server seals TOTP secrets with (derived from the service secret)."""
     return SecretBox(derive_key(load_secret_key(settings), "factor-secrets"))
+
+
+def code_digests(settings: Settings) -> CodeDigests:
+    """The keyed digests the server stores recovery and email codes as."""
+    return CodeDigests(load_secret_key(settings))
 
 
 def citizen(db: Database, settings: Settings, *, proofed: bool, with_totp: bool) -> Citizen:

@@ -13,12 +13,14 @@ from idp import assurance, clock
 from idp.accounts import factors, passkeys, recovery_codes, sessions, totp
 from idp.accounts.factors import FactorError, TooManyAttempts
 from idp.db.models import Account, RecoveryCode, SecondFactor
+from idp.keys.secret import CodeDigests
 from idp.keys.secretbox import SecretBox, SecretBoxError
 from tests.assurance import factories
 from tests.assurance.authenticator import SoftAuthenticator
 
 ISSUER = "http://127.0.0.1:8000"
 BOX = SecretBox(secrets.token_bytes(32))
+DIGESTS = CodeDigests(secrets.token_bytes(32))
 
 
 def _enrol_totp(session, owner, binding="low_session"):
@@ -102,7 +104,7 @@ def test_five_wrong_totp_codes_pause_the_factor(db):
 def test_recovery_codes_are_ten_single_use_digests(db):
     with db.unit_of_work() as session:
         owner = factories.account(session)
-        codes = recovery_codes.generate(session, owner, "low_session")
+        codes = recovery_codes.generate(session, owner, "low_session", DIGESTS)
         stored = session.scalars(select(RecoveryCode.code_digest)).all()
     assert len(codes) == 10 and len(set(codes)) == 10
     assert all(len(digest) == 32 for digest in stored)
@@ -110,17 +112,17 @@ def test_recovery_codes_are_ten_single_use_digests(db):
     with db.unit_of_work() as session:
         owner = session.get(Account, session.scalars(select(SecondFactor)).one().account_id)
         typed = " " + codes[3].upper().replace("-", " ") + " "
-        assert recovery_codes.use(session, owner, typed) is not None
-        assert recovery_codes.use(session, owner, codes[3]) is None
+        assert recovery_codes.use(session, owner, typed, DIGESTS) is not None
+        assert recovery_codes.use(session, owner, codes[3], DIGESTS) is None
         assert recovery_codes.remaining(session, owner.id) == 9
 
 
 def test_a_new_set_of_recovery_codes_replaces_the_old_one(db):
     with db.unit_of_work() as session:
         owner = factories.account(session)
-        old = recovery_codes.generate(session, owner, "low_session")
-        recovery_codes.generate(session, owner, "low_session")
-        assert recovery_codes.use(session, owner, old[0]) is None
+        old = recovery_codes.generate(session, owner, "low_session", DIGESTS)
+        recovery_codes.generate(session, owner, "low_session", DIGESTS)
+        assert recovery_codes.use(session, owner, old[0], DIGESTS) is None
         assert recovery_codes.remaining(session, owner.id) == 10
 
 
@@ -215,7 +217,7 @@ def test_proofing_binds_the_factors_proven_during_it_and_no_other(db):
     with db.unit_of_work() as session:
         owner = factories.account(session)
         _, app = _enrol_totp(session, owner)
-        recovery_codes.generate(session, owner, "low_session")
+        recovery_codes.generate(session, owner, "low_session", DIGESTS)
         assert factors.enrolled_bindings(session, owner.id) == {"low_session"}
         assert factors.bind_at_proofing(session, owner.id, [app.id]) == 1
         assert factors.enrolled_bindings(session, owner.id) == {"proofing", "low_session"}
@@ -235,6 +237,6 @@ def test_the_factors_used_in_a_session_since_a_moment_are_those_proofing_may_bin
 def test_a_spent_set_of_recovery_codes_is_no_usable_factor(db):
     with db.unit_of_work() as session:
         owner = factories.account(session)
-        for code in recovery_codes.generate(session, owner, "proofing"):
-            recovery_codes.use(session, owner, code)
+        for code in recovery_codes.generate(session, owner, "proofing", DIGESTS):
+            recovery_codes.use(session, owner, code, DIGESTS)
         assert factors.enrolled_bindings(session, owner.id) == set()

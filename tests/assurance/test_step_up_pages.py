@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
@@ -11,7 +12,7 @@ from sqlalchemy import select
 
 from idp import assurance, clock
 from idp.accounts import recovery_codes, totp
-from idp.db.models import Account, LoginSession, SecondFactor
+from idp.db.models import Account, LoginSession, RecoveryCode, SecondFactor
 from idp.web.csrf import token_for
 from tests.assurance import factories
 
@@ -144,7 +145,9 @@ def test_step_up_refuses_foreign_return_addresses_and_unknown_levels(client, db,
 def test_a_recovery_code_bound_at_proofing_steps_up(client, db, settings):
     owner_id = _signed_in(client, db, settings)
     with db.unit_of_work() as session:
-        codes = recovery_codes.generate(session, session.get(Account, owner_id), "proofing")
+        codes = recovery_codes.generate(
+            session, session.get(Account, owner_id), "proofing", factories.code_digests(settings)
+        )
     response = client.post(
         "/step-up",
         data={
@@ -221,6 +224,18 @@ def test_new_recovery_codes_are_shown_once(client, db, settings):
     page = client.post("/account/security/recovery-codes", data={"csrf_token": _csrf(client)})
     assert page.status_code == 200
     assert len(re.findall(r"<code>[0-9a-z]{5}-[0-9a-z]{5}</code>", page.text)) == 10
+
+
+def test_recovery_codes_are_stored_as_digests_keyed_with_the_service_secret(client, db, settings):
+    _signed_in(client, db, settings, proofing="low")
+    page = client.post("/account/security/recovery-codes", data={"csrf_token": _csrf(client)})
+    codes = [c.replace("-", "") for c in re.findall(r"<code>([0-9a-z-]{11})</code>", page.text)]
+    with db.unit_of_work() as session:
+        stored = set(session.scalars(select(RecoveryCode.code_digest)))
+    # A dump alone does not test guesses: no plain SHA-256, only the secret's HMAC matches.
+    assert not stored & {hashlib.sha256(code.encode()).digest() for code in codes}
+    digests = factories.code_digests(settings)
+    assert stored == {digests.digest(recovery_codes.PURPOSE, code) for code in codes}
 
 
 def test_the_account_page_leads_to_the_security_and_apps_pages(client, db, settings):

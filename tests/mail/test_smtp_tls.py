@@ -250,6 +250,7 @@ def test_a_wrong_smtp_password_keeps_the_mail_in_the_outbox_until_it_is_fixed(
     with db.unit_of_work() as session:
         enqueue(
             session,
+            settings("falsch"),
             "buerger@example.de",
             "account_exists",
             "de",
