@@ -185,3 +185,17 @@ def test_account_page_needs_a_login(app_client):
 
 def test_strong_password_constant_is_accepted(app_client):
     assert register(app_client, "jan@example.de", STRONG).status_code == 303
+
+
+def test_an_address_with_rfc5322_specials_is_refused_and_gets_no_mail(app_client, mailbox, db):
+    # `x;y@a.example` was accepted and mail systems delivered it to `x`.
+    for address in ("x;y@a.example", 'x"y@a.example', "x,y@a.example", "<x>@a.example"):
+        response = register(app_client, address)
+        assert response.status_code == 400, address
+        assert "im Format name@beispiel.de" in response.text
+        assert _account(db, address) is None
+    forgot = submit(app_client, "/password/forgot", "/password/forgot", {"email": "x(y)@a.example"})
+    assert forgot.status_code == 400
+    assert "im Format name@beispiel.de" in forgot.text
+    with db.unit_of_work() as session:
+        assert session.scalar(select(MailMessage.id)) is None
