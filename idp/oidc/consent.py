@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, literal_column, or_, select
+from sqlalchemy import bindparam, delete, exists, literal_column, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -144,7 +144,8 @@ def live_grants_of(uow: Session, account_id: int, idle: timedelta) -> list[Grant
             select(Grant)
             .where(
                 Grant.account_id == account_id,
-                and_(Grant.revoked_at.is_(None), Grant.expires_at > now),
+                Grant.revoked_at.is_(None),
+                Grant.expires_at > now,
                 or_(live_refresh, live_session),
             )
             .order_by(Grant.created_at)
