@@ -254,7 +254,7 @@ def _jwks(value: str | None) -> dict[str, Any] | None:
 
 def registration_options(adding: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The registration options shared by `clients add` and `clients update`."""
-    multiple = {"multiple": True, "default": None if not adding else ()}
+    multiple = {"multiple": True}
     options = [
         click.option("--name", required=adding, help="Name shown to citizens on the consent page."),
         click.option(
@@ -316,14 +316,18 @@ def registration_options(adding: bool) -> Callable[[Callable[..., Any]], Callabl
 
 
 def _fields(values: dict[str, Any]) -> dict[str, Any]:
-    """Registration fields from the options that were given."""
+    """Registration fields from the options that were given.
+
+    click passes a repeatable option that was not given as an empty tuple (whatever its
+    default), and given, it has at least one value: an empty tuple means "not given".
+    """
     mapping = {
         "id_token_alg": "id_token_signed_response_alg",
         "auth_method": "token_endpoint_auth_method",
     }
     fields: dict[str, Any] = {}
     for name, value in values.items():
-        if value is None:
+        if value is None or value == ():
             continue
         if isinstance(value, tuple):
             value = list(value)

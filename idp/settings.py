@@ -115,6 +115,16 @@ def _acr_policy_file(value: str) -> Path | None:
     return path
 
 
+def _acr_level(value: str) -> str:
+    """An eIDAS level (URI, or its STORK alias), as its URI."""
+    from idp.assurance.policy import LEVELS, canonical
+
+    level = canonical(value.strip())
+    if level is None:
+        raise ValueError(f"must be one of {', '.join(LEVELS)} (or a STORK-QAA alias)")
+    return level
+
+
 def _ca_file(value: str) -> Path | None:
     """A PEM file of CA certificates, loaded now so a bad file stops the start."""
     if not value:
@@ -441,6 +451,14 @@ class Settings:
         _int(1, 1000),
         "Email verification codes one address may try per day, over all its mails (the "
         "link in the mail is not counted)",
+    )
+    identity_minimum_acr: str = setting(
+        "IDP_IDENTITY_MINIMUM_ACR",
+        "http://eidas.europa.eu/LoA/substantial",
+        _acr_level,
+        "Verified identity data (`verified_claims` and the verified standard claims) goes "
+        "only to tokens whose `acr` is at least this level, in the ID token, userinfo and "
+        "introspection alike",
     )
 
     @classmethod

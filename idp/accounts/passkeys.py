@@ -7,8 +7,10 @@ browser's answer with the ``webauthn`` package against that challenge, the
 relying party id (the issuer's host name) and origin (the issuer). Platform
 and roaming authenticators are both allowed. The signature counter is checked
 on every use (a counter that does not grow means a cloned authenticator) and
-stored. A device-bound credential is recorded as ``hwk``, a synced
-(backup-eligible) one as ``swk`` (RFC 8176).
+stored. Every passkey is recorded as ``swk`` (RFC 8176): ``hwk`` means a key
+proven to be held in hardware, and the ceremony asks for no attestation and
+trusts no vendor's roots, so nothing proves where a key lives (a credential
+that calls itself device-bound may be a software authenticator's).
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from webauthn.helpers.exceptions import WebAuthnException
 from webauthn.helpers.structs import (
     AuthenticatorSelectionCriteria,
     AuthenticatorTransport,
-    CredentialDeviceType,
     PublicKeyCredentialDescriptor,
     ResidentKeyRequirement,
     UserVerificationRequirement,
@@ -41,6 +42,8 @@ from idp.audit import events
 from idp.db.models import Account, Flow, SecondFactor
 
 CEREMONY_MINUTES = 5
+# RFC 8176 value of a passkey without verified hardware attestation (see the module doc).
+PASSKEY_AMR = "swk"
 
 
 def relying_party(issuer: str) -> tuple[str, str]:
@@ -139,7 +142,6 @@ def finish_registration(
         )
     except (WebAuthnException, ValueError, KeyError, TypeError) as exc:
         raise FactorError(f"the passkey could not be verified: {exc}") from None
-    single = verified.credential_device_type == CredentialDeviceType.SINGLE_DEVICE
     # Insert-or-nothing on the unique credential id: checking first and then adding let
     # two ceremonies answered with one credential (two tabs, a faulty or hostile
     # authenticator) both pass the check, and the later failed with a 500.
@@ -151,7 +153,7 @@ def finish_registration(
             kind="passkey",
             label=(label.strip() or "Passkey")[:64],
             binding=binding,
-            amr="hwk" if single else "swk",
+            amr=PASSKEY_AMR,
             created_at=clock.now(),
             failures=0,
             credential_id=verified.credential_id,

@@ -9,7 +9,9 @@ Sessions end only through :func:`end_session` and :func:`end_all_sessions`
 (logout, a new login replacing the old session, password reset, timeouts).
 Both note the ended rows in the unit of work; whoever must act on that
 before the transaction commits takes them with :func:`take_ended` (the OIDC
-layer tells the session's clients: idp/oidc/backchannel.py).
+layer tells the session's clients: idp/oidc/backchannel.py). Ending every
+session of an account also notes the account (:func:`take_signed_out`): the
+OIDC layer then revokes all of its grants, ``offline_access`` ones too.
 """
 
 from __future__ import annotations
@@ -214,14 +216,22 @@ def end_session(session: Session, row: LoginSession, reason: str) -> None:
     _end(session, [row], reason)
 
 
+SIGNED_OUT = "idp.signed_out_accounts"  # key in the unit of work's Session.info
+
+
 def end_all_sessions(session: Session, account_id: int, reason: str) -> int:
-    """End every live session of an account (password reset, revocation); return how many."""
+    """End every live session of an account (password reset, revocation); return how many.
+
+    The account is noted as signed out everywhere (:func:`take_signed_out`), live
+    sessions or not: what it granted apps must end too.
+    """
     rows = session.scalars(
         select(LoginSession).where(
             LoginSession.account_id == account_id, LoginSession.ended_at.is_(None)
         )
     ).all()
     _end(session, rows, reason)
+    session.info.setdefault(SIGNED_OUT, []).append((account_id, reason))
     return len(rows)
 
 
@@ -236,3 +246,9 @@ def _end(session: Session, rows: Sequence[LoginSession], reason: str) -> None:
 def take_ended(session: Session) -> list[LoginSession]:
     """The sessions ended in this unit of work since the last call, each returned once."""
     return session.info.pop(ENDED, [])
+
+
+def take_signed_out(session: Session) -> list[tuple[int, str]]:
+    """(account id, reason) of each account signed out everywhere in this unit of work since
+    the last call, each returned once."""
+    return session.info.pop(SIGNED_OUT, [])

@@ -250,6 +250,48 @@ def session_acr(facts: SessionFacts, policy: Policy) -> str | None:
     return LEVELS[level - 1] if level else None
 
 
+def refreshed_acr(
+    granted: str | None,
+    facts: SessionFacts | None,
+    login_at: datetime,
+    now: datetime,
+    policy: Policy,
+    *,
+    session_alive: bool,
+    longest: timedelta,
+) -> str | None:
+    """The acr of an access token refreshed now from a grant whose tokens said ``granted``.
+
+    Never above ``granted``. With the login session's ``facts`` (its methods and their
+    times, the account's proofing now), the level that session has now, freshness
+    applied; without them (the session row is gone), ``granted`` as if reached at
+    ``login_at`` (the login's time: it was reached then or later), aged the same way.
+    A level the policy keeps "as long as the session" is kept at most ``longest`` once
+    the session is no longer alive. Low never ages. An alias (STORK) stays an alias.
+    """
+    top = rank(granted)
+    if top == 0:
+        return granted
+    if not session_alive:
+        bounded = {
+            acr: longest if age is None and acr != LOW else age
+            for acr, age in policy.max_age.items()
+        }
+        policy = Policy(rules=policy.rules, max_age=bounded)
+    if facts is not None:
+        level = session_rank(facts, policy)
+    else:
+        level = _fresh_level(policy, LEVELS[top - 1], login_at, now)
+    level = min(top, level)
+    if level == top:
+        return granted
+    if level == 0:
+        return None
+    if granted in ALIASES:
+        return max(alias for alias, acr in ALIASES.items() if acr == LEVELS[level - 1])
+    return LEVELS[level - 1]
+
+
 def amr(facts: SessionFacts) -> list[str]:
     """RFC 8176 ``amr`` of the session, in order of first use, ``mfa`` when two factors."""
     methods = list(dict.fromkeys(a.method for a in facts.authentications))

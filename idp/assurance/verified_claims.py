@@ -4,11 +4,15 @@
 Only data proven by the eID or by a clerk's document check (a
 :class:`VerifiedIdentity` row) is ever released here; self-asserted account
 data never is. Release needs the scope ``identity``, which the consent step
-grants per client. Use from userinfo and the ID token::
+grants per client, and a login at ``IDP_IDENTITY_MINIMUM_ACR`` (default
+substantial) or above: a token whose ``acr`` is lower (a password alone) gets
+none of it, whatever the account holds (:func:`acr_allows_identity`). Use from
+userinfo and the ID token::
 
-    identity = current_identity(session, account.id)
-    claims.update(identity_claims(identity, granted_scopes, claims_request.get("userinfo"),
-                                  target="userinfo"))
+    if acr_allows_identity(token_acr, settings.identity_minimum_acr):
+        identity = current_identity(session, account.id)
+        claims.update(identity_claims(identity, granted_scopes,
+                                      claims_request.get("userinfo"), target="userinfo"))
 
 With no ``verified_claims`` request, userinfo gets every verified claim (as
 standard claims and in ``verified_claims``) and the ID token none; with a
@@ -34,6 +38,7 @@ from typing import Any, Literal
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from idp.assurance.policy import rank
 from idp.db.models import VerifiedIdentity
 
 IDENTITY_SCOPE = "identity"
@@ -54,6 +59,12 @@ TRUST_FRAMEWORKS = {"eidas": ("low", "substantial", "high")}
 # residence permit); a passport has no eID function, but is checked in person.
 DOCUMENT_TYPES = ("idcard", "passport", "residence_permit")
 EVIDENCE_TYPES = ("document",)
+
+
+def acr_allows_identity(acr: str | None, minimum: str) -> bool:
+    """Whether tokens of a login at ``acr`` may carry verified identity data: ``minimum``
+    or above (an unknown or missing acr never may)."""
+    return rank(acr) >= rank(minimum) > 0
 
 
 def check_supported(identity: VerifiedIdentity) -> None:

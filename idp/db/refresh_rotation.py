@@ -18,6 +18,8 @@ times what the database spends running them (PERFORMANCE.md).
 "Live" is all a refresh needs: the token unused and unexpired; its grant the
 client's, unrevoked and unexpired; the account not disabled; a narrowed
 ``scope`` within the grant's (RFC 6749 section 6, scopes separated by spaces).
+What it reads of the grant's login session (left joined, never locked) lets
+the caller give the new access token the acr that session has now.
 When any of that fails nothing changes and the rotation's result is None: the
 caller finds out why (idp/oidc/tokens.py).
 
@@ -37,12 +39,13 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from idp.db.engine import Database
-from idp.db.models import Account, Grant, RefreshToken
+from idp.db.models import Account, Grant, LoginSession, RefreshToken
 
 POSTGRESQL = """
 WITH consumed AS (
     UPDATE refresh_tokens SET used_at = %(now)s
     FROM grants JOIN accounts ON accounts.id = grants.account_id
+         LEFT JOIN login_sessions ON login_sessions.id = grants.login_session_id
     WHERE refresh_tokens.token_digest = %(digest)s
       AND refresh_tokens.used_at IS NULL
       AND refresh_tokens.expires_at > %(now)s
@@ -53,7 +56,11 @@ WITH consumed AS (
       AND accounts.disabled_at IS NULL
       AND string_to_array(grants.scope, ' ') @> %(scopes)s::text[]
     RETURNING grants.id, grants.account_id, grants.scope, grants.auth_time, grants.acr,
-              grants.amr, grants.expires_at, accounts.subject
+              grants.amr, grants.expires_at, accounts.subject,
+              accounts.proofing_level, login_sessions.methods AS session_methods,
+              login_sessions.ended_at AS session_ended_at,
+              login_sessions.expires_at AS session_expires_at,
+              login_sessions.last_seen_at AS session_last_seen_at
 ), successor AS (
     INSERT INTO refresh_tokens (token_digest, grant_id, created_at, expires_at)
     SELECT %(successor)s::bytea, id, %(now)s, expires_at FROM consumed
@@ -82,8 +89,11 @@ RETURNING grant_id
 
 SQLITE_GRANT = """
 SELECT grants.id, grants.account_id, grants.scope, grants.auth_time, grants.acr,
-       grants.amr, grants.expires_at, accounts.subject
+       grants.amr, grants.expires_at, accounts.subject,
+       accounts.proofing_level, login_sessions.methods, login_sessions.ended_at,
+       login_sessions.expires_at, login_sessions.last_seen_at
 FROM grants JOIN accounts ON accounts.id = grants.account_id
+     LEFT JOIN login_sessions ON login_sessions.id = grants.login_session_id
 WHERE grants.id = :grant_id
 """
 
@@ -102,15 +112,21 @@ _RETURNED = (
     Grant.__table__.c.amr,
     Grant.__table__.c.expires_at,
     Account.__table__.c.subject,
+    Account.__table__.c.proofing_level,
+    LoginSession.__table__.c.methods,
+    LoginSession.__table__.c.ended_at,
+    LoginSession.__table__.c.expires_at,
+    LoginSession.__table__.c.last_seen_at,
 )
 _EXPIRES_AT = 6
 
 
 @dataclass(frozen=True, slots=True)
 class Rotated:
-    """A consumed refresh token's grant, with its account's subject: what the token
-    response needs. Plain values, not a :class:`Grant`: building an ORM object cost a
-    refresh more than its ES256 signature."""
+    """A consumed refresh token's grant, with its account's subject and proofing level and
+    its login session's methods and state (None when that row is gone): what the token
+    response needs, its acr included. Plain values, not a :class:`Grant`: building an ORM
+    object cost a refresh more than its ES256 signature."""
 
     id: str
     account_id: int
@@ -120,6 +136,11 @@ class Rotated:
     amr: list[Any]
     expires_at: datetime
     subject: str
+    proofing: str
+    session_methods: list[Any] | None
+    session_ended_at: datetime | None
+    session_expires_at: datetime | None
+    session_last_seen_at: datetime | None
     client_id: str
 
 

@@ -3,7 +3,10 @@
 When a login session ends (logout here or at an app, a new login replacing
 it, a password reset), each client that got tokens in it and registered a
 back-channel logout URI gets a logout token, and the session's grants that
-were not for ``offline_access`` are revoked. This happens in one place:
+were not for ``offline_access`` are revoked. When every session of an
+account ends at once (a password reset), every grant of the account is
+revoked, ``offline_access`` ones too, and each of their clients not told yet
+gets a logout token naming the account (``sub``). This happens in one place:
 :func:`listen` hooks the unit of work, so whatever ends a session through
 idp.accounts.sessions, the tokens are written to the outbox in that same
 transaction. Sessions that merely time out are not announced: that is
@@ -30,6 +33,7 @@ from idp.db.models import Account, BackchannelLogout, Grant, LoginSession
 from idp.oidc import tokens
 
 if TYPE_CHECKING:
+    from idp.oidc.clients import RegisteredClient
     from idp.oidc.server import Provider
 
 log = logging.getLogger("idp.oidc.backchannel")
@@ -41,6 +45,8 @@ FIRST_RETRY = timedelta(seconds=5)
 LEASE = timedelta(seconds=60)
 BATCH = 20
 TIMEOUTS = frozenset({"expired", "idle"})
+# (account id, client id) told in this commit, in the unit of work's Session.info.
+TOLD = "idp.backchannel_told"
 
 
 def listen(db: Database, provider: Provider) -> None:
@@ -50,6 +56,9 @@ def listen(db: Database, provider: Provider) -> None:
         for row in sessions.take_ended(uow):
             if row.end_reason not in TIMEOUTS:
                 session_ended(uow, provider, row)
+        for account_id, reason in sessions.take_signed_out(uow):
+            signed_out(uow, provider, account_id, reason)
+        uow.info.pop(TOLD, None)
 
     event.listen(db.sessions, "before_commit", before_commit)
 
@@ -68,36 +77,73 @@ def session_ended(uow: Session, provider: Provider, login_session: LoginSession)
         if client is None or not client.backchannel_logout_uri or client.client_id in notified:
             continue
         notified.add(client.client_id)
-        issued = tokens.timestamp(now)
-        claims = {
-            "iss": provider.settings.issuer,
-            "sub": provider.subject(account, client) if account else None,
-            "aud": client.client_id,
-            "iat": issued,
-            "exp": issued + LOGOUT_TOKEN_SECONDS,
-            "jti": tokens.new_id(),
-            "sid": login_session.sid,
-            "events": {EVENT: {}},
-        }
-        token = provider.keys.sign(
-            {k: v for k, v in claims.items() if v is not None},
-            client.id_token_signed_response_alg,
-            LOGOUT_JWT,
-        )
-        uow.add(
-            BackchannelLogout(
-                client_id=client.client_id,
-                uri=client.backchannel_logout_uri,
-                logout_token=token,
-                sid=login_session.sid,
-                account_id=login_session.account_id,
-                created_at=now,
-                attempts=0,
-                next_attempt_at=now,
-            )
-        )
+        _queue(uow, provider, client, account, login_session.account_id, login_session.sid, now)
         queued += 1
     return queued
+
+
+def signed_out(uow: Session, provider: Provider, account_id: int, reason: str) -> int:
+    """Revoke every live grant of an account signed out everywhere; tell their clients not
+    told yet in this unit of work. Return how many grants were revoked."""
+    now = clock.now()
+    grants = uow.scalars(
+        select(Grant).where(
+            Grant.account_id == account_id, Grant.revoked_at.is_(None), Grant.expires_at > now
+        )
+    ).all()
+    told = uow.info.get(TOLD, set())
+    account = uow.get(Account, account_id)
+    revoked = 0
+    for grant in grants:
+        revoked += tokens.revoke_grant(uow, grant.id, reason)
+        client = provider.clients.get(grant.client_id)
+        if client is None or not client.backchannel_logout_uri:
+            continue
+        if (account_id, client.client_id) not in told:
+            _queue(uow, provider, client, account, account_id, None, now)
+    return revoked
+
+
+def _queue(
+    uow: Session,
+    provider: Provider,
+    client: RegisteredClient,
+    account: Account | None,
+    account_id: int,
+    sid: str | None,
+    now: datetime,
+) -> None:
+    """Put a logout token for ``client`` in the outbox: ``sid`` names the session ended,
+    without it ``sub`` alone names the account (every session of it, Back-Channel Logout 2.4)."""
+    issued = tokens.timestamp(now)
+    claims = {
+        "iss": provider.settings.issuer,
+        "sub": provider.subject(account, client) if account else None,
+        "aud": client.client_id,
+        "iat": issued,
+        "exp": issued + LOGOUT_TOKEN_SECONDS,
+        "jti": tokens.new_id(),
+        "sid": sid,
+        "events": {EVENT: {}},
+    }
+    token = provider.keys.sign(
+        {k: v for k, v in claims.items() if v is not None},
+        client.id_token_signed_response_alg,
+        LOGOUT_JWT,
+    )
+    uow.info.setdefault(TOLD, set()).add((account_id, client.client_id))
+    uow.add(
+        BackchannelLogout(
+            client_id=client.client_id,
+            uri=client.backchannel_logout_uri,
+            logout_token=token,
+            sid=sid,
+            account_id=account_id,
+            created_at=now,
+            attempts=0,
+            next_attempt_at=now,
+        )
+    )
 
 
 def _backoff(attempts: int) -> timedelta:

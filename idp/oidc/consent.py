@@ -1,24 +1,26 @@
 """Consent: which scopes a citizen allowed which client, remembered until withdrawn.
 
-A new request is asked again only for scopes beyond those allowed. Withdrawing
-forgets the consent and revokes the client's grants for the account, so its
-refresh tokens and access tokens stop working at once.
+A new request is asked again only for scopes beyond those allowed. The apps a
+citizen sees (:func:`apps_of`) are those with a consent and those holding a
+live grant (first-party apps ask no consent but hold grants all the same).
+Withdrawing forgets the consent and revokes the client's grants for the
+account, so its refresh tokens and access tokens stop working at once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, literal_column, select
+from sqlalchemy import bindparam, delete, exists, literal_column, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.audit.events import record
 from idp.db.engine import Prebuilt
-from idp.db.models import Consent, Grant
+from idp.db.models import Consent, Grant, LoginSession, RefreshToken
 from idp.oidc import tokens
 
 
@@ -113,8 +115,60 @@ def consents_of(uow: Session, account_id: int) -> list[GivenConsent]:
     return [GivenConsent(r.client_id, tuple(r.scopes), r.granted_at) for r in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class App:
+    """An app the citizen allowed data to or that holds a live grant of the account."""
+
+    client_id: str
+    scopes: tuple[str, ...]  # consented and held by live grants, sorted
+    since: datetime  # the consent's time, else the oldest live grant's
+
+
+def live_grants_of(uow: Session, account_id: int, idle: timedelta) -> list[Grant]:
+    """The account's grants that still give an app access: unrevoked, unexpired, and with a
+    live refresh token or a login session that has not ended, expired or idled out."""
+    now = clock.now()
+    live_refresh = exists().where(
+        RefreshToken.grant_id == Grant.id,
+        RefreshToken.used_at.is_(None),
+        RefreshToken.expires_at > now,
+    )
+    live_session = exists().where(
+        LoginSession.id == Grant.login_session_id,
+        LoginSession.ended_at.is_(None),
+        LoginSession.expires_at > now,
+        LoginSession.last_seen_at > now - idle,
+    )
+    return list(
+        uow.scalars(
+            select(Grant)
+            .where(
+                Grant.account_id == account_id,
+                Grant.revoked_at.is_(None),
+                Grant.expires_at > now,
+                or_(live_refresh, live_session),
+            )
+            .order_by(Grant.created_at)
+        )
+    )
+
+
+def apps_of(uow: Session, account_id: int, idle: timedelta) -> list[App]:
+    """Every app with a consent or a live grant of the account, newest first."""
+    found: dict[str, tuple[set[str], datetime]] = {
+        given.client_id: (set(given.scopes), given.granted_at)
+        for given in consents_of(uow, account_id)
+    }
+    for grant in live_grants_of(uow, account_id, idle):
+        scopes, since = found.get(grant.client_id, (set(), grant.created_at))
+        found[grant.client_id] = (scopes | set(grant.scope.split()), since)
+    apps = [App(client, tuple(sorted(scopes)), since) for client, (scopes, since) in found.items()]
+    return sorted(apps, key=lambda app: app.since, reverse=True)
+
+
 def withdraw_consent(uow: Session, account_id: int, client_id: str, ip: str | None = None) -> bool:
-    """Forget the consent and revoke the client's grants for the account; True if there was one."""
+    """Forget the consent and revoke the client's grants for the account; True if there was
+    either."""
     removed = uow.execute(
         delete(Consent).where(Consent.account_id == account_id, Consent.client_id == client_id)
     ).rowcount
@@ -127,6 +181,6 @@ def withdraw_consent(uow: Session, account_id: int, client_id: str, ip: str | No
     ).all()
     for grant_id in grant_ids:
         tokens.revoke_grant(uow, grant_id, "consent_withdrawn")
-    if removed:
+    if removed or grant_ids:
         record(uow, "oidc.consent_withdrawn", account_id=account_id, client_id=client_id, ip=ip)
-    return bool(removed)
+    return bool(removed or grant_ids)

@@ -257,7 +257,8 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> tokens.Refreshed:
-        """Rotate now: the old token consumed, its successor stored, in one step.
+        """Rotate now: the old token consumed, its successor stored, in one step; the new
+        tokens' acr is what the grant's login session has now (tokens.with_current_acr).
 
         Where the endpoint awaits round trips (PostgreSQL, on the event loop), the first
         pass stops here (:class:`Awaiting`) and the second finds the rotation done.
@@ -275,7 +276,10 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
             )
             if request.awaits:
                 raise Awaiting(partial(self.server.refresh_rotation.rotate_awaited, pending))
-        return tokens.rotate_refresh_token(request.uow, self.server.refresh_rotation, pending)
+        refreshed = tokens.rotate_refresh_token(request.uow, self.server.refresh_rotation, pending)
+        return tokens.with_current_acr(
+            refreshed, self.server.assurance_policy, self.server.settings
+        )
 
     def authenticate_user(self, refresh_token: tokens.Refreshed) -> Authenticated:
         """The rotation only matched a live grant of an account that is not disabled."""

@@ -1,4 +1,8 @@
-"""Token revocation (RFC 7009): a client revokes one of its access or refresh tokens."""
+"""Token revocation (RFC 7009): a client revokes one of its access or refresh tokens.
+
+Another client's token is left as it is and answered like an unknown one (200):
+a different answer would tell the caller that the token is valid (RFC 7009 2.2).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from idp.audit.events import record
 from idp.oidc import tokens
 from idp.oidc.adapter import ProtocolRequest
 from idp.oidc.clients import RegisteredClient
-from idp.oidc.errors import InvalidGrant
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
@@ -24,8 +27,8 @@ class Revocation(RevocationEndpoint):
         # authlib's version, with the request's unit of work (endpoints are shared by threads).
         self.check_params(request, client)
         token = tokens.presented_token(request.uow, self.server.tokens, request.form["token"])
-        if token and not token.check_client(client):
-            raise InvalidGrant()
+        if token is None or not token.check_client(client):
+            return None
         return token
 
     def revoke_token(self, token: tokens.PresentedToken, request: ProtocolRequest) -> None:

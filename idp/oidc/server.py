@@ -22,7 +22,12 @@ from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.assurance import Policy
-from idp.assurance.verified_claims import current_identity, identity_claims, needs_identity
+from idp.assurance.verified_claims import (
+    acr_allows_identity,
+    current_identity,
+    identity_claims,
+    needs_identity,
+)
 from idp.db.engine import Database
 from idp.db.models import Account, ClientAssertionJti
 from idp.db.refresh_rotation import RefreshRotation
@@ -213,7 +218,9 @@ class Provider(rfc6749.AuthorizationServer):
         """The ID token for ``user`` and ``client``, with claims requested for it."""
         extra = claims_module.release(user.account, scope, by_scope=False, requested=requested)
         scopes = scope.split()
-        if needs_identity(scopes, requested, target="id_token"):
+        if needs_identity(scopes, requested, target="id_token") and acr_allows_identity(
+            user.acr, self.settings.identity_minimum_acr
+        ):
             identity = current_identity(uow, user.account.id)
             extra.update(identity_claims(identity, scopes, requested, target="id_token"))
         return self.tokens.id_token(

@@ -9,6 +9,7 @@ Refresh tokens and codes are random and stored as SHA-256 digests.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from idp import clock
+from idp.assurance.policy import Policy, refreshed_acr, session_facts
 from idp.audit.events import record
 from idp.db.engine import Database, Prebuilt, read_row, read_row_awaited
 from idp.db.models import (
@@ -355,6 +357,36 @@ def rotate_refresh_token(
         raise _refusal(uow, pending.token_digest, pending.client_id, pending.scopes, pending.now)
     account = RefreshedAccount(rotated.account_id, rotated.subject)
     return Refreshed(rotated, account, pending.successor)
+
+
+def with_current_acr(refreshed: Refreshed, policy: Policy, settings: Settings) -> Refreshed:
+    """The refreshed grant with the acr its new access token carries: what its login session
+    has now if alive, else the grant's aged by the policy's maximum ages (never higher than
+    the grant's; see :func:`idp.assurance.policy.refreshed_acr`)."""
+    grant = refreshed.grant
+    now = clock.now()
+    facts, alive = None, False
+    if grant.session_methods is not None:
+        facts = session_facts(grant.proofing, grant.session_methods, (), now)
+        alive = (
+            grant.session_ended_at is None
+            and grant.session_expires_at is not None
+            and grant.session_last_seen_at is not None
+            and now < grant.session_expires_at
+            and now - grant.session_last_seen_at < timedelta(minutes=settings.session_idle_minutes)
+        )
+    acr = refreshed_acr(
+        grant.acr,
+        facts,
+        grant.auth_time,
+        now,
+        policy,
+        session_alive=alive,
+        longest=timedelta(hours=settings.session_max_hours),
+    )
+    if acr == grant.acr:
+        return refreshed
+    return dataclasses.replace(refreshed, grant=dataclasses.replace(grant, acr=acr))
 
 
 def _refusal(

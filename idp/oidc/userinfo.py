@@ -3,7 +3,8 @@
 The bearer token comes in the Authorization header or, for POST, in the form
 body (RFC 6750 2.1, 2.2), never both. Claims follow the token's scopes and the
 ``claims`` request parameter's ``userinfo`` member; ``acr``, ``amr`` and
-``auth_time`` of the login come from the access token itself.
+``auth_time`` of the login come from the access token itself, and verified
+identity data only to a token whose ``acr`` reaches ``IDP_IDENTITY_MINIMUM_ACR``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from typing import Any
 
 from sqlalchemy import bindparam, exists, select
 
-from idp.assurance.verified_claims import IDENTITY_SCOPE, current_identity, identity_claims
+from idp.assurance.verified_claims import (
+    IDENTITY_SCOPE,
+    acr_allows_identity,
+    current_identity,
+    identity_claims,
+)
 from idp.db.engine import Database, Prebuilt, read_row_awaited
 from idp.db.models import Account, Grant, RevokedAccessToken
 from idp.oidc import claims as claims_module
@@ -107,7 +113,9 @@ async def _claims(provider: Provider, db: Database, token: str) -> dict[str, Any
     requested = (found[0] or {}).get("userinfo")
     account = Account(**dict(zip(_ACCOUNT_COLUMNS, found[1:], strict=True)))
     released = claims_module.release(account, scope, by_scope=True, requested=requested)
-    if IDENTITY_SCOPE in scope.split():
+    if IDENTITY_SCOPE in scope.split() and acr_allows_identity(
+        claims.get("acr"), provider.settings.identity_minimum_acr
+    ):
         # Verified identity data overrides self-asserted names.
         with db.read_session() as session:
             identity = current_identity(session, account.id)

@@ -36,7 +36,6 @@ from idp.accounts.registration import open_flow, register, resend, start_verific
 from idp.accounts.sessions import end_session, open_session
 from idp.audit.events import record
 from idp.db.models import Account
-from idp.settings import Settings
 from idp.web import csrf, i18n
 from idp.web.errors import TooManyRequests
 from idp.web.forms import FORM, Form
@@ -107,8 +106,12 @@ def _login_url(return_to: str | None = None, login_hint: str | None = None) -> s
 
 
 def _log_in(request: Request, uow: Any, account_id: int) -> str:
-    """A fresh session (never the old one: session fixation), the old one ended; its token."""
+    """A fresh session (never the old one: session fixation), the old one ended; its token.
+
+    The browser's CSRF pre-session id is rotated with it (idp.web.csrf.rotate).
+    """
     services = _services(request)
+    csrf.rotate(request)
     old = current_session(request, uow)
     if old is not None:
         end_session(uow, old, "replaced")
@@ -371,7 +374,7 @@ async def login_submit(request: Request, form: Form) -> Response:
                 user_agent=request.headers.get("user-agent"),
             )
             if token is not None:
-                return _logged_in(services.settings, return_to, token)
+                return _logged_in(request, return_to, token)
     except LoginBlocked as exc:
         return _login_page(request, return_to, email, {"": error_message(request, exc)}, 429)
     return await services.db.run_sync(
@@ -400,12 +403,15 @@ def _conclude_login(
                 request, return_to, email, {"email": error_message(request, exc)}, 400
             )
         token = _log_in(request, uow, account_id)
-    return _logged_in(services.settings, return_to, token)
+    return _logged_in(request, return_to, token)
 
 
-def _logged_in(settings: Settings, return_to: str, token: str) -> Response:
+def _logged_in(request: Request, return_to: str, token: str) -> Response:
+    """Off to ``return_to`` with the new session's cookie and a new CSRF pre-session id."""
     response = Redirect(return_to, status_code=303)
-    set_session_cookie(response, token, settings)
+    set_session_cookie(response, token, _services(request).settings)
+    csrf.rotate(request)
+    csrf.write_cookie(request, response)
     return response
 
 

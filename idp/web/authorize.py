@@ -9,6 +9,7 @@ and carry the CSRF token.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import partial
 from typing import Any
 from urllib.parse import urlencode
@@ -196,27 +197,28 @@ def _end_session(request: Request, params: list[tuple[str, str]], confirmed: boo
 
 @get("/account/apps")
 async def apps(request: Request) -> Response:
-    """The apps the citizen allowed data to, with a way to withdraw."""
+    """The apps the citizen allowed data to or that hold a live grant, with a way to withdraw."""
     return await _run(request, _apps)
 
 
 def _apps(request: Request) -> Response:
     services = request.app.state.services
+    idle = timedelta(minutes=services.settings.session_idle_minutes)
     with services.db.unit_of_work() as uow:
         login = current_session(request, uow)
         if login is None:
             return Redirect("/login?" + urlencode({"return_to": "/account/apps"}), status_code=303)
-        given = consent.consents_of(uow, login.account_id)
+        found = consent.apps_of(uow, login.account_id, idle)
         account = uow.get(Account, login.account_id)
     rows = []
-    for item in given:
+    for item in found:
         client = services.clients.get(item.client_id)
         rows.append(
             {
                 "client_id": item.client_id,
                 "name": client.name if client else item.client_id,
                 "scopes": [s for s in SHOWN_SCOPES if s in item.scopes],
-                "granted_at": item.granted_at,
+                "granted_at": item.since,
             }
         )
     return render(request, "apps.html", {"apps": rows, "email": account.email if account else ""})
@@ -224,7 +226,7 @@ def _apps(request: Request) -> Response:
 
 @post("/account/apps/withdraw", dependencies=FORM)
 async def withdraw(request: Request, form: Form) -> Response:
-    """Withdraw consent from one app; its tokens stop working."""
+    """Withdraw consent from one app and revoke its grants; its tokens stop working."""
     return await _run(request, _withdraw, form)
 
 

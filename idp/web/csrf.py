@@ -7,6 +7,11 @@ application, checks every unsafe request (POST, PUT, PATCH, DELETE) against
 the cookie; handlers that must accept cross-site requests by design (protocol
 endpoints authenticated otherwise) opt out with ``opt={"csrf": False}``.
 A page from another site can neither read the cookie nor forge the HMAC.
+
+Opening a login session rotates the pre-session id (:func:`rotate`): a token
+learnt before the login (a form shown to whoever used the browser before, or
+planted) no longer matches, and forms still open in other tabs are refused
+with the readable "form expired" page (403), to be reloaded.
 """
 
 from __future__ import annotations
@@ -16,9 +21,11 @@ import hashlib
 import hmac
 import secrets
 
+from litestar import Response
 from litestar.connection import ASGIConnection, Request
 from litestar.handlers.base import BaseRouteHandler
 
+from idp.web.cookies import set_cookie
 from idp.web.errors import PageError
 from idp.web.forms import read_form
 
@@ -26,6 +33,7 @@ FIELD = "csrf_token"
 HEADER = "x-csrf-token"
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _NEW = "idp.csrf_new"
+_ROTATED = "idp.csrf_rotated"
 
 
 def cookie_name(secure: bool) -> str:
@@ -56,6 +64,15 @@ def presession(connection: ASGIConnection) -> tuple[str, bool]:
     return value, True
 
 
+def rotate(connection: ASGIConnection) -> None:
+    """Give this browser a new pre-session id from this response on (a session was opened);
+    once per request: forms rendered after it in the same request carry the new token."""
+    state = connection.scope.setdefault("state", {})
+    if not state.get(_ROTATED):
+        state[_NEW] = secrets.token_urlsafe(32)
+        state[_ROTATED] = True
+
+
 def form_token(connection: ASGIConnection) -> str:
     """The token to put in this browser's forms."""
     value, _ = presession(connection)
@@ -69,6 +86,14 @@ def cookie_to_set(connection: ASGIConnection) -> tuple[str, str, bool] | None:
         return None
     secure = _secure(connection)
     return cookie_name(secure), value, secure
+
+
+def write_cookie(connection: ASGIConnection, response: Response) -> None:
+    """Set the pre-session cookie on ``response`` if this request created or rotated it."""
+    new_cookie = cookie_to_set(connection)
+    if new_cookie is not None:
+        name, value, secure = new_cookie
+        set_cookie(response, name, value, path="/", secure=secure, httponly=True, samesite="lax")
 
 
 async def guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:

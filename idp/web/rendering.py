@@ -208,10 +208,7 @@ def render(
         page = _reusable(template, lang, path, values, names)
         html = page.fill(tuple(values[name] for name in names))
     response = Response(html, status_code=status, media_type="text/html", headers=headers)
-    new_cookie = csrf.cookie_to_set(request)
-    if new_cookie is not None:
-        name, value, secure = new_cookie
-        set_cookie(response, name, value, path="/", secure=secure, httponly=True, samesite="lax")
+    csrf.write_cookie(request, response)
     chosen = i18n.supported(_query_lang(request))
     if chosen and chosen != request.cookies.get(i18n.COOKIE):
         set_cookie(

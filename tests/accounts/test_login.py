@@ -323,3 +323,34 @@ def test_the_audit_chain_starts_at_genesis_without_its_head_row(db):
     assert [r.id for r in rows] == [first, second]
     assert rows[0].prev_hash == audit.GENESIS and rows[1].prev_hash == rows[0].hash
     assert (head.last_id, head.last_hash) == (second, rows[1].hash)
+
+
+def test_login_rotates_the_csrf_cookie_and_a_form_of_another_tab_fails_readably(
+    app_client, account_settings, db
+):
+    # The CSRF pre-session cookie outlived the login: a token learnt before it stayed good.
+    _create(db, account_settings)
+    other_tab = app_client.get("/password/forgot").text
+    before = app_client.cookies["idp_csrf"]
+    response = login(app_client, "paula@example.de")
+    assert response.status_code == 303
+    assert "idp_csrf=" in response.headers["set-cookie"]
+    after = app_client.cookies["idp_csrf"]
+    assert after != before
+
+    stale = app_client.post(
+        "/password/forgot", data={"email": "paula@example.de", "csrf_token": csrf_token(other_tab)}
+    )
+    assert stale.status_code == 403
+    assert "Das Formular ist abgelaufen" in stale.text
+    fresh = submit(app_client, "/logout", "/logout", {}, follow_redirects=False)
+    assert fresh.status_code in (200, 303)
+    assert app_client.get("/account", follow_redirects=False).status_code == 303, "logged out"
+
+
+def test_a_login_that_fails_keeps_the_csrf_cookie(app_client, account_settings, db):
+    _create(db, account_settings)
+    app_client.get("/login")
+    before = app_client.cookies["idp_csrf"]
+    assert login(app_client, "paula@example.de", "Falsches Passwort 123").status_code == 400
+    assert app_client.cookies["idp_csrf"] == before

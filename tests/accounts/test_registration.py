@@ -47,10 +47,14 @@ def test_registering_sends_a_mail_whose_link_verifies_the_address(app_client, ma
     assert "anna@example.de" in app_client.get("/account").text
     assert account.last_login_at is not None
 
-    # Single use.
+    # Single use (from a page of the new session: logging in rotated the CSRF cookie).
     again = app_client.post(
         "/verify-email",
-        data={"flow": flow, "token": token, "csrf_token": csrf_token(confirm.text)},
+        data={
+            "flow": flow,
+            "token": token,
+            "csrf_token": csrf_token(app_client.get("/login").text),
+        },
     )
     assert again.status_code == 400
     assert "schon benutzt" in again.text
@@ -201,3 +205,34 @@ def test_account_page_needs_a_login(app_client):
 
 def test_strong_password_constant_is_accepted(app_client):
     assert register(app_client, "jan@example.de", STRONG).status_code == 303
+
+
+def test_an_address_with_rfc5322_specials_is_refused_and_gets_no_mail(app_client, mailbox, db):
+    # `x;y@a.example` was accepted and mail systems delivered it to `x`.
+    for address in ("x;y@a.example", 'x"y@a.example', "x,y@a.example", "<x>@a.example"):
+        response = register(app_client, address)
+        assert response.status_code == 400, address
+        assert "im Format name@beispiel.de" in response.text
+        assert _account(db, address) is None
+    forgot = submit(app_client, "/password/forgot", "/password/forgot", {"email": "x(y)@a.example"})
+    assert forgot.status_code == 400
+    assert "im Format name@beispiel.de" in forgot.text
+    with db.unit_of_work() as session:
+        assert session.scalar(select(MailMessage.id)) is None
+
+
+def test_the_login_after_verifying_the_address_rotates_the_csrf_cookie(app_client, mailbox, db):
+    location = register(app_client, "dora@example.de").headers["location"]
+    [mail] = mailbox.wait_for("dora@example.de")
+    before = app_client.cookies["idp_csrf"]
+    done = submit(
+        app_client,
+        location,
+        "/verify-email",
+        {"flow": location.split("flow=")[1], "code": code(mail)},
+    )
+    assert done.status_code == 200
+    assert "dora@example.de" in app_client.get("/account").text, "logged in"
+    assert app_client.cookies["idp_csrf"] != before
+    # The page shown with the new session carries tokens of the new cookie.
+    assert submit(app_client, "/logout", "/logout", {}).status_code in (200, 303)

@@ -18,6 +18,7 @@ from idp.assurance import (
     amr,
     evaluate,
     load_policy,
+    refreshed_acr,
     requested_acr,
     session_acr,
     session_facts,
@@ -391,3 +392,44 @@ def test_acr_values_supported_are_the_levels_the_table_reaches_and_their_aliases
         json.dumps([{"acr": LOW, "proofing": ["low"], "methods": ["pwd"]}]), {}
     )
     assert only_low.acr_values_supported() == [LOW, "STORK-QAA-Level-1", "STORK-QAA-Level-2"]
+
+
+UNLIMITED = Policy(max_age={LOW: None, SUBSTANTIAL: None, HIGH: None})
+SESSION = timedelta(hours=12)
+
+
+@pytest.mark.parametrize(
+    ("granted", "session", "alive", "policy", "ago", "expected"),
+    [
+        # A live session: its level now, never above the grant's.
+        (HIGH, ("high", "pwd", "otp@proofing"), True, POLICY, 30, HIGH),
+        (HIGH, ("high", "pwd", "otp@proofing"), True, POLICY, 61, SUBSTANTIAL),
+        (SUBSTANTIAL, ("high", "pwd", "otp@proofing"), True, POLICY, 5, SUBSTANTIAL),
+        (HIGH, ("low", "pwd", "otp@proofing"), True, POLICY, 5, LOW),  # identification revoked
+        # An ended session ages the same way, from its methods' times.
+        (HIGH, ("high", "pwd", "otp@proofing"), False, POLICY, 30, HIGH),
+        (HIGH, ("high", "pwd", "otp@proofing"), False, POLICY, 241, LOW),
+        # Without maximum ages a level lasts as long as the session; ended, a session's length.
+        (HIGH, ("high", "pwd", "otp@proofing"), True, UNLIMITED, 60 * 24, HIGH),
+        (HIGH, ("high", "pwd", "otp@proofing"), False, UNLIMITED, 60 * 11, HIGH),
+        (HIGH, ("high", "pwd", "otp@proofing"), False, UNLIMITED, 60 * 13, LOW),
+        # No session row: the grant's level as reached at the login.
+        (HIGH, None, False, POLICY, 30, HIGH),
+        (HIGH, None, False, POLICY, 61, SUBSTANTIAL),
+        (HIGH, None, False, UNLIMITED, 60 * 13, LOW),
+        (LOW, None, False, POLICY, 60 * 24 * 29, LOW),
+        (None, None, False, POLICY, 5, None),
+        # An alias stays an alias.
+        ("STORK-QAA-Level-4", None, False, POLICY, 61, "STORK-QAA-Level-3"),
+        ("STORK-QAA-Level-4", None, False, POLICY, 30, "STORK-QAA-Level-4"),
+    ],
+)
+def test_a_refreshed_token_carries_the_sessions_level_now_or_the_grants_aged(
+    granted, session, alive, policy, ago, expected
+):
+    used = facts(session[0], *session[1:], ago=ago) if session else None
+    login_at = NOW - timedelta(minutes=ago)
+    assert (
+        refreshed_acr(granted, used, login_at, NOW, policy, session_alive=alive, longest=SESSION)
+        == expected
+    )

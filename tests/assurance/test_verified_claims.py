@@ -7,7 +7,7 @@ from datetime import timedelta
 import pyotp
 import pytest
 
-from idp import clock
+from idp import assurance, clock
 from idp.accounts import factors, proofing, totp
 from idp.assurance.verified_claims import current_identity, identity_claims
 from idp.db.models import Account
@@ -192,10 +192,10 @@ def test_evidence_that_discovery_does_not_name_is_never_recorded(db, values):
         assert owner.proofing_level == "low"
 
 
-def _access_token(services, db, owner_id, scope):
-    """An access token of a login's grant, as the code exchange issues it."""
+def _access_token(services, db, owner_id, scope, acr=assurance.HIGH):
+    """An access token of a login's grant at ``acr``, as the code exchange issues it."""
     info = oidc_factories.client(db, scopes=["openid", "profile", "identity"])
-    context = tokens.GrantContext(owner_id, None, None, clock.now(), None, ["pwd"], None)
+    context = tokens.GrantContext(owner_id, None, None, clock.now(), acr, ["pwd", "otp"], None)
     with db.unit_of_work() as session:
         grant = tokens.start_grant(session, services.settings, info.client_id, scope, context)
         account = session.get(Account, owner_id)

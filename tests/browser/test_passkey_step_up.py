@@ -84,7 +84,7 @@ def test_a_passkey_is_enrolled_and_then_steps_a_login_up_to_high(page, localhost
         key = session.scalars(
             select(SecondFactor).where(SecondFactor.account_id == person.account_id)
         ).one()
-        assert (key.kind, key.binding, key.amr) == ("passkey", "low_session", "hwk")
+        assert (key.kind, key.binding, key.amr) == ("passkey", "low_session", "swk")
         # Identified in person, confirming the passkey at the counter: proofing binds it.
         proofing.record_proofing(
             session,
@@ -120,7 +120,7 @@ def test_a_passkey_is_enrolled_and_then_steps_a_login_up_to_high(page, localhost
     keys = KeySet.import_key_set(httpx.get(f"{base}/jwks.json").json())
     claims = jwt.decode(tokens["id_token"], keys).claims
     assert claims["acr"] == assurance.HIGH
-    assert claims["amr"] == ["pwd", "hwk", "mfa"]
+    assert claims["amr"] == ["pwd", "swk", "mfa"]
     used = cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})
     with db.unit_of_work() as session:
         key = session.scalars(

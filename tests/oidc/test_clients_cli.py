@@ -99,3 +99,51 @@ def test_a_new_client_signs_id_tokens_with_the_configured_default_algorithm(db, 
         assert session.get(Client, default).id_token_signed_response_alg == "RS256"
         assert session.get(Client, es256["client_id"]).id_token_signed_response_alg == "ES256"
         assert session.get(Client, chosen["client_id"]).id_token_signed_response_alg == "RS256"
+
+
+def test_updating_only_the_name_keeps_scopes_grant_types_and_redirect_uris(db, keys_dir):
+    # click passes a repeatable option that was not given as an empty tuple; it once
+    # emptied the client's scopes, grant types and redirect URIs.
+    added = cli(
+        db,
+        keys_dir,
+        "add",
+        "--name",
+        "Wohngeld",
+        "--redirect-uri",
+        "https://wohngeld.example.de/cb",
+        "--post-logout-redirect-uri",
+        "https://wohngeld.example.de/bye",
+        "--scope",
+        "openid",
+        "--scope",
+        "offline_access",
+        "--grant-type",
+        "authorization_code",
+        "--json",
+    )
+    assert added.returncode == 0, added.stderr
+    client_id = json.loads(added.stdout)["client_id"]
+
+    updated = cli(db, keys_dir, "update", client_id, "--name", "Wohngeld online", "--json")
+
+    assert updated.returncode == 0, updated.stderr
+    shown = json.loads(cli(db, keys_dir, "show", client_id, "--json").stdout)
+    assert shown["name"] == "Wohngeld online"
+    assert shown["redirect_uris"] == ["https://wohngeld.example.de/cb"]
+    assert shown["post_logout_redirect_uris"] == ["https://wohngeld.example.de/bye"]
+    assert shown["scopes"] == ["openid", "offline_access"]
+    assert shown["grant_types"] == ["authorization_code"]
+
+
+def test_a_repeatable_option_given_on_update_replaces_the_list(db, keys_dir):
+    added = cli(
+        db, keys_dir, "add", "--name", "A", "--redirect-uri", "https://a.example.de/cb", "--json"
+    )
+    client_id = json.loads(added.stdout)["client_id"]
+
+    cli(db, keys_dir, "update", client_id, "--scope", "openid", "--scope", "address")
+
+    shown = json.loads(cli(db, keys_dir, "show", client_id, "--json").stdout)
+    assert shown["scopes"] == ["openid", "address"]
+    assert shown["redirect_uris"] == ["https://a.example.de/cb"]

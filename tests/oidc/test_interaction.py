@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from idp import assurance
+from idp import assurance, clock
 from idp.oidc.interaction import POLICY
 from tests.oidc import factories
 from tests.oidc.test_negative import authorize_url, redeem
@@ -203,3 +204,41 @@ def test_discovery_advertises_what_is_built(client):
     }
     assert metadata["backchannel_logout_supported"] is True
     assert "implicit" not in metadata["grant_types_supported"]
+
+
+def test_a_first_party_apps_grant_is_listed_and_withdrawing_it_revokes_it(live_server, db):
+    # First-party apps ask no consent, so their grants appeared nowhere in /account/apps.
+    info = factories.client(db, name="Stadtbibliothek", first_party=True)
+    browser, _ = signed_in(live_server, db)
+    code = factories.callback_params(
+        browser.open(authorize_url(live_server, info, scope="openid offline_access"), consent=None)
+    )["code"]
+    tokens = redeem(live_server, info, code).json()
+    apps = browser.http.get("/account/apps")
+    assert apps.status_code == 200 and "Stadtbibliothek" in apps.text
+    fields = factories.form_fields(apps.text)
+    assert fields["client_id"] == info.client_id
+    assert browser.http.post("/account/apps/withdraw", data=fields).status_code == 303
+    refreshed = httpx.post(
+        f"{live_server.url}/token",
+        data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]},
+        auth=(info.client_id, info.client_secret),
+    )
+    assert refreshed.json()["error"] == "invalid_grant"
+    assert "Stadtbibliothek" not in browser.http.get("/account/apps").text
+
+
+def test_an_apps_grant_without_offline_access_is_listed_while_its_session_lives(live_server, db):
+    info = factories.client(db, name="Stadtbibliothek", first_party=True)
+    browser, account_id = signed_in(live_server, db)
+    code = factories.callback_params(
+        browser.open(authorize_url(live_server, info, scope="openid"), consent=None)
+    )["code"]
+    redeem(live_server, info, code)
+    assert "Stadtbibliothek" in browser.http.get("/account/apps").text
+    # The session idles out (nothing is announced, the grant stays unrevoked): the app
+    # holds nothing any more.
+    clock.travel(timedelta(minutes=live_server.settings.session_idle_minutes + 1))
+    later = factories.Browser(live_server.url)
+    later.log_in(factories.login_token(db, account_id, live_server.settings))
+    assert "Stadtbibliothek" not in later.http.get("/account/apps").text

@@ -267,6 +267,79 @@ def test_a_password_reset_tells_the_clients_of_every_session_of_the_account(
     assert {jwt.decode(t, keys).claims["sid"] for t in tokens} == sids
 
 
+def _reset_password(live_server, db, account_id):
+    """Set a new password through a reset link, in a browser of its own."""
+    with db.unit_of_work() as session:
+        session.add(
+            Flow(
+                id="reset-flow",
+                kind="password_reset",
+                account_id=account_id,
+                state={"token_digest": digest("reset-token")},
+                created_at=clock.now(),
+                expires_at=clock.now() + timedelta(minutes=30),
+            )
+        )
+    stranger = factories.Browser(live_server.url)
+    page = stranger.http.get(
+        "/password/reset", params={"flow": "reset-flow", "token": "reset-token"}
+    )
+    fields = {**factories.form_fields(page.text), "password": "Ein ganz neues Passwort am Rhein"}
+    assert stranger.http.post("/password/reset", data=fields).status_code == 200
+
+
+def _refresh(live_server, info, token):
+    return httpx.post(
+        f"{live_server.url}/token",
+        data={"grant_type": "refresh_token", "refresh_token": token},
+        auth=(info.client_id, info.client_secret),
+    )
+
+
+def test_a_password_reset_revokes_offline_access_grants_and_tells_their_clients(
+    live_server, db, receiver
+):
+    # offline_access grants outlive a logout by design, and survived a password reset too.
+    rp = receiver()
+    told = factories.client(db, backchannel_logout_uri=rp.url)
+    quiet = factories.client(db, name="Stadtbibliothek", first_party=True)
+    account_id, _, _ = password_citizen(live_server, db)
+    browser, logged_out = signed_in_tokens(live_server, db, told, account_id)
+    offline = {}
+    for info in (told, quiet):
+        url = authorize_url(live_server, info, scope="openid offline_access")
+        code = factories.callback_params(browser.open(url))["code"]
+        offline[info.client_id] = redeem(live_server, info, code).json()
+    hint = {"id_token_hint": logged_out["id_token"]}
+    assert browser.http.get("/end-session", params=hint).status_code == 200
+    assert len(delivered(rp, 1)) == 1
+    for info in (told, quiet):  # logging out leaves offline access
+        refreshed = _refresh(live_server, info, offline[info.client_id]["refresh_token"])
+        assert refreshed.status_code == 200, refreshed.text
+        offline[info.client_id] = refreshed.json()
+
+    _reset_password(live_server, db, account_id)
+
+    for info in (told, quiet):
+        refreshed = _refresh(live_server, info, offline[info.client_id]["refresh_token"])
+        assert refreshed.json()["error"] == "invalid_grant"
+        userinfo = httpx.get(
+            f"{live_server.url}/userinfo",
+            headers={"Authorization": f"Bearer {offline[info.client_id]['access_token']}"},
+        )
+        assert userinfo.status_code == 401
+    tokens = delivered(rp, 2)
+    assert len(tokens) == 2
+    reset = jwt.decode(tokens[1], live_server_keys(live_server)).claims
+    sub = jwt.decode(logged_out["id_token"], live_server_keys(live_server)).claims["sub"]
+    assert (reset["aud"], reset["sub"], "sid" in reset) == (told.client_id, sub, False)
+    with db.unit_of_work() as session:
+        reasons = session.scalars(
+            select(AuditEvent.data).where(AuditEvent.event == "grant.revoked")
+        ).all()
+    assert [r["reason"] for r in reasons].count("password_reset") == 2
+
+
 def test_a_session_that_times_out_is_not_announced(live_server, db, receiver):
     rp = receiver()
     info = factories.client(db, backchannel_logout_uri=rp.url)

@@ -284,3 +284,23 @@ def test_on_postgresql_the_rotation_and_an_introspection_are_awaited_on_the_even
     )
     assert introspected.json()["active"] is True
     assert any("revoked_access_tokens" in query for query in _awaited_queries(db))
+
+
+def test_revoking_another_clients_tokens_answers_200_and_revokes_nothing(world, db):
+    # RFC 7009 2.2: the answer must not tell whether the token exists. Another client's
+    # valid token was answered 400 and an unknown one 200.
+    server, info, _, _ = world
+    tokens = login(world)
+    other = factories.client(db, name="Andere App")
+    for token in (tokens["refresh_token"], tokens["access_token"], "unknown-token"):
+        answer = httpx.post(
+            f"{server.url}/revoke",
+            data={"token": token},
+            auth=(other.client_id, other.client_secret),
+        )
+        assert (answer.status_code, answer.content) == (200, b"{}"), token
+    userinfo = httpx.get(
+        f"{server.url}/userinfo", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert userinfo.status_code == 200
+    assert refresh(server, info, tokens["refresh_token"]).status_code == 200
