@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test faults lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(STAMP)
 ## test: install with dev extras and run the whole suite
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+## faults: only the slow fault tests (a killed master, a database refusing for a whole lease, ...)
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -500,6 +500,26 @@ def mail_send_pending(settings: Settings) -> None:
         sys.exit(1)
 
 
+@mail.command("retry-failed")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_settings
+def mail_retry_failed(settings: Settings, as_json: bool) -> None:
+    """Queue again every mail given up on after IDP_MAIL_MAX_ATTEMPTS (e.g. after fixing SMTP)."""
+    from idp.mail.outbox import pending_count, retry_failed
+
+    db = Database(settings.database_url)
+    try:
+        requeued = retry_failed(db)
+        pending = pending_count(db)
+    finally:
+        db.dispose()
+    emit(
+        as_json,
+        {"requeued": requeued, "pending": pending},
+        f"idp: queued {requeued} failed mail(s) again, {pending} pending",
+    )
+
+
 @main.command("demo")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @with_settings

@@ -3,24 +3,67 @@ without an SMTP host (development), ``.eml`` files in a folder plus a log line."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import smtplib
 import ssl
+import time
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from idp import clock
 from idp.settings import Settings
 
 log = logging.getLogger("idp.mail")
-TIMEOUT = 20
+TIMEOUT = 20  # for each answer of the SMTP server
+# For a whole delivery: a relay that answers slowly but within TIMEOUT each time must
+# still end inside the outbox's lease, or another sender would deliver the mail again.
+DEADLINE = 40
 
 
 class Transport(Protocol):
     def deliver(self, email: EmailMessage) -> None:
         """Hand the mail on; raise on failure (the outbox retries)."""
+
+
+class _Deadline:
+    """Every read and write of an SMTP session waits at most until its ``deadline``."""
+
+    deadline: float
+    sock: Any
+
+    def _wait(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            self.close()  # type: ignore[attr-defined]
+            raise smtplib.SMTPServerDisconnected(f"delivery took longer than {DEADLINE} s")
+        if self.sock is not None:
+            # A socket closed under the session (a failed TLS handshake): the read or
+            # write itself then fails as smtplib expects.
+            with contextlib.suppress(OSError):
+                self.sock.settimeout(min(TIMEOUT, left))
+
+    def send(self, s: Any) -> None:
+        self._wait()
+        super().send(s)  # type: ignore[misc]
+
+    def getreply(self) -> tuple[int, bytes]:
+        self._wait()
+        return super().getreply()  # type: ignore[misc]
+
+
+class _SMTP(_Deadline, smtplib.SMTP):
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
+        self.deadline = deadline
+        super().__init__(*args, **kwargs)
+
+
+class _SMTP_SSL(_Deadline, smtplib.SMTP_SSL):
+    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
+        self.deadline = deadline
+        super().__init__(*args, **kwargs)
 
 
 class SmtpTransport:
@@ -36,12 +79,13 @@ class SmtpTransport:
     def deliver(self, email: EmailMessage) -> None:
         s = self.settings
         context = self.context
+        deadline = time.monotonic() + DEADLINE
         if s.smtp_security == "tls":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                s.smtp_host, s.smtp_port, timeout=TIMEOUT, context=context
+            client: smtplib.SMTP = _SMTP_SSL(
+                s.smtp_host, s.smtp_port, timeout=TIMEOUT, context=context, deadline=deadline
             )
         else:
-            client = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=TIMEOUT)
+            client = _SMTP(s.smtp_host, s.smtp_port, timeout=TIMEOUT, deadline=deadline)
         with client:
             if s.smtp_security == "starttls":
                 client.starttls(context=context)
