@@ -109,7 +109,8 @@ def test_migrate_create_keys_rotate_and_serve(tmp_path: Path):
     assert run("keys", "ensure", env=env).returncode == 0
     listed = json.loads(run("keys", "list", "--json", env=env).stdout)["keys"]
     assert sorted(k["state"] for k in listed) == ["active", "active", "next", "next"]
-    assert run("keys", "rotate", "--alg", "ES256", env=env).returncode == 0
+    assert run("keys", "rotate", "--alg", "ES256", env=env).returncode == 1  # keys made just now
+    assert run("keys", "rotate", "--alg", "ES256", "--force", env=env).returncode == 0
     states = [k["state"] for k in json.loads(run("keys", "list", "--json", env=env).stdout)["keys"]]
     assert states.count("retired") == 1
 
