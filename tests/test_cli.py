@@ -55,15 +55,18 @@ def serving(env: dict[str, str], *args: str) -> Iterator[subprocess.Popen]:
             return log.read().decode(errors="replace")
 
         try:
-            for _ in range(150):
+            # A time, not a number of tries: on a loaded machine migrating, making keys and
+            # starting workers takes several times as long as on an idle one.
+            deadline = time.monotonic() + 60
+            while True:
                 try:
                     httpx.get(f"{env['IDP_ISSUER']}/healthz")
                     break
                 except httpx.TransportError:
                     assert server.poll() is None, output()
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"idp serve did not answer /healthz:\n{output()}")
                     time.sleep(0.1)
-            else:
-                pytest.fail(f"idp serve did not answer /healthz:\n{output()}")
             yield server
         finally:
             server.terminate()

@@ -32,14 +32,12 @@ from idp import clock
 from idp.db.engine import Database
 from idp.db.models import MailMessage
 from idp.mail.templates import compose
-from idp.mail.transport import DEADLINE, Transport, transport_for
+from idp.mail.transport import Transport, transport_for
 from idp.settings import Settings
 
 log = logging.getLogger("idp.mail")
 
-LEASE = timedelta(seconds=60)
-# What is left of a lease after the longest delivery: spent recording the delivery.
-MARK_WITHIN = LEASE.total_seconds() - DEADLINE - 5
+LEASE = timedelta(seconds=60)  # a delivery ends within DEADLINE (40 s); the rest is to mark it
 CANDIDATES = 10  # due mails looked at per claim (other senders may take the first ones)
 
 
@@ -166,7 +164,7 @@ def send_pending(
         except Exception as exc:  # SMTP, network, a template error: retry, never crash
             _failed(db, settings, message, exc)
             continue
-        _record_delivery(db, message, claimed + DEADLINE + MARK_WITHIN)
+        _record_delivery(db, message, claimed + LEASE.total_seconds() - 5)
         sent += 1
     return sent
 

@@ -7,8 +7,9 @@ import contextlib
 import logging
 import re
 import smtplib
+import socket
 import ssl
-import time
+import threading
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,41 +30,40 @@ class Transport(Protocol):
 
 
 class _Deadline:
-    """Every read and write of an SMTP session waits at most until its ``deadline``."""
+    """An SMTP session whose connection is shut down ``DEADLINE`` seconds after it began,
+    whatever it waits for: a relay may answer slowly, or a line at a time, each within
+    ``TIMEOUT``, for ever. ``expired`` is set when it was."""
 
-    deadline: float
     sock: Any
 
-    def _wait(self) -> None:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            self.close()  # type: ignore[attr-defined]
-            raise smtplib.SMTPServerDisconnected(f"delivery took longer than {DEADLINE} s")
-        if self.sock is not None:
-            # A socket closed under the session (a failed TLS handshake): the read or
-            # write itself then fails as smtplib expects.
-            with contextlib.suppress(OSError):
-                self.sock.settimeout(min(TIMEOUT, left))
+    def __init__(self, *args: Any, expired: threading.Event, **kwargs: Any) -> None:
+        self._timer = threading.Timer(DEADLINE, self._cut, (expired,))
+        self._timer.daemon = True
+        self._timer.start()
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self._timer.cancel()
+            raise
 
-    def send(self, s: Any) -> None:
-        self._wait()
-        super().send(s)  # type: ignore[misc]
+    def _cut(self, expired: threading.Event) -> None:
+        expired.set()
+        sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                sock.shutdown(socket.SHUT_RDWR)
 
-    def getreply(self) -> tuple[int, bytes]:
-        self._wait()
-        return super().getreply()  # type: ignore[misc]
+    def close(self) -> None:
+        self._timer.cancel()
+        super().close()  # type: ignore[misc]
 
 
 class _SMTP(_Deadline, smtplib.SMTP):
-    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
-        self.deadline = deadline
-        super().__init__(*args, **kwargs)
+    pass
 
 
 class _SMTP_SSL(_Deadline, smtplib.SMTP_SSL):
-    def __init__(self, *args: Any, deadline: float, **kwargs: Any) -> None:
-        self.deadline = deadline
-        super().__init__(*args, **kwargs)
+    pass
 
 
 class SmtpTransport:
@@ -79,19 +79,24 @@ class SmtpTransport:
     def deliver(self, email: EmailMessage) -> None:
         s = self.settings
         context = self.context
-        deadline = time.monotonic() + DEADLINE
-        if s.smtp_security == "tls":
-            client: smtplib.SMTP = _SMTP_SSL(
-                s.smtp_host, s.smtp_port, timeout=TIMEOUT, context=context, deadline=deadline
-            )
-        else:
-            client = _SMTP(s.smtp_host, s.smtp_port, timeout=TIMEOUT, deadline=deadline)
-        with client:
-            if s.smtp_security == "starttls":
-                client.starttls(context=context)
-            if s.smtp_user:
-                client.login(s.smtp_user, s.smtp_password)
-            client.send_message(email)
+        expired = threading.Event()
+        try:
+            if s.smtp_security == "tls":
+                client: smtplib.SMTP = _SMTP_SSL(
+                    s.smtp_host, s.smtp_port, timeout=TIMEOUT, context=context, expired=expired
+                )
+            else:
+                client = _SMTP(s.smtp_host, s.smtp_port, timeout=TIMEOUT, expired=expired)
+            with client:
+                if s.smtp_security == "starttls":
+                    client.starttls(context=context)
+                if s.smtp_user:
+                    client.login(s.smtp_user, s.smtp_password)
+                client.send_message(email)
+        except (OSError, smtplib.SMTPException) as exc:
+            if expired.is_set():
+                raise TimeoutError(f"delivery took longer than {DEADLINE} s") from exc
+            raise
 
 
 class FileTransport:

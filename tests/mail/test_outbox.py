@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -20,7 +21,8 @@ from idp import clock
 from idp.app import create_app
 from idp.db.engine import Database
 from idp.db.models import MailMessage
-from idp.mail.outbox import enqueue, pending_count, send_pending
+from idp.mail.outbox import LEASE, enqueue, pending_count, send_pending
+from idp.mail.transport import DEADLINE
 from idp.settings import Settings
 from tests.conftest import free_port, make_settings
 from tests.test_cli import run
@@ -171,7 +173,9 @@ def test_a_mail_that_cannot_be_marked_sent_for_its_whole_lease_does_not_hold_up_
     assert statuses(db) == {"sent": 2, "pending": 1}
 
 
-def test_mails_given_up_on_are_counted_and_queued_again_by_retry_failed(db, keys_dir, relay):
+def test_mails_given_up_on_are_counted_and_queued_again_by_retry_failed(
+    db, keys_dir, relay, tmp_path
+):
     nowhere = smtp_settings(db, keys_dir, free_port(), mail_max_attempts=2)
     recipients = queue(db, 2)
     assert send_pending(db, nowhere) == 0
@@ -179,7 +183,10 @@ def test_mails_given_up_on_are_counted_and_queued_again_by_retry_failed(db, keys
     assert statuses(db) == {"failed": 2}
     assert send_pending(db, nowhere, ignore_backoff=True) == 0  # given up: not tried again
 
-    metrics_settings = make_settings(db.url, keys_dir, metrics_token=TOKEN)
+    # The app's own sender makes its first round at start (nothing is due) and then waits.
+    metrics_settings = make_settings(
+        db.url, keys_dir, metrics_token=TOKEN, mail_poll_seconds=3600, mail_dir=tmp_path
+    )
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with TestClient(create_app(metrics_settings), base_url=metrics_settings.issuer) as client:
         text = client.get("/metrics", headers=auth).text
@@ -197,3 +204,40 @@ def test_mails_given_up_on_are_counted_and_queued_again_by_retry_failed(db, keys
     assert send_pending(db, smtp_settings(db, keys_dir, relay.port)) == 2
     assert sorted(relay.recipients) == recipients
     assert statuses(db) == {"sent": 2}
+
+
+@pytest.mark.faults
+def test_a_relay_that_answers_slowly_but_never_finishes_is_given_up_within_the_deadline(
+    db, keys_dir
+):
+    # Each line comes within the 20 s timeout, the answer never ends: without a deadline
+    # for the whole delivery it would outlast the lease, and another sender would send.
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.sendall(b"220 slow relay\r\n")
+            connection.recv(1024)  # EHLO
+            while not stop.wait(2):
+                try:
+                    connection.sendall(b"250-still thinking\r\n")
+                except OSError:
+                    return
+
+    server = threading.Thread(target=trickle, daemon=True)
+    server.start()
+    queue(db, 1)
+    settings = smtp_settings(db, keys_dir, listener.getsockname()[1])
+    started = time.monotonic()
+    try:
+        assert send_pending(db, settings) == 0
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < LEASE.total_seconds() - 10
+    with db.unit_of_work() as session:
+        message = session.scalars(select(MailMessage)).one()
+    assert message.status == "pending" and message.claimed_until is None
+    assert f"longer than {DEADLINE} s" in message.last_error
