@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean
+.PHONY: run test faults lint format bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,9 +18,13 @@ run: $(STAMP)
 	$(BIN)/idp demo
 	$(BIN)/idp serve --migrate
 
-## test: install with dev extras and run the whole suite
+## test: install with dev extras and run the suite, but for the slow fault tests (make faults)
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not faults"
+
+## faults: only the slow fault tests (a killed master, a database refusing for a whole lease, ...)
+faults: $(STAMP)
+	$(BIN)/python -m pytest -m faults
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

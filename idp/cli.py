@@ -15,7 +15,7 @@ import click
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from idp.db.engine import Database
-from idp.keys.store import ALGORITHMS, KeyStore, KeyStoreError
+from idp.keys.store import ALGORITHMS, KeyStore, KeyStoreError, NotPublishedLongEnough
 from idp.oidc.clients import (
     AUTH_METHODS,
     GRANT_TYPES,
@@ -207,11 +207,24 @@ def keys_ensure(settings: Settings) -> None:
 
 @keys.command("rotate")
 @click.option("--alg", type=click.Choice(ALGORITHMS), help="Only this algorithm (default: all).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Rotate even if the next key is newer than the JWKS cache lifetime (emergencies: "
+    "relying parties that cache the key set reject the new key's tokens for a while).",
+)
 @with_settings
-def keys_rotate(settings: Settings, alg: str | None) -> None:
-    """Next key becomes active, active becomes retired (still published), a new next is made."""
+def keys_rotate(settings: Settings, alg: str | None, force: bool) -> None:
+    """Next key becomes active, active becomes retired (still published), a new next is made.
+
+    Refused until the next key has been published as long as relying parties may cache
+    /jwks.json (300 s), unless --force."""
     try:
-        activated = _store(settings).rotate(alg)
+        activated = _store(settings).rotate(
+            alg, force=force, poll_seconds=settings.cache_poll_seconds
+        )
+    except NotPublishedLongEnough as exc:
+        fail(f"{exc}, or with --force in an emergency")
     except KeyStoreError as exc:
         fail(str(exc))
     click.echo("idp: now active: " + ", ".join(activated))
@@ -532,6 +545,26 @@ def maintenance_run(settings: Settings, as_json: bool) -> None:
         as_json,
         {"purged": purged, "total": sum(purged.values())},
         f"idp: purged {sum(purged.values())} expired row(s)\n  " + "\n  ".join(lines),
+    )
+
+
+@mail.command("retry-failed")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_settings
+def mail_retry_failed(settings: Settings, as_json: bool) -> None:
+    """Queue again every mail given up on after IDP_MAIL_MAX_ATTEMPTS (e.g. after fixing SMTP)."""
+    from idp.mail.outbox import pending_count, retry_failed
+
+    db = Database(settings.database_url)
+    try:
+        requeued = retry_failed(db)
+        pending = pending_count(db)
+    finally:
+        db.dispose()
+    emit(
+        as_json,
+        {"requeued": requeued, "pending": pending},
+        f"idp: queued {requeued} failed mail(s) again, {pending} pending",
     )
 
 

@@ -184,7 +184,8 @@ def exposition(metrics: ProcessMetrics, db: Database, version: str) -> str:
         for name, count in sorted(events.items())
     ]
     lines += [
-        "# HELP idp_mail_outbox_messages Messages in the mail outbox, by status.",
+        "# HELP idp_mail_outbox_messages Messages in the mail outbox, by status "
+        "(failed: given up until `idp mail retry-failed`).",
         "# TYPE idp_mail_outbox_messages gauge",
     ]
     lines += [

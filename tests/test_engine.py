@@ -300,8 +300,8 @@ def _rows_in_the_database_file(path: Path, tmp_path: Path) -> int:
             return connection.execute("SELECT count(*) FROM wal_probe").fetchone()[0]
         except sqlite3.OperationalError:  # the table itself is only in the WAL
             return 0
-        except sqlite3.DatabaseError:  # copied in the middle of a checkpoint: look again
-            return 0
+        except sqlite3.DatabaseError:  # "malformed": copied while a checkpoint wrote it
+            return -1
 
 
 def _write_pages(db: Database, rows: int) -> None:

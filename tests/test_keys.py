@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import stat
+from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
-from idp.keys.store import KeyStore, KeyStoreError
+from idp import clock
+from idp.cli import main
+from idp.keys.store import JWKS_MAX_AGE, KeyStore, KeyStoreError
 
 
 @pytest.fixture
@@ -51,6 +55,7 @@ def test_rotation_activates_next_retires_active_and_makes_a_new_next(db, tmp_pat
     store = _fresh(db, tmp_path)
     store.ensure()
     before = {(r.alg, r.state): r.kid for r in store.rows()}
+    clock.travel(timedelta(seconds=JWKS_MAX_AGE))  # the next key was published long enough
     store.rotate("ES256")
     after = {r.kid: r.state for r in store.rows()}
     assert after[before[("ES256", "active")]] == "retired"
@@ -92,3 +97,48 @@ def test_signed_tokens_verify_with_the_published_keys(db, tmp_path, alg):
     tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
     with pytest.raises(BadSignatureError):
         jwt.decode(tampered, store.public_keyset(), algorithms=[alg])
+
+
+def idp(db, keys_dir, *args: str):
+    """An `idp` command run in this process, so that it sees the moved clock."""
+    env = {"IDP_DATABASE_URL": db.url, "IDP_KEYS_DIR": str(keys_dir)}
+    return CliRunner().invoke(main, list(args), env=env)
+
+
+def states(db, keys_dir) -> dict[str, str]:
+    return {r.kid: r.state for r in KeyStore(keys_dir, "", db).rows()}
+
+
+def test_the_jwks_cache_lifetime_is_the_one_rotation_waits_for(client):
+    assert client.get("/jwks.json").headers["cache-control"] == f"public, max-age={JWKS_MAX_AGE}"
+
+
+def test_a_rotation_waits_until_the_next_key_was_published_as_long_as_rps_cache_the_jwks(
+    db, keys_dir
+):
+    assert idp(db, keys_dir, "keys", "rotate", "--force").exit_code == 0  # next keys made now
+    made = states(db, keys_dir)
+
+    clock.travel(timedelta(seconds=JWKS_MAX_AGE - 10))
+    refused = idp(db, keys_dir, "keys", "rotate")
+    assert refused.exit_code == 1
+    [line] = refused.stderr.splitlines()
+    assert line.startswith("idp: the next RS256 key "), line
+    assert f"may cache the key set for {JWKS_MAX_AGE} s" in line
+    assert line.endswith("or with --force in an emergency"), line
+    assert states(db, keys_dir) == made, "a refused rotation changed nothing"
+
+    clock.travel(timedelta(seconds=15))  # past the max-age and the servers' poll interval
+    assert idp(db, keys_dir, "keys", "rotate").exit_code == 0
+    assert states(db, keys_dir) != made
+
+    again = idp(db, keys_dir, "keys", "rotate", "--alg", "ES256")  # back to back
+    assert again.exit_code == 1
+    assert again.stderr.startswith("idp: the next ES256 key ")
+
+
+def test_force_rotates_back_to_back_in_an_emergency(db, keys_dir):
+    first = idp(db, keys_dir, "keys", "rotate", "--force")
+    second = idp(db, keys_dir, "keys", "rotate", "--force")
+    assert (first.exit_code, second.exit_code) == (0, 0)
+    assert second.stdout.startswith("idp: now active: ")

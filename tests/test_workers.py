@@ -10,11 +10,14 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.test_cli import run, serve_env, serving
 
 LISTEN, ESTABLISHED = "0A", "01"
+# What reading /proc/<pid>/... raises when the process ends meanwhile (or is no longer ours).
+GONE = (FileNotFoundError, ProcessLookupError, PermissionError)
 
 
 def tcp_sockets(port: int) -> list[tuple[str, int, int]]:
@@ -29,15 +32,37 @@ def tcp_sockets(port: int) -> list[tuple[str, int, int]]:
 
 
 def socket_inodes(pid: int) -> set[int]:
+    """The inodes of the sockets process ``pid`` holds (none once it has ended)."""
     inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except GONE:
+        return inodes
+    for fd in fds:
         try:
             target = fd.readlink().as_posix()
-        except OSError:  # closed meanwhile
+        except OSError:  # closed meanwhile, or the process ended
             continue
         if target.startswith("socket:["):
             inodes.add(int(target[8:-1]))
     return inodes
+
+
+def children(pid: int) -> list[int]:
+    """The child processes of ``pid`` (none once it has ended)."""
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except GONE:
+        return []
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie no longer does: it serves nothing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except GONE:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def listening(port: int, pids: Iterable[int]) -> dict[int, set[int]]:
@@ -49,21 +74,27 @@ def listening(port: int, pids: Iterable[int]) -> dict[int, set[int]]:
 def listening_workers(supervisor: int, port: int) -> dict[int, set[int]]:
     """The supervisor's child processes that listen on ``port``, with their sockets' inodes
     (multiprocessing's resource tracker is a child too, and listens nowhere)."""
-    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-    return {pid: inodes for pid, inodes in listening(port, map(int, children)).items() if inodes}
+    return {pid: inodes for pid, inodes in listening(port, children(supervisor)).items() if inodes}
+
+
+def wait_for_workers(supervisor: int, port: int, count: int) -> dict[int, set[int]]:
+    """The supervisor's listening workers, once there are ``count`` (/healthz answered once
+    one worker was up)."""
+    deadline = time.monotonic() + 30
+    while True:
+        workers = listening_workers(supervisor, port)
+        if len(workers) == count or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert len(workers) == count, workers
+    return workers
 
 
 def test_each_of_two_workers_listens_and_serves_on_its_own_socket(tmp_path: Path):
     env = serve_env(tmp_path, IDP_WORKERS="2")
     port = int(env["IDP_PORT"])
     with serving(env, "--migrate") as server:
-        deadline = time.monotonic() + 30
-        while True:  # /healthz answered once one worker was up; wait for the other
-            workers = listening_workers(server.pid, port)
-            if len(workers) == 2 or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        assert len(workers) == 2, workers
+        workers = wait_for_workers(server.pid, port, 2)
         first, second = workers.values()
         assert first.isdisjoint(second), "the workers share one listening socket"
         assert not listening(port, [server.pid])[server.pid], "the supervisor listens"
@@ -126,3 +157,37 @@ def test_workers_refuse_a_port_someone_else_listens_on(tmp_path: Path, reuse_por
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"idp: cannot listen on 127.0.0.1:{port}:"), result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.faults
+def test_workers_stop_with_a_killed_master_and_a_new_server_takes_the_port(tmp_path: Path):
+    env = serve_env(tmp_path, IDP_WORKERS="2")
+    port = int(env["IDP_PORT"])
+    with serving(env, "--migrate") as master:
+        workers = wait_for_workers(master.pid, port, 2)
+        os.kill(master.pid, signal.SIGKILL)
+        master.wait()
+        deadline = time.monotonic() + 10
+        while any(map(alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [pid for pid in workers if alive(pid)]
+        for pid in left:  # no one else would stop them
+            os.kill(pid, signal.SIGKILL)
+        assert not left, "workers outlived their master"
+
+    with serving(env) as again:
+        assert len(wait_for_workers(again.pid, port, 2)) == 2
+        assert httpx.get(f"{env['IDP_ISSUER']}/readyz").status_code == 200
+
+
+def test_the_proc_helpers_see_a_process_that_ends_as_one_without_sockets():
+    # A worker that exits while a test lists its sockets: gone, or a zombie not yet reaped.
+    ended = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 10
+    while alive(ended.pid) and time.monotonic() < deadline:  # a zombie until reaped
+        time.sleep(0.01)
+    assert not alive(ended.pid)
+    assert socket_inodes(ended.pid) == set()
+    assert children(ended.pid) == []
+    ended.wait()
+    assert (socket_inodes(ended.pid), children(ended.pid), alive(ended.pid)) == (set(), [], False)

@@ -16,7 +16,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,10 +38,18 @@ from idp.db.models import SigningKey
 
 ALGORITHMS = ("RS256", "ES256")
 CACHE_NAME = "keys"
+# How long relying parties may cache /jwks.json (its Cache-Control max-age). A next key
+# signs only once it has been published this long: an RP whose cached key set lacks it
+# would reject every token it signs until its cache ran out.
+JWKS_MAX_AGE = 300
 
 
 class KeyStoreError(Exception):
     """The key store cannot do what was asked (unknown kid, unreadable file...)."""
+
+
+class NotPublishedLongEnough(KeyStoreError):
+    """A rotation would activate a key that relying parties may not have fetched yet."""
 
 
 def _generate(alg: str) -> rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey:
@@ -191,23 +199,43 @@ class KeyStore(versions.VersionedCache):
                 versions.bump(session, CACHE_NAME)
         return created
 
-    def rotate(self, alg: str | None = None) -> list[str]:
-        """Next becomes active, active becomes retired, a new next is made; return new actives."""
+    def rotate(
+        self, alg: str | None = None, *, force: bool = False, poll_seconds: int = 0
+    ) -> list[str]:
+        """Next becomes active, active becomes retired, a new next is made; return new actives.
+
+        Refused (:class:`NotPublishedLongEnough`, nothing changed) unless each next key was
+        made at least ``JWKS_MAX_AGE`` plus ``poll_seconds`` (how late the servers publish
+        it, IDP_CACHE_POLL_SECONDS) ago; ``force`` rotates anyway (a key compromised)."""
         activated: list[str] = []
         now = clock.now()
+        published_since = None if force else now - timedelta(seconds=JWKS_MAX_AGE + poll_seconds)
         with self.db.unit_of_work() as session:
             for algorithm in [alg] if alg else list(ALGORITHMS):
-                activated.append(self._rotate(session, algorithm, now))
+                activated.append(self._rotate(session, algorithm, now, published_since))
             versions.bump(session, CACHE_NAME)
         return activated
 
-    def _rotate(self, session: Session, alg: str, now: datetime) -> str:
+    def _rotate(
+        self, session: Session, alg: str, now: datetime, published_since: datetime | None = None
+    ) -> str:
         rows = session.scalars(
             select(SigningKey)
             .where(SigningKey.alg == alg, SigningKey.state.in_(("active", "next")))
             .with_for_update()
         ).all()
         by_state = {row.state: row for row in rows}
+        if published_since is not None:
+            upcoming = by_state.get("next")
+            if upcoming is None:
+                raise NotPublishedLongEnough(f"there is no published next {alg} key to activate")
+            if upcoming.created_at > published_since:
+                age = int((now - upcoming.created_at).total_seconds())
+                wait = int((upcoming.created_at - published_since).total_seconds()) + 1
+                raise NotPublishedLongEnough(
+                    f"the next {alg} key {upcoming.kid} was published {age} s ago and relying "
+                    f"parties may cache the key set for {JWKS_MAX_AGE} s: rotate in {wait} s"
+                )
         if "active" in by_state:
             by_state["active"].state = "retired"
             by_state["active"].retired_at = now

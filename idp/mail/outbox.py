@@ -2,12 +2,17 @@
 
 A mail is a row written in the same transaction as the change that causes it
 (an account registered, a reset asked for), so a crash either keeps both or
-neither. Senders (the server's background task, ``idp mail send-pending``)
-claim due rows with a compare-and-set on ``claimed_until``, deliver outside any
-transaction, then mark them sent; a failed attempt backs off (5 s, 10 s, 20 s,
-... at most an hour) until ``IDP_MAIL_MAX_ATTEMPTS``. A sender that dies while
-delivering leaves a claim that expires after a minute, so the mail is retried
-(at least once).
+neither. Senders (the server's background task in each worker,
+``idp mail send-pending``) deliver one mail at a time: each is claimed with a
+compare-and-set on ``claimed_until`` (a lease) right before its delivery, and
+marked sent on its own right after it. A delivery is bounded well inside the
+lease (``idp.mail.transport.DEADLINE``), so no other sender can claim a mail
+while one is still delivering it; the time left in the lease is spent retrying
+the mark when the database refuses it. A mail goes out twice only when its
+sender dies, or the database refuses to record the delivery for the whole lease,
+between the delivery and the mark. A failed attempt backs off (5 s, 10 s, 20 s,
+... at most an hour); after ``IDP_MAIL_MAX_ATTEMPTS`` the mail is marked failed
+until ``idp mail retry-failed`` queues it again.
 
 Each template reaches one address at most once per cool-down
 (``IDP_EMAIL_RESEND_SECONDS``): a later mail of the same template to the same
@@ -24,10 +29,12 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from idp import clock
@@ -40,8 +47,8 @@ from idp.settings import Settings
 
 log = logging.getLogger("idp.mail")
 
-CLAIM = timedelta(seconds=60)  # longer than a delivery may take (SMTP timeout 20 s)
-BATCH = 50
+LEASE = timedelta(seconds=60)  # a delivery ends within DEADLINE (40 s); the rest is to mark it
+CANDIDATES = 10  # due mails looked at per claim (other senders may take the first ones)
 
 
 def enqueue(
@@ -99,62 +106,105 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(5 * 2 ** (attempts - 1), 3600))
 
 
-def _claim(db: Database, ignore_backoff: bool) -> list[MailMessage]:
-    now = clock.now()
-    with db.unit_of_work() as session:
-        query = select(MailMessage).where(
-            MailMessage.status == "pending",
-            or_(MailMessage.claimed_until.is_(None), MailMessage.claimed_until <= now),
-        )
-        if not ignore_backoff:
-            query = query.where(MailMessage.next_attempt_at <= now)
-        candidates = session.scalars(query.order_by(MailMessage.id).limit(BATCH)).all()
-        seen = {m.id: m.claimed_until for m in candidates}
-    claimed = []
-    for message in candidates:
+def _claim_next(db: Database, after: int, ignore_backoff: bool) -> MailMessage | None:
+    """Lease the first due mail with an id above ``after``; None when there is none left.
+
+    The lease is the compare-and-set: a mail is ours only if its ``claimed_until`` is
+    still what we read (unclaimed, or a lease that ran out), and the new lease is
+    later than any earlier one, so it also tells our claim from any other.
+    """
+    while True:
+        now = clock.now()
         with db.unit_of_work() as session:
-            condition = (
-                MailMessage.claimed_until.is_(None)
-                if seen[message.id] is None
-                else MailMessage.claimed_until == seen[message.id]
+            query = select(MailMessage).where(
+                MailMessage.id > after,
+                MailMessage.status == "pending",
+                or_(MailMessage.claimed_until.is_(None), MailMessage.claimed_until <= now),
             )
-            result = session.execute(
-                update(MailMessage)
-                .where(MailMessage.id == message.id, MailMessage.status == "pending", condition)
-                .values(claimed_until=now + CLAIM)
-            )
+            if not ignore_backoff:
+                query = query.where(MailMessage.next_attempt_at <= now)
+            candidates = session.scalars(query.order_by(MailMessage.id).limit(CANDIDATES)).all()
+        if not candidates:
+            return None
+        # Each claim a transaction of its own: a read that turns into a write within one
+        # SQLite transaction fails outright if another sender wrote in between.
+        for message in candidates:
+            seen = message.claimed_until
+            with db.unit_of_work() as session:
+                result = session.execute(
+                    update(MailMessage)
+                    .where(
+                        MailMessage.id == message.id,
+                        MailMessage.status == "pending",
+                        MailMessage.claimed_until.is_(None)
+                        if seen is None
+                        else MailMessage.claimed_until == seen,
+                    )
+                    .values(claimed_until=now + LEASE)
+                )
             if result.rowcount == 1:
-                claimed.append(message)
-    return claimed
+                message.claimed_until = now + LEASE  # the value we hold the lease by
+                return message
+        after = candidates[-1].id  # every one was taken by another sender meanwhile
+
+
+def _mark_sent(db: Database, message: MailMessage) -> bool:
+    """Record a delivered mail; False if another sender recorded it first."""
+    with db.unit_of_work() as session:
+        result = session.execute(
+            update(MailMessage)
+            .where(MailMessage.id == message.id, MailMessage.status == "pending")
+            .values(
+                status="sent",
+                sent_at=clock.now(),
+                attempts=MailMessage.attempts + 1,
+                claimed_until=None,
+                context={},  # links and codes are secrets: gone once delivered
+                last_error=None,
+            )
+        )
+    return result.rowcount == 1
+
+
+def _record_delivery(db: Database, message: MailMessage, until: float) -> None:
+    """Mark ``message`` sent, retrying a database that refuses until ``until`` (monotonic)."""
+    wait = 0.25
+    while True:
+        try:
+            if not _mark_sent(db, message):
+                log.warning("mail %s was delivered by another sender as well", message.id)
+            return
+        except SQLAlchemyError as exc:
+            if time.monotonic() + wait > until:
+                log.error(
+                    "mail %s was delivered but cannot be marked sent; it will be sent "
+                    "again when its claim runs out: %s",
+                    message.id,
+                    exc,
+                )
+                return
+        time.sleep(wait)
+        wait = min(wait * 2, 4)
 
 
 def send_pending(
     db: Database, settings: Settings, transport: Transport | None = None, *, ignore_backoff=False
 ) -> int:
-    """Deliver the due mails; return how many were sent. ``ignore_backoff`` sends every
-    pending one now (operators after fixing SMTP)."""
+    """Deliver the due mails one at a time; return how many were sent. ``ignore_backoff``
+    sends every pending one now (operators after fixing SMTP)."""
     transport = transport or transport_for(settings)
     sent = 0
-    for message in _claim(db, ignore_backoff):
+    last = 0  # one pass in id order: a mail that fails now waits for the next round
+    while (message := _claim_next(db, last, ignore_backoff)) is not None:
+        last = message.id
+        claimed = time.monotonic()
         try:
             email = compose(message, settings)
             transport.deliver(email)
         except Exception as exc:  # SMTP, network, a template error: retry, never crash
             _failed(db, settings, message, exc)
             continue
-        with db.unit_of_work() as session:
-            session.execute(
-                update(MailMessage)
-                .where(MailMessage.id == message.id)
-                .values(
-                    status="sent",
-                    sent_at=clock.now(),
-                    attempts=MailMessage.attempts + 1,
-                    claimed_until=None,
-                    context={},  # links and codes are secrets: gone once delivered
-                    last_error=None,
-                )
-            )
+        _record_delivery(db, message, claimed + LEASE.total_seconds() - 5)
         sent += 1
     return sent
 
@@ -174,7 +224,7 @@ def _failed(db: Database, settings: Settings, message: MailMessage, exc: Excepti
     with db.unit_of_work() as session:
         session.execute(
             update(MailMessage)
-            .where(MailMessage.id == message.id)
+            .where(MailMessage.id == message.id, MailMessage.claimed_until == message.claimed_until)
             .values(
                 status="failed" if gave_up else "pending",
                 attempts=attempts,
@@ -183,6 +233,18 @@ def _failed(db: Database, settings: Settings, message: MailMessage, exc: Excepti
                 last_error=error,
             )
         )
+
+
+def retry_failed(db: Database) -> int:
+    """Queue every mail that was given up on again, with a fresh set of attempts; return
+    how many."""
+    with db.unit_of_work() as session:
+        result = session.execute(
+            update(MailMessage)
+            .where(MailMessage.status == "failed")
+            .values(status="pending", attempts=0, next_attempt_at=clock.now(), claimed_until=None)
+        )
+    return result.rowcount
 
 
 def pending_count(db: Database) -> int:

@@ -3,24 +3,67 @@ without an SMTP host (development), ``.eml`` files in a folder plus a log line."
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import smtplib
+import socket
 import ssl
+import threading
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from idp import clock
 from idp.settings import Settings
 
 log = logging.getLogger("idp.mail")
-TIMEOUT = 20
+TIMEOUT = 20  # for each answer of the SMTP server
+# For a whole delivery: a relay that answers slowly but within TIMEOUT each time must
+# still end inside the outbox's lease, or another sender would deliver the mail again.
+DEADLINE = 40
 
 
 class Transport(Protocol):
     def deliver(self, email: EmailMessage) -> None:
         """Hand the mail on; raise on failure (the outbox retries)."""
+
+
+class _Deadline:
+    """An SMTP session whose connection is shut down ``DEADLINE`` seconds after it began,
+    whatever it waits for: a relay may answer slowly, or a line at a time, each within
+    ``TIMEOUT``, for ever. ``expired`` is set when it was."""
+
+    sock: Any
+
+    def __init__(self, *args: Any, expired: threading.Event, **kwargs: Any) -> None:
+        self._timer = threading.Timer(DEADLINE, self._cut, (expired,))
+        self._timer.daemon = True
+        self._timer.start()
+        try:
+            super().__init__(*args, **kwargs)
+        except BaseException:
+            self._timer.cancel()
+            raise
+
+    def _cut(self, expired: threading.Event) -> None:
+        expired.set()
+        sock = self.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closed meanwhile
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self._timer.cancel()
+        super().close()  # type: ignore[misc]
+
+
+class _SMTP(_Deadline, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_Deadline, smtplib.SMTP_SSL):
+    pass
 
 
 class SmtpTransport:
@@ -36,18 +79,24 @@ class SmtpTransport:
     def deliver(self, email: EmailMessage) -> None:
         s = self.settings
         context = self.context
-        if s.smtp_security == "tls":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                s.smtp_host, s.smtp_port, timeout=TIMEOUT, context=context
-            )
-        else:
-            client = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=TIMEOUT)
-        with client:
-            if s.smtp_security == "starttls":
-                client.starttls(context=context)
-            if s.smtp_user:
-                client.login(s.smtp_user, s.smtp_password)
-            client.send_message(email)
+        expired = threading.Event()
+        try:
+            if s.smtp_security == "tls":
+                client: smtplib.SMTP = _SMTP_SSL(
+                    s.smtp_host, s.smtp_port, timeout=TIMEOUT, context=context, expired=expired
+                )
+            else:
+                client = _SMTP(s.smtp_host, s.smtp_port, timeout=TIMEOUT, expired=expired)
+            with client:
+                if s.smtp_security == "starttls":
+                    client.starttls(context=context)
+                if s.smtp_user:
+                    client.login(s.smtp_user, s.smtp_password)
+                client.send_message(email)
+        except (OSError, smtplib.SMTPException) as exc:
+            if expired.is_set():
+                raise TimeoutError(f"delivery took longer than {DEADLINE} s") from exc
+            raise
 
 
 class FileTransport:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from litestar.types import Receive, Scope, Send
 
+from idp.keys.store import JWKS_MAX_AGE
 from idp.oidc.discovery import EncodedDocument
 from idp.web.handlers import asgi
 
 DISCOVERY_MAX_AGE = 3600
-JWKS_MAX_AGE = 300
 ALLOWED = [(b"allow", b"GET")]
 PUBLIC = {"csrf": False}  # read-only documents: no form, no CSRF check
 

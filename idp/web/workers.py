@@ -16,15 +16,27 @@ the port (``SO_REUSEPORT`` alone would let a second ``idp serve`` of the same
 user quietly share it), then binds it the workers' way without listening, so
 nothing queues there. :class:`WorkerAddress` carries the address to the
 workers: handed to a new worker process, it arrives as a socket of that
-worker's own, bound to the same address, rather than as a copy of this one.
+worker's own, bound to the same address, rather than as a copy of this one
+(and, at that point of the worker's start, ties the worker to the supervisor).
 
 When a worker stops, connections still waiting in its own queue are reset; uvicorn
 stops accepting before it finishes the requests in hand, so that window is short.
+
+A worker lives no longer than its supervisor: were the supervisor killed (SIGKILL,
+the OOM killer), workers left behind would serve unsupervised and hold the port
+against the next ``idp serve``. On Linux each worker asks the kernel for SIGTERM
+when its parent dies (``PR_SET_PDEATHSIG``) as soon as it starts, and so stops as
+it would on ``idp serve``'s own SIGTERM.
 """
 
 from __future__ import annotations
 
+import ctypes
+import logging
+import os
+import signal
 import socket
+import sys
 
 from uvicorn import Config
 from uvicorn.supervisors import Multiprocess
@@ -43,8 +55,28 @@ def _bind(family: int, address: tuple, kind: type[socket.socket] = socket.socket
     return sock
 
 
-def _worker_socket(family: int, address: tuple) -> socket.socket:
-    """In a worker: its own socket on the supervisor's address (uvicorn makes it listen)."""
+log = logging.getLogger("idp.workers")
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _exit_with(supervisor: int) -> None:
+    """In a worker: be sent SIGTERM when ``supervisor`` (its parent) dies, Linux only."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("worker %d will outlive a killed supervisor: prctl failed", os.getpid())
+        return
+    # The supervisor may have died before the request: then the worker has a new parent
+    # already, and no signal will come.
+    if os.getppid() != supervisor:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_socket(family: int, address: tuple, supervisor: int) -> socket.socket:
+    """In a worker, as it starts: its own socket on the supervisor's address (uvicorn makes
+    it listen), and a life no longer than the supervisor's."""
+    _exit_with(supervisor)
     return _bind(family, address)
 
 
@@ -62,7 +94,7 @@ class WorkerAddress(socket.socket):
         return _bind(family, address, cls)  # type: ignore[return-value]
 
     def __reduce_ex__(self, protocol: object) -> tuple:
-        return _worker_socket, (self.family, self.getsockname())
+        return _worker_socket, (self.family, self.getsockname(), os.getpid())
 
 
 def run_workers(config: Config) -> None:

@@ -134,12 +134,12 @@ def _wait_for_failed_attempt(db) -> None:
 def test_a_sender_that_dies_while_delivering_leaves_the_mail_to_others(
     account_settings, db, mailbox
 ):
-    from idp.mail.outbox import _claim, enqueue, send_pending
+    from idp.mail.outbox import _claim_next, enqueue, send_pending
 
     with db.unit_of_work() as session:
         context = {"reset_link": "x"}
         enqueue(session, account_settings, "nina@example.de", "password_changed", "en", context)
-    assert len(_claim(db, ignore_backoff=False)) == 1  # a sender claims it, then dies
+    assert _claim_next(db, 0, ignore_backoff=False) is not None  # a sender claims it, dies
     assert send_pending(db, account_settings) == 0
     clock.travel(timedelta(minutes=2))
     assert send_pending(db, account_settings) == 1
