@@ -87,7 +87,7 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     """Connect to the database, check it is migrated and load the keys."""
-    db = Database(settings.database_url, background_checkpoints=True)
+    db = Database.of(settings, background_checkpoints=True)
     try:
         if pending(db.engine):
             raise StartupError(

@@ -13,6 +13,11 @@ autocommit connections, opened on first use. A connection that sat idle is
 pinged before use, as the synchronous engine's are (idp/db/engine.py); one
 whose statement failed or was cancelled is closed, not reused.
 
+They have the engine's timeouts (connect, statement, lock, TCP keepalive), and one
+more bound of their own: a statement not answered within the connect and statement
+timeouts together (a server frozen, not closed: its own timeouts do not fire) is
+given up, its connection closed, as :class:`psycopg.OperationalError`.
+
 Each connection keeps one cursor; statements are written with positional
 parameters (the named ``%(name)s`` ones converted once per statement), prepared
 on the server from their first use and answered in binary. Against a new
@@ -33,6 +38,8 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import make_url
 
+from idp.db.timeouts import DEFAULT_TIMEOUTS, Timeouts, postgresql_options
+
 # How these connections show in pg_stat_activity, apart from the engine's.
 APPLICATION_NAME = "idp awaited"
 
@@ -49,11 +56,20 @@ class _Pool:
 class AwaitedStatements:
     """Run one statement on a pooled asyncio connection (autocommit) and await its row."""
 
-    def __init__(self, database_url: str, size: int, idle_ping_seconds: float) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        size: int,
+        idle_ping_seconds: float,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    ) -> None:
         url = make_url(database_url).set(drivername="postgresql")
         self._conninfo = url.render_as_string(hide_password=False)
+        self._options = postgresql_options(timeouts)
         self._size = size
         self._idle_ping_seconds = idle_ping_seconds
+        # Waiting for a connection, opening it, and its statement, at most.
+        self._deadline = (timeouts.connect + timeouts.statement) if timeouts.statement else None
         self._pool: _Pool | None = None
 
     async def fetchone(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
@@ -61,6 +77,15 @@ class AwaitedStatements:
 
         ``sql`` names its parameters (``%(name)s``); ``params`` gives their values.
         """
+        try:
+            async with asyncio.timeout(self._deadline):
+                return await self._fetchone(sql, params)
+        except TimeoutError as exc:
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self._deadline} s"
+            ) from exc
+
+    async def _fetchone(self, sql: str, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
         positional, names = _positional(sql)
         values = tuple([params[name] for name in names])
         pool = self._current_pool()
@@ -106,7 +131,7 @@ class AwaitedStatements:
                 continue
             return connection, cursor
         connection = await psycopg.AsyncConnection.connect(
-            self._conninfo, autocommit=True, application_name=APPLICATION_NAME
+            self._conninfo, autocommit=True, application_name=APPLICATION_NAME, **self._options
         )
         return connection, connection.cursor()
 
