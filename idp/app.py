@@ -214,6 +214,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     app.state.services = services
     app.state.csrf_key = derive_key(load_secret_key(settings), "csrf")
     app.state.mailer = mailer
+    app.state.outage = errors.Outage()
     return app
 
 

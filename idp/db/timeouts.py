@@ -1,8 +1,14 @@
-"""How long the database may keep a request waiting: the timeouts of every connection."""
+"""How long the database may keep a request waiting (the timeouts of every connection),
+and telling the errors of a database that cannot serve now from those of a bug."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+import psycopg
+from sqlalchemy.exc import DBAPIError, DisconnectionError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 if TYPE_CHECKING:
     from idp.settings import Settings
@@ -55,3 +61,41 @@ def postgresql_options(timeouts: Timeouts) -> dict[str, Any]:
         f" -c lock_timeout={timeouts.lock * 1000}",
         **KEEPALIVE,
     }
+
+
+# SQLite's errors of a database that cannot take the statement now (its other
+# OperationalErrors, "no such table" say, are bugs).
+_SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "database table is locked",
+    "database or disk is full",
+    "disk I/O error",
+    "unable to open database file",
+)
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from, says the database cannot serve now:
+    a lost or refused connection, a statement or lock timeout, a locked or full SQLite."""
+    for _ in range(5):  # an error raised while handling one, and so on, a few deep
+        if _unavailable(exc):
+            return True
+        cause = exc.__cause__ or exc.__context__
+        if cause is None:
+            return False
+        exc = cause
+    return False
+
+
+def _unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, PoolTimeout | DisconnectionError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig
+    # PostgreSQL's OperationalErrors: connection failures, query_canceled (the statement
+    # timeout), lock_not_available, serialization failures and deadlocks, admin shutdown.
+    if isinstance(exc, psycopg.OperationalError):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(_SQLITE_UNAVAILABLE)
