@@ -17,11 +17,14 @@ from contextlib import contextmanager
 import httpx
 import psycopg
 import pytest
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from idp.db.engine import Database
 from idp.db.models import Base
+from idp.db.timeouts import Timeouts, unavailable
 from tests.accounts.conftest import FAST_HASH, STRONG, csrf_token
-from tests.conftest import LiveServer, free_port, make_settings
+from tests.conftest import LiveServer, free_port, make_settings, on_own_loop
 from tests.oidc import factories
 
 LOCK_TIMEOUT = 1
@@ -151,3 +154,49 @@ def test_an_outage_is_logged_when_it_starts_and_when_it_ends(
     assert len(messages) == 2, messages
     assert messages[0].startswith("database unavailable, answering 503")
     assert messages[1].startswith("database available again: 3 requests answered 503")
+
+
+def test_every_connection_has_the_timeouts_it_was_given(db):
+    database = Database(db.url, timeouts=Timeouts(connect=3, statement=7, lock=2))
+    try:
+        with database.engine.connect() as connection:
+            if database.dialect == "sqlite":
+                assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 2000
+                return
+            assert connection.exec_driver_sql("SHOW statement_timeout").scalar() == "7s"
+            assert connection.exec_driver_sql("SHOW lock_timeout").scalar() == "2s"
+
+        async def awaited() -> tuple:
+            try:
+                return (
+                    await database.awaited.fetchone("SHOW statement_timeout", {}),
+                    await database.awaited.fetchone("SHOW lock_timeout", {}),
+                )
+            finally:
+                await database.awaited.aclose()
+
+        assert on_own_loop(awaited()) == (("7s",), ("2s",))
+    finally:
+        database.dispose()
+
+
+def test_a_statement_past_the_statement_timeout_is_an_unavailable_database(db):
+    if db.dialect != "postgresql":
+        pytest.skip("PostgreSQL only: SQLite's statements wait only for its lock")
+    database = Database(db.url, timeouts=Timeouts(statement=1))
+    try:
+        with pytest.raises(Exception) as raised, database.engine.connect() as connection:
+            connection.execute(text("SELECT pg_sleep(3)"))
+        assert unavailable(raised.value)
+
+        async def awaited() -> None:
+            try:
+                await database.awaited.fetchone("SELECT pg_sleep(3)", {})
+            finally:
+                await database.awaited.aclose()
+
+        with pytest.raises(psycopg.errors.QueryCanceled) as raised:
+            on_own_loop(awaited())
+        assert unavailable(raised.value)
+    finally:
+        database.dispose()
