@@ -8,20 +8,28 @@ refuses writes (reads go on), as a stuck writer or a full disk would.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
+import signal
 import sqlite3
+import subprocess
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 
 from idp.db.engine import Database
-from idp.db.models import Base
+from idp.db.migrate import upgrade
+from idp.db.models import Base, SigningKey
 from idp.db.timeouts import Timeouts, unavailable
 from tests.accounts.conftest import FAST_HASH, STRONG, csrf_token
 from tests.conftest import LiveServer, free_port, make_settings, on_own_loop
@@ -200,3 +208,130 @@ def test_a_statement_past_the_statement_timeout_is_an_unavailable_database(db):
         assert unavailable(raised.value)
     finally:
         database.dispose()
+
+
+POSTGRESQL_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (a process that exits mid-walk is skipped)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(entry.name))
+    return children
+
+
+@pytest.fixture
+def throwaway_postgresql(_key_rows) -> Iterator[tuple[str, Callable[[int], None]]]:
+    """A PostgreSQL cluster of this test's own on a free port, migrated, with the test keys;
+    gives its URL and a function sending a signal to its postmaster and every backend."""
+    if os.geteuid() != 0 or not (POSTGRESQL_BIN / "initdb").exists():
+        pytest.skip("needs PostgreSQL 15's initdb and root (to run it as postgres)")
+    # Not under pytest's folder, which only root may enter.
+    data = Path(tempfile.mkdtemp(prefix="idp-test-cluster-"))
+    shutil.chown(data, "postgres")
+    as_postgres = ["runuser", "-u", "postgres", "--"]
+    initdb = ["-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "--no-instructions"]
+    subprocess.run(
+        [*as_postgres, POSTGRESQL_BIN / "initdb", *initdb], check=True, capture_output=True
+    )
+    port = free_port()
+    options = f"-p {port} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off"
+    # The server's output to a log file: on a pipe of ours it would hold the pipe open.
+    log = data / "server.log"
+    subprocess.run(
+        [
+            *as_postgres,
+            POSTGRESQL_BIN / "pg_ctl",
+            "-D",
+            data,
+            "-o",
+            options,
+            "-l",
+            log,
+            "-w",
+            "-t",
+            "30",
+            "start",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+
+    def signal_all(number: int) -> None:
+        for pid in [postmaster, *_children_of(postmaster)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, number)
+
+    try:
+        url = f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        upgrade(url)
+        database = Database(url)
+        with database.unit_of_work() as session:
+            session.execute(insert(SigningKey), _key_rows)
+        database.dispose()
+        yield url, signal_all
+    finally:
+        signal_all(signal.SIGCONT)
+        subprocess.run(
+            [*as_postgres, POSTGRESQL_BIN / "pg_ctl", "-D", data, "-m", "immediate", "stop"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+        )
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_a_frozen_postgresql_gives_503_within_the_timeouts_and_service_comes_back(
+    throwaway_postgresql, keys_dir, tmp_path, db
+):
+    url, signal_all = throwaway_postgresql
+    info = factories.client(
+        Database(url), grant_types=["client_credentials"], scopes=["profile"], redirect_uris=[]
+    )
+    auth = (info.client_id, info.client_secret)
+    port = free_port()
+    settings = make_settings(
+        url,
+        keys_dir,
+        issuer=f"http://127.0.0.1:{port}",
+        port=port,
+        mail_dir=tmp_path / "mail",
+        db_connect_timeout_seconds=1,
+        db_statement_timeout_seconds=1,
+        ready_timeout_seconds=1,
+    )
+    with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+        grant = {"grant_type": "client_credentials", "scope": "profile"}
+        token = http.post("/token", data=grant, auth=auth).json()["access_token"]
+        assert http.post("/introspect", data={"token": token}, auth=auth).json()["active"]
+        assert http.get("/readyz").status_code == 200
+
+        signal_all(signal.SIGSTOP)  # the server's processes stop, its connections stay open
+        try:
+            ready, took = _timed(lambda: http.get("/readyz"))
+            assert ready.status_code == 503 and took < 1.8
+            # Awaited on the event loop: given up after the connect and statement timeouts.
+            refused, took = _timed(
+                lambda: http.post("/introspect", data={"token": token}, auth=auth)
+            )
+            assert refused.status_code == 503 and took < 3.5
+            assert refused.json()["error"] == "temporarily_unavailable"
+            assert refused.headers["retry-after"] == "5"
+        finally:
+            signal_all(signal.SIGCONT)
+
+        deadline = time.monotonic() + 10
+        while (ready := http.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.2)
+        assert http.post("/introspect", data={"token": token}, auth=auth).json()["active"]
