@@ -88,7 +88,7 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     """Connect to the database, check it is migrated and load the keys."""
-    db = Database(settings.database_url, background_checkpoints=True)
+    db = Database.of(settings, background_checkpoints=True)
     try:
         if pending(db.engine):
             raise StartupError(
@@ -219,6 +219,7 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     app.state.services = services
     app.state.csrf_key = derive_key(load_secret_key(settings), "csrf")
     app.state.mailer = mailer
+    app.state.outage = errors.Outage()
     return app
 
 

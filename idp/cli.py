@@ -102,7 +102,7 @@ def serve(settings: Settings, migrate: bool) -> None:
 
     if migrate:
         upgrade(settings.database_url)
-        db = Database(settings.database_url)
+        db = Database.of(settings)
         try:
             KeyStore(settings.keys_dir, settings.keys_passphrase, db).ensure()
         finally:
@@ -169,7 +169,7 @@ def keys() -> None:
 
 
 def _store(settings: Settings) -> KeyStore:
-    return KeyStore(settings.keys_dir, settings.keys_passphrase, Database(settings.database_url))
+    return KeyStore(settings.keys_dir, settings.keys_passphrase, Database.of(settings))
 
 
 @keys.command("list")
@@ -378,7 +378,7 @@ def clients_add(settings: Settings, public: bool, as_json: bool, **values: Any) 
     fields["scopes"] = fields.get("scopes") or ["openid", "profile", "email"]
     fields["grant_types"] = fields.get("grant_types") or ["authorization_code", "refresh_token"]
     fields.setdefault("id_token_signed_response_alg", settings.id_token_signing_alg)
-    db = Database(settings.database_url)
+    db = Database.of(settings)
     try:
         with db.unit_of_work() as session:
             row, secret = add_client(session, actor="cli", **fields)
@@ -398,7 +398,7 @@ def clients_update(
     settings: Settings, client_id: str, new_secret: bool, as_json: bool, **values: Any
 ) -> None:
     """Change a client's registration; options not given stay as they are."""
-    db = Database(settings.database_url)
+    db = Database.of(settings)
     try:
         with db.unit_of_work() as session:
             row, secret = update_client(
@@ -416,7 +416,7 @@ def clients_update(
 @with_settings
 def clients_list(settings: Settings, as_json: bool) -> None:
     """Every registered client."""
-    db = Database(settings.database_url)
+    db = Database.of(settings)
     try:
         with db.unit_of_work() as session:
             rows = list_clients(session)
@@ -432,7 +432,7 @@ def clients_list(settings: Settings, as_json: bool) -> None:
 @with_settings
 def clients_show(settings: Settings, client_id: str, as_json: bool) -> None:
     """One client's registration (never its secret)."""
-    db = Database(settings.database_url)
+    db = Database.of(settings)
     try:
         with db.unit_of_work() as session:
             data = describe(find_client(session, client_id))
@@ -448,7 +448,7 @@ def clients_show(settings: Settings, client_id: str, as_json: bool) -> None:
 @with_settings
 def clients_remove(settings: Settings, client_id: str) -> None:
     """Delete a client with its codes, grants, tokens and consents."""
-    db = Database(settings.database_url)
+    db = Database.of(settings)
     try:
         with db.unit_of_work() as session:
             remove_client(session, client_id, actor="cli")
@@ -478,7 +478,7 @@ def users_create(
     from idp.accounts.registration import create_account
     from idp.web.i18n import translate
 
-    db = Database(settings.database_url)
+    db = Database.of(settings)
     try:
         with db.unit_of_work() as session:
             account = create_account(
@@ -512,7 +512,7 @@ def mail_send_pending(settings: Settings) -> None:
     """Deliver every pending mail now, ignoring retry waits (e.g. after fixing SMTP)."""
     from idp.mail.outbox import pending_count, send_pending
 
-    db = Database(settings.database_url)
+    db = Database.of(settings)
     try:
         sent = send_pending(db, settings, ignore_backoff=True)
         left = pending_count(db)
@@ -577,7 +577,7 @@ def demo(settings: Settings, as_json: bool) -> None:
 
     if not settings.development:
         fail("the demo portal app exists only with IDP_ENV=development")
-    db = Database(settings.database_url)
+    db = Database.of(settings)
     try:
         with db.unit_of_work() as session:
             result = ensure_demo(session, settings)
@@ -630,7 +630,7 @@ def bench_seed(
     def progress(done: int, total: int) -> None:
         click.echo(f"idp: {done:,} of {total:,} seeded accounts", err=True)
 
-    db = Database(settings.database_url)
+    db = Database.of(settings)
     try:
         result = seeding.seed(
             db,

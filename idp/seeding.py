@@ -129,7 +129,12 @@ def add_accounts(
         # visibility map set now rather than by autovacuum in the middle of later work.
         # VACUUM runs outside a transaction.
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            connection.exec_driver_sql("VACUUM (ANALYZE) accounts")
+            # A bulk load's vacuum may run longer than a request's statement may.
+            connection.exec_driver_sql("SET statement_timeout = 0")
+            try:
+                connection.exec_driver_sql("VACUUM (ANALYZE) accounts")
+            finally:
+                connection.exec_driver_sql("RESET statement_timeout")
     else:
         # SQLite: the load's pages copied from the write-ahead log into the database now,
         # not by the first writer after it (the log has grown by the whole load).

@@ -460,6 +460,30 @@ class Settings:
         "only to tokens whose `acr` is at least this level, in the ID token, userinfo and "
         "introspection alike",
     )
+    db_connect_timeout_seconds: int = setting(
+        "IDP_DB_CONNECT_TIMEOUT_SECONDS",
+        5,
+        _int(1, 600),
+        "How long opening a PostgreSQL connection may take",
+    )
+    db_statement_timeout_seconds: int = setting(
+        "IDP_DB_STATEMENT_TIMEOUT_SECONDS",
+        10,
+        _int(0, 86400),
+        "How long one PostgreSQL statement may run (0: no limit)",
+    )
+    db_lock_timeout_seconds: int = setting(
+        "IDP_DB_LOCK_TIMEOUT_SECONDS",
+        5,
+        _int(1, 3600),
+        "How long a statement waits for a lock (SQLite: for the database's write lock)",
+    )
+    ready_timeout_seconds: int = setting(
+        "IDP_READY_TIMEOUT_SECONDS",
+        2,
+        _int(1, 60),
+        "Within how long `/readyz` answers: 503 if the database has not taken a write by then",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Engine, and_, bindparam, create_engine, event, inspect, select
@@ -21,6 +21,10 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
 from idp.db.awaited import AwaitedStatements
+from idp.db.timeouts import DEFAULT_TIMEOUTS, MIGRATION_TIMEOUTS, Timeouts, postgresql_options
+
+if TYPE_CHECKING:
+    from idp.settings import Settings
 
 try:
     import fcntl
@@ -28,12 +32,18 @@ except ImportError:  # not POSIX: processes fall back on SQLite's busy handler
     fcntl = None  # type: ignore[assignment]
 
 
-def _sqlite_pragmas(dbapi_connection, _record, *, commits_checkpoint: bool = True) -> None:
+def _sqlite_pragmas(
+    dbapi_connection, _record, *, commits_checkpoint: bool = True, lock_timeout: int = 5
+) -> None:
+    # SQLAlchemy's recipe for SQLite transactions: the driver begins none of its own (it
+    # began one before an INSERT but not before a SAVEPOINT, whose RELEASE then committed
+    # on its own); _OneWriter emits the BEGIN.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={lock_timeout * 1000}")
     if not commits_checkpoint:
         cursor.execute("PRAGMA wal_autocheckpoint=0")  # Database.checkpoint does it
     cursor.close()
@@ -58,9 +68,12 @@ CHECKPOINT_PAGES = 1000
 
 T = TypeVar("T")
 
-# Statements that do not start SQLite's write transaction (the sqlite3 module begins one
-# implicitly before the first other statement).
+# Statements that do not start SQLite's write transaction: outside one they run on their
+# own, each seeing what is committed; any other statement begins it first.
 _READS = ("SELECT", "PRAGMA")
+
+# SQLite's error for a lock not had in time, raised by the writer queue too.
+LOCKED = "database is locked"
 
 
 class _OneWriter:
@@ -78,10 +91,18 @@ class _OneWriter:
     processes committing short inserts as fast as they can: 4,600 -> 6,300 per
     second, p99 3.5 -> 0.5 ms. The busy handler is left for writers that do not
     queue here (``idp`` commands, migrations).
+
+    It also begins the write transaction: ``BEGIN IMMEDIATE`` once the lock is held,
+    before the first statement that is not a read (a ``SAVEPOINT`` too). Reads before it
+    run outside a transaction, as they did under the driver's own transactions: a
+    transaction begun at its first read would hold that read's snapshot, and SQLite
+    refuses at once (``database is locked``, no busy wait) to let it write once another
+    connection has committed since.
     """
 
-    def __init__(self, lock_path: Path | None = None) -> None:
+    def __init__(self, lock_path: Path | None = None, lock_timeout: int = 5) -> None:
         self.lock = threading.RLock()
+        self._lock_timeout = lock_timeout
         self._owner: int | None = None
         self._holds = 0
         self._lock_path = lock_path if fcntl is not None else None
@@ -89,14 +110,19 @@ class _OneWriter:
         # across a fork: a child's flock on its parent's descriptor would be the same lock).
         self._file: tuple[int, int] | None = None
 
-    def before_execute(self, conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def before_execute(self, conn: Any, cursor: Any, statement: str, *_args: Any) -> None:
         if not statement.lstrip().startswith(_READS):
             self.hold(conn)
+            begin(cursor.connection)
 
     def hold(self, conn: Any) -> None:
-        """Take the lock for ``conn``'s write transaction (once); its checkin releases it."""
+        """Take the lock for ``conn``'s write transaction (once); its checkin releases it.
+
+        Raises sqlite3.OperationalError (``database is locked``) after the lock timeout.
+        """
         if not conn.info.get("writing"):
-            self.lock.acquire()
+            if not self.lock.acquire(timeout=self._lock_timeout):
+                raise sqlite3.OperationalError(f"{LOCKED} (waited for this process's writer)")
             if not self._holds and self._lock_path is not None:
                 try:
                     fcntl.flock(self._descriptor(), fcntl.LOCK_EX)
@@ -134,17 +160,24 @@ class _OneWriter:
         event.listen(engine, "checkin", self.checkin)
 
 
+def begin(dbapi_connection: sqlite3.Connection) -> None:
+    """Begin SQLite's write transaction on ``dbapi_connection``, unless one is open."""
+    if not dbapi_connection.in_transaction:
+        dbapi_connection.execute("BEGIN IMMEDIATE")
+
+
 # PostgreSQL connections kept per process (each pool: the engine's, the awaited one's).
 POOL_SIZE = 10
 
 
 def make_engine(database_url: str) -> Engine:
-    """Create the engine; an SQLite file's folder is created and the file put in WAL mode."""
-    return _make_engine(database_url)[0]
+    """Create the engine for migrations; an SQLite file's folder is created and the file
+    put in WAL mode."""
+    return _make_engine(database_url, timeouts=MIGRATION_TIMEOUTS)[0]
 
 
 def _make_engine(
-    database_url: str, commits_checkpoint: bool = True
+    database_url: str, commits_checkpoint: bool = True, timeouts: Timeouts = DEFAULT_TIMEOUTS
 ) -> tuple[Engine, _OneWriter | None]:
     """The engine and, for SQLite, the process's writer queue installed on it."""
     url = make_url(database_url)
@@ -156,13 +189,23 @@ def _make_engine(
         # pages: 19 reads per refresh-token rotation where it is now 0.6).
         engine = create_engine(url, connect_args={"check_same_thread": False}, pool_use_lifo=True)
         event.listen(
-            engine, "connect", partial(_sqlite_pragmas, commits_checkpoint=commits_checkpoint)
+            engine,
+            "connect",
+            partial(
+                _sqlite_pragmas, commits_checkpoint=commits_checkpoint, lock_timeout=timeouts.lock
+            ),
         )
         in_file = url.database and url.database != ":memory:" and "mode=memory" not in str(url)
-        writer = _OneWriter(Path(f"{url.database}.writer") if in_file else None)
+        writer = _OneWriter(Path(f"{url.database}.writer") if in_file else None, timeouts.lock)
         writer.install(engine)
         return engine, writer
-    engine = create_engine(url, pool_size=POOL_SIZE, max_overflow=20)
+    engine = create_engine(
+        url,
+        pool_size=POOL_SIZE,
+        max_overflow=20,
+        pool_timeout=timeouts.connect,
+        connect_args=postgresql_options(timeouts),
+    )
     _ping_when_idle(engine)
     return engine, None
 
@@ -479,11 +522,18 @@ class LazyUnitOfWork:
 class Database:
     """Owns the engine; hands out units of work (one transaction each)."""
 
-    def __init__(self, database_url: str, *, background_checkpoints: bool = False) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        background_checkpoints: bool = False,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    ) -> None:
         """``background_checkpoints`` (SQLite): commits never checkpoint the WAL; the owner
         calls :meth:`checkpoint` from a background thread instead (the server does)."""
         self.url = database_url
-        self.engine, self._writer = _make_engine(database_url, not background_checkpoints)
+        self.timeouts = timeouts
+        self.engine, self._writer = _make_engine(database_url, not background_checkpoints, timeouts)
         self._checkpointer: Any = None
         # Held while the checkpointer's connection is in use or closed: closing an SQLite
         # connection another thread is running a statement on crashes the process.
@@ -501,9 +551,18 @@ class Database:
         )
         # PostgreSQL: statements the event loop awaits (idp/db/awaited.py); opened on use.
         self.awaited = (
-            AwaitedStatements(database_url, POOL_SIZE, IDLE_PING_SECONDS)
+            AwaitedStatements(database_url, POOL_SIZE, IDLE_PING_SECONDS, timeouts)
             if self.engine.dialect.name == "postgresql"
             else None
+        )
+
+    @classmethod
+    def of(cls, settings: Settings, *, background_checkpoints: bool = False) -> Database:
+        """The database of ``settings``, with its timeouts."""
+        return cls(
+            settings.database_url,
+            background_checkpoints=background_checkpoints,
+            timeouts=Timeouts.of(settings),
         )
 
     @property
@@ -585,9 +644,10 @@ class Database:
         costs more than SQLite or PostgreSQL spend running a short one
         (PERFORMANCE.md), so the few statements of a hot path may skip it. Without
         ``autocommit`` the block is one transaction: committed at its end, rolled back
-        if it raises; on SQLite it takes the process's writer lock first, as a write
-        through SQLAlchemy would. With ``autocommit`` (PostgreSQL only) each statement
-        commits on its own: one round trip, no BEGIN or COMMIT.
+        if it raises; on SQLite it takes the process's writer lock and begins the write
+        transaction first, as a write through SQLAlchemy would. With ``autocommit``
+        (PostgreSQL only) each statement commits on its own: one round trip, no BEGIN or
+        COMMIT.
         """
         connection = self.engine.raw_connection()
         dbapi = connection.dbapi_connection
@@ -598,6 +658,7 @@ class Database:
                 dbapi.autocommit = True
             elif self._writer is not None:
                 self._writer.hold(connection)
+                begin(dbapi)
             yield dbapi
             if not autocommit:
                 dbapi.commit()

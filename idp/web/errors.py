@@ -3,19 +3,25 @@
 Bad input never ends in a 500: the form parser, the CSRF guard and the
 handlers raise :class:`PageError` (or litestar's HTTP exceptions) with a
 status and a message key; this module turns them into a readable answer in
-the page's language. Anything unexpected is logged and answered with a 500
-that reveals nothing.
+the page's language. A database that cannot serve now (connection lost, a
+timeout, a lock not had in time) is answered 503 with ``Retry-After``, and
+logged once per outage (:class:`Outage`). Anything else unexpected is logged and
+answered with a 500 that reveals nothing.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 from urllib.parse import urlencode
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
 from litestar.response import Redirect
+
+from idp.db.timeouts import unavailable
 
 log = logging.getLogger("idp.web")
 
@@ -43,7 +49,12 @@ ERROR_CODES = {
     413: "request_too_large",
     415: "unsupported_media_type",
     429: "too_many_requests",
+    # RFC 6749 4.1.2.1's code for a server that cannot serve for now.
+    503: "temporarily_unavailable",
 }
+
+# What a client is told to wait before trying again while the database is unavailable.
+RETRY_AFTER_SECONDS = 5
 
 
 class PageError(Exception):
@@ -135,7 +146,74 @@ def http_error(request: Request, exc: HTTPException) -> Response:
     return response
 
 
+class Outage:
+    """The database outage an app (``app.state.outage``) answers 503 for, logged once: when
+    its first request is refused, and when it ends (``/readyz`` reached the database again,
+    or no request was refused for ``QUIET_SECONDS``) with how many were."""
+
+    QUIET_SECONDS = 30.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started: float | None = None
+        self._last = 0.0
+        self._refused = 0
+
+    def refused(self, path: str, exc: Exception) -> None:
+        """A request was answered 503 because of ``exc``."""
+        with self._lock:
+            now = time.monotonic()
+            if self._started is not None and now - self._last > self.QUIET_SECONDS:
+                self._end()
+            if self._started is None:
+                self._started = now
+                self._refused = 0
+                log.warning(
+                    "database unavailable, answering 503 until it is back (first on %s): %s",
+                    path,
+                    exc,
+                )
+            self._refused += 1
+            self._last = now
+
+    def recovered(self) -> None:
+        """The database served again: the outage, if any, is over."""
+        if self._started is None:  # the common case, without the lock
+            return
+        with self._lock:
+            if self._started is not None:
+                self._end()
+
+    def _end(self) -> None:
+        log.warning(
+            "database available again: %d requests answered 503 over %.1f s",
+            self._refused,
+            self._last - self._started,
+        )
+        self._started = None
+
+
+def database_unavailable(request: Request, exc: Exception) -> Response:
+    """503 with ``Retry-After``: JSON ``temporarily_unavailable`` for programs, a page
+    asking people to try again shortly."""
+    request.app.state.outage.refused(request.scope.get("path", ""), exc)
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"}
+    try:
+        response = _respond(request, 503, "error.503", {})
+    except Exception:
+        log.exception("rendering the error page failed")
+        response = Response(
+            "Service unavailable, please try again shortly.\n",
+            status_code=503,
+            media_type="text/plain; charset=utf-8",
+        )
+    response.headers.update(headers)
+    return response
+
+
 def unexpected_error(request: Request, exc: Exception) -> Response:
+    if unavailable(exc):
+        return database_unavailable(request, exc)
     log.exception("unexpected error on %s", request.scope.get("path"))
     try:
         return _respond(request, 500, "error.500", {})
