@@ -70,6 +70,9 @@ def _page(
             "passkey": passkey_flow is not None,
             "recovery": recovery_codes.remaining(uow, account.id) > 0,
             "return_to": return_to,
+            # return_to in the address too: the language link of a page shown after a
+            # wrong answer then leads back to this page for the same change.
+            "action": f"{PAGE}?{urlencode({'return_to': return_to})}",
             "passkey_flow": passkey_flow,
             "passkey_options": passkey_options,
             "errors": errors or {},
@@ -91,10 +94,20 @@ def confirm_page(request: Request) -> Response:
         return _page(request, uow, who.account, who.login, target)
 
 
-@post(PAGE, sync_to_thread=True, dependencies=FORM)
-def confirm_factor(request: Request, form: Form) -> Response:
-    """Check one of the citizen's factors; on success back to ``return_to``."""
-    target = _return_to(form.get("return_to"))
+@post(PAGE, dependencies=FORM)
+async def confirm_submit(request: Request, form: Form) -> Response:
+    """Check what the citizen gave (``method``: totp, passkey, recovery, or password); on
+    success back to ``return_to``. One address for every method, so the page rendered
+    after a wrong answer keeps a working language link."""
+    target = _return_to(form.get("return_to") or request.query_params.get("return_to"))
+    if form.get("method") == reauthentication.PASSWORD:
+        return await _confirm_password(request, form, target)
+    return await request.app.state.services.db.run_sync(
+        partial(_confirm_factor, request, form, target)
+    )
+
+
+def _confirm_factor(request: Request, form: Form, target: str) -> Response:
     services = request.app.state.services
     method = form.get("method", "")
     with services.db.unit_of_work() as uow:
@@ -123,11 +136,9 @@ def confirm_factor(request: Request, form: Form) -> Response:
     return Redirect(target, status_code=303)
 
 
-@post(f"{PAGE}/password", dependencies=FORM)
-async def confirm_password(request: Request, form: Form) -> Response:
-    """Check the password (only offered while the account has no factor), throttled as a
-    login: the same counters, so this page is no way around the lockout."""
-    target = _return_to(form.get("return_to"))
+async def _confirm_password(request: Request, form: Form, target: str) -> Response:
+    """The password (only offered while the account has no factor), throttled as a login:
+    the same counters, so this page is no way around the lockout."""
     services = request.app.state.services
     ip = request.client.host if request.client else None
     email, need = await services.db.run_sync(partial(_email_and_need, request))
@@ -170,8 +181,14 @@ def _refused(request: Request, target: str, error: LoginBlocked | LoginFailed) -
             who.account,
             who.login,
             target,
-            {"password": error_message(request, error)},
+            {"password": _wording(request, error)},
         )
+
+
+def _wording(request: Request, error: LoginBlocked | LoginFailed) -> str:
+    if isinstance(error, LoginFailed):  # the login's "email or password" would puzzle here
+        return request_text(request, "reauth.wrong_password")
+    return error_message(request, error)
 
 
 def _concluded(
@@ -205,4 +222,4 @@ def _concluded(
     return _refused(request, target, error)
 
 
-ROUTES = [confirm_page, confirm_factor, confirm_password]
+ROUTES = [confirm_page, confirm_submit]

@@ -130,9 +130,10 @@ def test_adding_a_factor_in_a_password_session_left_open_asks_for_the_password_a
     page = browser.get(asked.headers["location"])
     assert 'name="password"' in page.text and 'name="code"' not in page.text
     wrong = browser.post(
-        "/account/confirm/password",
+        "/account/confirm",
         data={
             "csrf_token": _csrf(page.text),
+            "method": "password",
             "return_to": "/account/security/totp",
             "password": "nicht mein Passwort",
         },
@@ -141,9 +142,10 @@ def test_adding_a_factor_in_a_password_session_left_open_asks_for_the_password_a
     assert wrong.status_code == 400
     assert 'aria-invalid="true"' in wrong.text
     right = browser.post(
-        "/account/confirm/password",
+        "/account/confirm",
         data={
             "csrf_token": _csrf(page.text),
+            "method": "password",
             "return_to": "/account/security/totp",
             "password": PASSWORD,
         },
@@ -166,9 +168,10 @@ def test_with_a_factor_enrolled_a_change_needs_that_factor_not_the_password(clie
     page = browser.get(asked.headers["location"])
     assert 'name="code"' in page.text and 'name="password"' not in page.text
     by_password = browser.post(
-        "/account/confirm/password",
+        "/account/confirm",
         data={
             "csrf_token": _csrf(page.text),
+            "method": "password",
             "return_to": "/account/security/passkey",
             "password": PASSWORD,
         },

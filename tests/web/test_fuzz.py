@@ -101,8 +101,9 @@ ROUTES: dict[str, Route] = {
         ("POST",), (), "/account/security/factors/{}/remove"
     ),
     "/step-up": Route(("GET", "POST"), ("return_to", "acr", "method", "code", "credential")),
-    "/account/confirm": Route(("GET", "POST"), ("return_to", "method", "code", "credential")),
-    "/account/confirm/password": Route(("POST",), ("return_to", "password")),
+    "/account/confirm": Route(
+        ("GET", "POST"), ("return_to", "method", "code", "credential", "password")
+    ),
     "/token": Route(("POST",), TOKEN_FIELDS, program=True),
     "/userinfo": Route(("GET", "POST"), ("access_token", "claims"), program=True),
     "/introspect": Route(("POST",), ("token", "token_type_hint", *TOKEN_FIELDS), program=True),
