@@ -339,12 +339,11 @@ class LoginThrottle(Base):
     ``key`` is ``email:<sha256 of the normalised email>`` (known and unknown
     addresses alike, so a lockout reveals nothing) or ``ip:<address>``.
     Kept in the database so the limit holds across processes and nodes. The
-    same rows hold the other rate limits (idp/db/rate_limits.py: ``flows:ip:...``,
-    ``failures`` counting a window that began at ``last_failure_at``) and the
-    maintenance turn (idp/db/retention.py: ``lease:maintenance``, held until
-    ``blocked_until``).
-    The windowed counters of :mod:`idp.db.counters` (mail cool-downs, email code
-    tries) share the table under their own key prefixes too.
+    same rows hold the windowed counters of :mod:`idp.db.counters` under their own
+    key prefixes (mail cool-downs ``mail:``, email code tries ``verify-code:`` and
+    ``verify-day:``, flows per client address ``flows:ip:``; ``failures`` counts the
+    window, which ends at ``blocked_until``) and the maintenance turn
+    (idp/db/retention.py: ``lease:maintenance``, held until ``blocked_until``).
     """
 
     __tablename__ = "login_throttles"

@@ -1,50 +1,19 @@
-"""Rate limits shared by every process and node: a counter per key and fixed window.
+"""Rate limits shared by every process and node: how many flows a client address opens.
 
-The counters live in the ``login_throttles`` table beside the login counters
-(idp/accounts/throttle.py), under keys of their own prefix: ``failures``
-counts the admissions of the current window, ``last_failure_at`` is when the
-window began. One statement counts and answers (an upsert with RETURNING), so
-concurrent requests cannot both take the last place on either database.
+The counting is :mod:`idp.db.counters` (windowed counters in ``login_throttles``,
+taken by compare-and-set, so concurrent requests cannot both take the last place on
+either database); this module says what is counted and how an address is keyed.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import bindparam, case
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from idp import clock
-from idp.db.engine import Prebuilt
-from idp.db.models import LoginThrottle
-
-_COUNTERS = LoginThrottle.__table__
-
-
-def _counting(dialect: object) -> Prebuilt:
-    """Count one admission of ``key``: a new window if the last began before
-    ``window_start``; the window's count and start after it."""
-    c = _COUNTERS.c
-    when = bindparam("now", type_=c.last_failure_at.type)
-    stale = c.last_failure_at <= bindparam("window_start", type_=c.last_failure_at.type)
-    statement = dialect.insert(_COUNTERS).values(  # type: ignore[attr-defined]
-        key=bindparam("key", type_=c.key.type), failures=1, last_failure_at=when, blocked_until=None
-    )
-    statement = statement.on_conflict_do_update(
-        index_elements=[c.key],
-        set_={
-            "failures": case((stale, 1), else_=c.failures + 1),
-            "last_failure_at": case((stale, when), else_=c.last_failure_at),
-        },
-    ).returning(c.failures, c.last_failure_at)
-    return Prebuilt(statement)
-
-
-_COUNT = {"postgresql": _counting(postgresql), "sqlite": _counting(sqlite)}
+from idp.db import counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,18 +25,11 @@ class Admission:
 
 
 def admit(uow: Session, key: str, limit: int, window: timedelta) -> Admission:
-    """Count one request for ``key``; refuse it beyond ``limit`` in the current ``window``.
-
-    Runs in the request's transaction; a refused request counts too (its window still
-    ends when it began plus ``window``).
-    """
-    now = clock.now()
-    statement = _COUNT[uow.get_bind().dialect.name]
-    rows = statement.execute(uow, {"key": key, "now": now, "window_start": now - window})
-    count, started = rows[0]
-    if count <= limit:
+    """Count one request for ``key``; refuse it beyond ``limit`` in the current ``window``
+    (idp.db.counters: a compare-and-set in the request's transaction)."""
+    if counters.take(uow, key, limit=limit, window=window):
         return Admission(True, 0)
-    return Admission(False, max(1, math.ceil((started + window - now).total_seconds())))
+    return Admission(False, max(1, counters.wait(uow, key)))
 
 
 # The counter of the flows a client address opens (authorization, registration, password
