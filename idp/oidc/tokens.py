@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hashlib
-import hmac
 import logging
 import secrets
 from dataclasses import dataclass
@@ -333,8 +332,10 @@ class Refreshed:
 def successor_of(token: str, key: bytes) -> str:
     """The refresh token that succeeds ``token``: derived rather than drawn, so every
     presentation of one token names the same successor. Keyed: without the service
-    secret, a token (or a whole stolen chain of them) does not tell its successor."""
-    mac = hmac.digest(key, token.encode(), "sha256")
+    secret, a token (or a whole stolen chain of them) does not tell its successor.
+    BLAKE2b in its keyed mode is a MAC (RFC 7693) at half the cost of HMAC-SHA256, and
+    this runs on every refresh."""
+    mac = hashlib.blake2b(token.encode(), key=key, digest_size=32).digest()
     return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 

@@ -9,6 +9,8 @@ it is not. Over HTTP against a served app, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -241,4 +243,63 @@ def test_a_refresh_whose_answer_was_lost_to_a_stalled_database_is_retried(world,
     assert retried.status_code == 200, retried.text
     assert userinfo(server, retried.json()["access_token"]) == 200
     assert refresh(server, info, retried.json()["refresh_token"]).status_code == 200
+    assert family_revocations(db, "refresh_token_reused") == []
+
+
+@pytest.mark.faults
+def test_a_refresh_whose_worker_was_killed_mid_request_is_retried(db, keys_dir, tmp_path):
+    """`idp serve` with two workers; the request stalls on the database, its worker is
+    killed (SIGKILL, as the OOM killer would), the master starts another. On PostgreSQL
+    the orphaned statement still commits the rotation once the database moves on; either
+    way the client's retry gets a working token and the family lives."""
+    from tests.test_cli import serve_env, serving
+    from tests.test_workers import listening_workers, wait_for_workers
+
+    env = serve_env(tmp_path, IDP_WORKERS="2", IDP_DATABASE_URL=db.url, IDP_KEYS_DIR=str(keys_dir))
+    port = int(env["IDP_PORT"])
+    settings = make_settings(db.url, keys_dir, issuer=env["IDP_ISSUER"], port=port)
+    with serving(env) as master:
+
+        class Served:
+            url = env["IDP_ISSUER"]
+
+        info = factories.client(db)
+        account_id = factories.account(db)
+        browser = factories.Browser(Served.url)
+        browser.log_in(factories.login_token(db, account_id, settings))
+        token = login((Served, info, browser, account_id))["refresh_token"]
+        workers = wait_for_workers(master.pid, port, 2)
+        hold, held = threading.Event(), threading.Event()
+        locker = threading.Thread(target=_hold_the_token, args=(db, token, hold, held))
+        locker.start()
+        try:
+            assert held.wait(5)
+            with pytest.raises(httpx.TimeoutException):
+                refresh_data = {"grant_type": "refresh_token", "refresh_token": token}
+                httpx.post(
+                    f"{Served.url}/token",
+                    data=refresh_data,
+                    auth=(info.client_id, info.client_secret),
+                    timeout=1,
+                )
+            for pid in workers:  # the one serving the request among them
+                os.kill(pid, signal.SIGKILL)
+        finally:
+            hold.set()
+            locker.join(10)
+        deadline = time.monotonic() + 30
+        while set(listening_workers(master.pid, port)) & set(workers) or (
+            len(listening_workers(master.pid, port)) < 2
+        ):
+            assert time.monotonic() < deadline, "the master did not replace its workers"
+            time.sleep(0.1)
+        if db.dialect == "postgresql":
+            deadline = time.monotonic() + 10
+            while not _used(db, token):  # the orphaned statement commits after all
+                assert time.monotonic() < deadline, "the orphaned rotation never committed"
+                time.sleep(0.05)
+        retried = refresh(Served, info, token)
+        assert retried.status_code == 200, retried.text
+        assert userinfo(Served, retried.json()["access_token"]) == 200
+        assert refresh(Served, info, retried.json()["refresh_token"]).status_code == 200
     assert family_revocations(db, "refresh_token_reused") == []
