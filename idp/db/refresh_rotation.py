@@ -182,7 +182,7 @@ class Rotated:
 
 @dataclass(slots=True)
 class PendingRotation:
-    """One rotation's inputs (the successor drawn in advance) and, once it ran, its outcome.
+    """One rotation's inputs (the successor derived in advance) and, once it ran, its outcome.
 
     ``scopes`` is a narrowing the client asked for (empty: none); ``successor`` is None
     when none is due, ``derived_digest`` the digest of the token's successor all the
