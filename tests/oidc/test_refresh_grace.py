@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -192,14 +193,22 @@ def test_two_presentations_of_one_token_at_once_both_succeed_and_keep_one_chain(
 
 def _hold_the_token(db, token: str, hold: threading.Event, held: threading.Event) -> None:
     """Keep the token's row (PostgreSQL) or the database (SQLite) locked until ``hold`` is set."""
+    if db.dialect != "postgresql":
+        # A connection of its own, outside SQLAlchemy's transaction handling.
+        holder = sqlite3.connect(db.engine.url.database, isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            held.set()
+            hold.wait(10)
+            holder.rollback()
+        finally:
+            holder.close()
+        return
     with db.engine.connect() as connection:
-        if db.dialect == "postgresql":
-            connection.execute(
-                text("SELECT 1 FROM refresh_tokens WHERE token_digest = :d FOR UPDATE"),
-                {"d": digest(token)},
-            )
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        connection.execute(
+            text("SELECT 1 FROM refresh_tokens WHERE token_digest = :d FOR UPDATE"),
+            {"d": digest(token)},
+        )
         held.set()
         hold.wait(10)
         connection.rollback()
