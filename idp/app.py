@@ -117,7 +117,13 @@ def build_services(settings: Settings) -> Services:
         assurance_policy=assurance_policy,
         clients=clients,
         oidc=Provider(
-            settings, keys, clients, assurance_policy, derive_key(secret, "pairwise-subjects"), db
+            settings,
+            keys,
+            clients,
+            assurance_policy,
+            derive_key(secret, "pairwise-subjects"),
+            db,
+            derive_key(secret, "refresh-successors"),
         ),
         metrics=ProcessMetrics(settings.metrics_dir),
     )

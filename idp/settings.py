@@ -484,6 +484,14 @@ class Settings:
         _int(1, 60),
         "Within how long `/readyz` answers: 503 if the database has not taken a write by then",
     )
+    refresh_reuse_grace_seconds: int = setting(
+        "IDP_REFRESH_REUSE_GRACE_SECONDS",
+        30,
+        _int(0, 300),
+        "Seconds after a refresh token's rotation in which the same client presenting it "
+        "again (a retry after a lost answer) gets the same successor instead of the "
+        "family's revocation; 0: every reuse revokes",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

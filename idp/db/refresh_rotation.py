@@ -23,6 +23,12 @@ the caller give the new access token the acr that session has now.
 When any of that fails nothing changes and the rotation's result is None: the
 caller finds out why (idp/oidc/tokens.py).
 
+A successor is derived from the token it succeeds (idp/oidc/tokens.py), so a
+rotation presented again, a retry after a lost answer, can be answered with
+the successor already stored: :meth:`RefreshRotation.retried` reads it, and
+writes nothing. That is the rare path, so it is a plain SQLAlchemy statement
+on the request's session.
+
 On PostgreSQL the statement can also be awaited on the event loop
 (:meth:`RefreshRotation.rotate_awaited`, idp/db/awaited.py), so that a worker
 does not sit idle through each commit's WAL flush.
@@ -36,6 +42,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.orm import Session
 
 from idp.db.engine import Database
@@ -120,6 +127,35 @@ _RETURNED = (
 )
 _EXPIRES_AT = 6
 
+_PRESENTED = RefreshToken.__table__.alias("presented")
+_SUCCESSOR = RefreshToken.__table__.alias("successor")
+_GRANTS, _ACCOUNTS, _SESSIONS = Grant.__table__, Account.__table__, LoginSession.__table__
+# A token rotated since ``since``, of a grant of the client that is still live, with
+# what the token response needs and the successor it was given (if one was stored).
+RETRIED = (
+    select(*_RETURNED, _SUCCESSOR.c.token_digest, _SUCCESSOR.c.used_at)
+    .select_from(
+        _PRESENTED.join(_GRANTS, _GRANTS.c.id == _PRESENTED.c.grant_id)
+        .join(_ACCOUNTS, _ACCOUNTS.c.id == _GRANTS.c.account_id)
+        .outerjoin(_SESSIONS, _SESSIONS.c.id == _GRANTS.c.login_session_id)
+        .outerjoin(
+            _SUCCESSOR,
+            and_(
+                _SUCCESSOR.c.token_digest == bindparam("successor"),
+                _SUCCESSOR.c.grant_id == _PRESENTED.c.grant_id,
+            ),
+        )
+    )
+    .where(
+        _PRESENTED.c.token_digest == bindparam("digest"),
+        _PRESENTED.c.used_at > bindparam("since"),
+        _GRANTS.c.client_id == bindparam("client_id"),
+        _GRANTS.c.revoked_at.is_(None),
+        _GRANTS.c.expires_at > bindparam("now"),
+        _ACCOUNTS.c.disabled_at.is_(None),
+    )
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Rotated:
@@ -146,10 +182,12 @@ class Rotated:
 
 @dataclass(slots=True)
 class PendingRotation:
-    """One rotation's inputs (the successor drawn in advance) and, once it ran, its outcome.
+    """One rotation's inputs (the successor derived in advance) and, once it ran, its outcome.
 
-    ``scopes`` is a narrowing the client asked for (empty: none); ``rotated`` stays
-    None when the token was not live (nothing changed).
+    ``scopes`` is a narrowing the client asked for (empty: none); ``successor`` is None
+    when none is due, ``derived_digest`` the digest of the token's successor all the
+    same (a retry looks for it); ``rotated`` stays None when the token was not live
+    (nothing changed).
     """
 
     token_digest: bytes
@@ -158,6 +196,7 @@ class PendingRotation:
     now: datetime
     successor: str | None
     successor_digest: bytes | None
+    derived_digest: bytes
     ran: bool = False
     rotated: Rotated | None = None
 
@@ -196,6 +235,30 @@ class RefreshRotation:
         """:meth:`rotate` on PostgreSQL, awaited: the event loop serves others meanwhile."""
         assert self.database.awaited is not None
         self._note(pending, await self.database.awaited.fetchone(POSTGRESQL, self._params(pending)))
+
+    def retried(self, uow: Session, pending: PendingRotation, since: datetime) -> Rotated | None:
+        """The grant of a token this client rotated after ``since``, to answer again with
+        the successor it was given; None unless the grant is live and that successor
+        unused (and stored, when one is due). Reads only: the answer is the first one's.
+        """
+        row = uow.execute(
+            RETRIED,
+            {
+                "digest": pending.token_digest,
+                "successor": pending.derived_digest,
+                "since": since,
+                "client_id": pending.client_id,
+                "now": pending.now,
+            },
+        ).first()
+        if row is None:
+            return None
+        *values, stored, used_at = row
+        if used_at is not None or (pending.successor_digest is not None and stored is None):
+            # The successor was used: whoever holds it moved on, and this answer would
+            # hand out a spent token. Or the first answer had none to give.
+            return None
+        return Rotated(*values, client_id=pending.client_id)
 
     def _params(self, pending: PendingRotation) -> dict[str, Any]:
         return {

@@ -272,11 +272,17 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
             # refresh token is only ever issued for such a grant (Provider.offers_refresh).
             successor = self.server.offers_refresh(request.client, scope) if scope else True
             pending = request.rotation = tokens.pending_rotation(
-                refresh_token, request.client.client_id, scope, successor=successor
+                refresh_token,
+                request.client.client_id,
+                scope,
+                successor=successor,
+                key=self.server.successor_key,
             )
             if request.awaits:
                 raise Awaiting(partial(self.server.refresh_rotation.rotate_awaited, pending))
-        refreshed = tokens.rotate_refresh_token(request.uow, self.server.refresh_rotation, pending)
+        refreshed = tokens.rotate_refresh_token(
+            request.uow, self.server.refresh_rotation, pending, self.server.refresh_reuse_grace
+        )
         return tokens.with_current_acr(
             refreshed, self.server.assurance_policy, self.server.settings
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -135,6 +135,7 @@ class Provider(rfc6749.AuthorizationServer):
         assurance_policy: Policy,
         pairwise_key: bytes,
         database: Database,
+        successor_key: bytes,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -145,6 +146,10 @@ class Provider(rfc6749.AuthorizationServer):
         self.database = database
         self.tokens = tokens.TokenService(settings, keys)
         self.refresh_rotation = RefreshRotation(database)
+        # A refresh token's successor is derived under this key (tokens.successor_of); a
+        # retry within the grace period is answered with it again.
+        self.successor_key = successor_key
+        self.refresh_reuse_grace = timedelta(seconds=settings.refresh_reuse_grace_seconds)
         self.register_grant(grants.AuthorizationCodeGrant, [grants.PKCE(), grants.OpenIDCode()])
         self.register_grant(grants.RefreshTokenGrant)
         self.register_grant(grants.ClientCredentialsGrant)

@@ -4,13 +4,18 @@ Access tokens are stateless ES256 JWTs (``typ: at+jwt``); nothing is written
 for one. Those issued from a login carry the ``grant_id`` of the
 :class:`~idp.db.models.Grant` they belong to, so revoking the grant revokes
 them too; a single revoked token is remembered by ``jti`` until it expires.
-Refresh tokens and codes are random and stored as SHA-256 digests.
+Refresh tokens and codes are random and stored as SHA-256 digests; a refresh
+token's successor is derived from it under a key of the service secret, so a
+retried rotation can be answered with the successor it already stored (see
+:func:`rotate_refresh_token` for the grace rule).
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,8 +39,10 @@ from idp.db.models import (
 from idp.db.refresh_rotation import PendingRotation, RefreshRotation, Rotated
 from idp.keys.store import KeyStore
 from idp.oidc.clients import RegisteredClient
-from idp.oidc.errors import InvalidGrant, InvalidScope, OAuth2Error
+from idp.oidc.errors import InvalidGrant, InvalidScope
 from idp.settings import Settings
+
+log = logging.getLogger("idp.oidc.tokens")
 
 AT_JWT = "at+jwt"
 # Verified tokens remembered (see TokenService.verify): about 2 KB each.
@@ -322,39 +329,55 @@ class Refreshed:
         return self.grant.scope
 
 
+def successor_of(token: str, key: bytes) -> str:
+    """The refresh token that succeeds ``token``: derived rather than drawn, so every
+    presentation of one token names the same successor. Keyed: without the service
+    secret, a token (or a whole stolen chain of them) does not tell its successor.
+    BLAKE2b in its keyed mode is a MAC (RFC 7693) at half the cost of HMAC-SHA256, and
+    this runs on every refresh."""
+    mac = hashlib.blake2b(token.encode(), key=key, digest_size=32).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
 def pending_rotation(
-    token: str, client_id: str, scope: str | None, *, successor: bool
+    token: str, client_id: str, scope: str | None, *, successor: bool, key: bytes
 ) -> PendingRotation:
-    """A rotation of ``token`` for ``client_id``, its successor drawn if one is due.
+    """A rotation of ``token`` for ``client_id``, its successor (derived under ``key``)
+    stored only if one is due.
 
     ``scope`` narrows the grant's scope (RFC 6749 section 6).
     """
-    new_token, new_digest = new_refresh_token() if successor else (None, None)
+    derived = successor_of(token, key)
+    derived_digest = digest(derived)
     return PendingRotation(
         token_digest=digest(token),
         client_id=client_id,
         scopes=scope.split() if scope else [],
         now=clock.now(),
-        successor=new_token,
-        successor_digest=new_digest,
+        successor=derived if successor else None,
+        successor_digest=derived_digest if successor else None,
+        derived_digest=derived_digest,
     )
 
 
 def rotate_refresh_token(
-    uow: Session, rotation: RefreshRotation, pending: PendingRotation
+    uow: Session, rotation: RefreshRotation, pending: PendingRotation, grace: timedelta
 ) -> Refreshed:
     """Consume a refresh token and store its successor (rotation, RFC 9700 4.14.2).
 
-    Runs the rotation unless it already ran (awaited by the endpoint). Refused:
-    :class:`InvalidGrant`, or :class:`InvalidScope` for a narrowing beyond the grant.
-    A token used before revokes its whole family; a token of another client is
-    refused untouched.
+    Runs the rotation unless it already ran (awaited by the endpoint). A token this
+    client rotated less than ``grace`` before it was presented (a retry after a lost
+    answer, or the first request landing after its retry) is answered again with the
+    same successor, while that successor is unused. Refused: :class:`InvalidGrant`, or
+    :class:`InvalidScope` for a narrowing beyond the grant. A token used before, and
+    presented after the grace period, revokes its whole family; a token of another
+    client is refused untouched.
     """
     if not pending.ran:
         rotation.rotate(uow, pending)
     rotated = pending.rotated
     if rotated is None:
-        raise _refusal(uow, pending.token_digest, pending.client_id, pending.scopes, pending.now)
+        rotated = _retried_or_refused(uow, rotation, pending, grace)
     account = RefreshedAccount(rotated.account_id, rotated.subject)
     return Refreshed(rotated, account, pending.successor)
 
@@ -389,31 +412,63 @@ def with_current_acr(refreshed: Refreshed, policy: Policy, settings: Settings) -
     return dataclasses.replace(refreshed, grant=dataclasses.replace(grant, acr=acr))
 
 
-def _refusal(
-    uow: Session, token_digest: bytes, client_id: str, scopes: list[str], now: datetime
-) -> OAuth2Error:
-    """Why a refresh token did not rotate, acting on what calls for it (the rare path)."""
+def _retried_or_refused(
+    uow: Session, rotation: RefreshRotation, pending: PendingRotation, grace: timedelta
+) -> Rotated:
+    """The grant of a retried rotation, answered again; otherwise why the refresh token did
+    not rotate, acting on what calls for it (the rare path)."""
+    now, client_id = pending.now, pending.client_id
     row = uow.execute(
         select(RefreshToken, Grant, Account.disabled_at)
         .join(Grant, Grant.id == RefreshToken.grant_id)
         .join(Account, Account.id == Grant.account_id)
-        .where(RefreshToken.token_digest == token_digest)
+        .where(RefreshToken.token_digest == pending.token_digest)
     ).first()
     if row is None or row.Grant.client_id != client_id:
-        return InvalidGrant()
+        # Another client's token is refused as if unknown, and left alone.
+        raise InvalidGrant(description="unknown refresh token")
     refresh, grant = row.RefreshToken, row.Grant
-    if refresh.used_at is not None:
-        # Used before: either this client or an attacker holds a copy (RFC 9700 4.14.2).
-        revoke_grant(uow, grant.id, "refresh_token_reused")
-        return InvalidGrant()
     if grant.revoked_at is not None or refresh.expires_at <= now or grant.expires_at <= now:
-        return InvalidGrant()
+        raise InvalidGrant(description="refresh token expired or revoked")
+    if refresh.used_at is not None:
+        return _presented_again(uow, rotation, pending, grace, refresh, grant)
     if row.disabled_at is not None:
         revoke_grant(uow, grant.id, "account_disabled")
-        return InvalidGrant()
-    if not set(scopes) <= set(grant.scope.split(" ")):
-        return InvalidScope()
-    return InvalidGrant()
+        raise InvalidGrant(description="account disabled")
+    if not set(pending.scopes) <= set(grant.scope.split(" ")):
+        raise InvalidScope()
+    raise InvalidGrant(description="refresh token not usable")
+
+
+def _presented_again(
+    uow: Session,
+    rotation: RefreshRotation,
+    pending: PendingRotation,
+    grace: timedelta,
+    refresh: RefreshToken,
+    grant: Grant,
+) -> Rotated:
+    """A used token presented again by its client: within ``grace`` of its rotation (or
+    before it), a retry answered with the same successor; after it, reuse, and either
+    this client or an attacker holds a copy: the family is revoked (RFC 9700 4.14.2)."""
+    facts = {"client_id": pending.client_id, "grant_id": grant.id}
+    used_at = refresh.used_at
+    assert used_at is not None
+    if pending.now - used_at >= grace:
+        revoke_grant(uow, grant.id, "refresh_token_reused")
+        log.warning("refresh token reused: its family is revoked", extra=facts)
+        raise InvalidGrant(description="refresh token reused")
+    if not set(pending.scopes) <= set(grant.scope.split(" ")):
+        raise InvalidScope()
+    rotated = rotation.retried(uow, pending, pending.now - grace)
+    if rotated is None:
+        # Its successor is spent (or, with another scope, it had none to give): the
+        # answer would be a dead token. Within the grace period the presenter may be
+        # the client's own late request, so this is no proof of theft: nothing revoked.
+        log.warning("refresh token presented again after its successor was used", extra=facts)
+        raise InvalidGrant(description="refresh token already rotated")
+    log.info("refresh token presented again within the grace period: same successor", extra=facts)
+    return rotated
 
 
 def find_refresh_token(session: Session, token: str) -> tuple[RefreshToken, Grant] | None:

@@ -310,6 +310,8 @@ def test_refresh_token(op: OP):
     first = httpx.post(op.metadata["token_endpoint"], data=data, auth=auth)
     assert first.status_code == 200
     assert op.userinfo(first.json()["access_token"]).status_code == 200
+    # A second use within IDP_REFRESH_REUSE_GRACE_SECONDS is taken for a retry.
+    clock.travel(timedelta(seconds=op.server.settings.refresh_reuse_grace_seconds + 1))
     reused = httpx.post(op.metadata["token_endpoint"], data=data, auth=auth)
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
 

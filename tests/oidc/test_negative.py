@@ -179,6 +179,7 @@ def test_a_reused_refresh_token_revokes_its_whole_family(world):
 
     rotated = refresh(tokens["refresh_token"])
     assert rotated.status_code == 200
+    clock.travel(timedelta(seconds=server.settings.refresh_reuse_grace_seconds + 1))
     reuse = refresh(tokens["refresh_token"])
     assert reuse.json()["error"] == "invalid_grant"
     assert refresh(rotated.json()["refresh_token"]).json()["error"] == "invalid_grant"
