@@ -103,6 +103,19 @@ def on_own_loop(coroutine: Any) -> Any:
         return thread.submit(asyncio.run, coroutine).result()
 
 
+def together(calls: list[Any]) -> list[Any]:
+    """Run the calls in threads released at the same moment; their results, in order.
+    Concurrency tests send one burst this way, so the requests really overlap."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call: Any) -> Any:
+        barrier.wait()
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

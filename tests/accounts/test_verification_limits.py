@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -18,7 +16,7 @@ from idp import clock
 from idp.accounts.registration import create_account
 from idp.db.models import Account, Flow, MailMessage
 from tests.accounts.conftest import FAST_HASH, STRONG, code, csrf_token
-from tests.conftest import LiveServer, free_port, make_settings
+from tests.conftest import LiveServer, free_port, make_settings, together
 from tests.oidc import factories
 
 GUESSES = 100
@@ -50,18 +48,6 @@ def _two_nodes(db, keys_dir, mailbox, tmp_path) -> Iterator[list[LiveServer]]:
         yield servers
 
 
-def _together(calls):
-    """Run the calls in threads released at the same moment; return their results."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call):
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
-
-
 class Citizen:
     """One browser, whose requests may go to either node (they share the secret)."""
 
@@ -81,9 +67,9 @@ def _flow_of(response: httpx.Response) -> str:
     return re.search(r"flow=([\w-]+)", response.headers["location"]).group(1)
 
 
-def _guess_together(citizen: Citizen, flow: str, right: str) -> list[httpx.Response]:
+def _guesstogether(citizen: Citizen, flow: str, right: str) -> list[httpx.Response]:
     wrong = [f"{n:06d}" for n in range(GUESSES + 1) if f"{n:06d}" != right][:GUESSES]
-    return _together(
+    return together(
         [
             lambda i=i, guess=guess: citizen.post(i, "/verify-email", {"flow": flow, "code": guess})
             for i, guess in enumerate(wrong)
@@ -109,7 +95,7 @@ def test_a_hundred_parallel_code_guesses_get_five_per_code_and_ten_per_day(
         flow = _flow_of(registered)
         [first] = mailbox.wait_for("opfer@example.de")
 
-        answers = _guess_together(citizen, flow, code(first))
+        answers = _guesstogether(citizen, flow, code(first))
         assert _count(answers, WRONG) == 5  # the code's five tries, no more
         assert _count(answers, CODE_SPENT) == GUESSES - 5
 
@@ -117,14 +103,14 @@ def test_a_hundred_parallel_code_guesses_get_five_per_code_and_ten_per_day(
         clock.travel(timedelta(seconds=61))
         assert citizen.post(1, "/verify-email/resend", {"flow": flow}).status_code == 303
         _, second = mailbox.wait_for("opfer@example.de", count=2)
-        answers = _guess_together(citizen, flow, code(second))
+        answers = _guesstogether(citizen, flow, code(second))
         assert _count(answers, WRONG) == 5
 
         # ... but the address's ten a day are spent: no code is compared until tomorrow.
         clock.travel(timedelta(seconds=61))
         assert citizen.post(0, "/verify-email/resend", {"flow": flow}).status_code == 303
         *_, third = mailbox.wait_for("opfer@example.de", count=3)
-        answers = _guess_together(citizen, flow, code(third))
+        answers = _guesstogether(citizen, flow, code(third))
         assert _count(answers, WRONG) == 0
         right = citizen.post(1, "/verify-email", {"flow": flow, "code": code(third)})
         assert DAY_SPENT in right.text
@@ -153,7 +139,7 @@ def test_asking_again_for_verification_keeps_one_flow_and_mails_once_per_cool_do
     with _two_nodes(db, keys_dir, mailbox, tmp_path) as nodes:
         citizen = Citizen(nodes)
         citizen.http.cookies.set("idp_session", factories.login_token(db, account_id, settings))
-        answers = _together(
+        answers = together(
             [lambda i=i: citizen.post(i, "/account/verify-email", {}) for i in range(20)]
         )
         flows = {_flow_of(answer) for answer in answers}
@@ -199,7 +185,7 @@ def test_twenty_registrations_of_a_known_address_send_one_mail_per_cool_down(
 
     with _two_nodes(db, keys_dir, mailbox, tmp_path) as nodes:
         citizen = Citizen(nodes)
-        answers = _together([lambda i=i: citizen.post(i, "/register", form) for i in range(20)])
+        answers = together([lambda i=i: citizen.post(i, "/register", form) for i in range(20)])
         assert all(answer.status_code == 303 for answer in answers)
         assert mails() == 1
         # The window runs from the mail that went out, not from the refused ones: the

@@ -11,8 +11,9 @@ from idp.accounts import passkeys
 from idp.db.models import SecondFactor
 from tests.assurance import factories
 from tests.assurance.authenticator import SoftAuthenticator
+from tests.conftest import together
 from tests.oidc.factories import form_fields
-from tests.oidc.test_races import ROUNDS, _together
+from tests.oidc.test_races import ROUNDS
 
 
 def test_one_passkey_registered_from_two_tabs_at_once_is_stored_once(live_server, db):
@@ -35,7 +36,7 @@ def test_one_passkey_registered_from_two_tabs_at_once_is_stored_once(live_server
             form = {**form_fields(page.text), "credential": authenticator.create(options, origin)}
             tabs.append((tab, form))
 
-        answers = _together(
+        answers = together(
             [
                 lambda tab=tab, form=form: tab.post("/account/security/passkey", data=form)
                 for tab, form in tabs

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import html
 import json
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -17,7 +15,7 @@ from sqlalchemy import func, select
 from idp import clock
 from idp.db.models import Flow
 from idp.oidc.authorization import KEPT_PARAMETERS, REDIRECT_PARAMETERS
-from tests.conftest import LiveServer, free_port, make_settings
+from tests.conftest import LiveServer, free_port, make_settings, together
 from tests.oidc import factories
 from tests.test_cli import serving
 
@@ -36,18 +34,6 @@ def _params(info, **extra) -> dict[str, str]:
 def _flows(db) -> list[Flow]:
     with db.unit_of_work() as session:
         return list(session.scalars(select(Flow)))
-
-
-def _together(calls):
-    """Run the calls in threads released at the same moment; return their results."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call):
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def test_a_huge_authorization_request_is_refused_without_storing_it(client, db):
@@ -130,7 +116,7 @@ def test_one_address_opens_at_most_the_limit_of_flows_even_at_once(db, keys_dir)
     limit, fired = 5, 12
     with _live(db, keys_dir, flows_per_ip_minute=limit) as server:
         url = f"{server.url}/authorize?{urlencode(_params(info))}"
-        answers = _together([lambda: httpx.get(url, timeout=15) for _ in range(fired)])
+        answers = together([lambda: httpx.get(url, timeout=15) for _ in range(fired)])
 
         assert sorted(a.status_code for a in answers) == [303] * limit + [429] * (fired - limit)
         refused = next(a for a in answers if a.status_code == 429)
@@ -160,7 +146,7 @@ def test_the_limit_holds_across_two_worker_processes(db, keys_dir, tmp_path):
     with serving(env):
         url = f"{env['IDP_ISSUER']}/authorize?{urlencode(_params(info))}"
         # Separate connections, so the kernel spreads them over both workers.
-        answers = _together([lambda: httpx.get(url, timeout=30) for _ in range(16)])
+        answers = together([lambda: httpx.get(url, timeout=30) for _ in range(16)])
 
     assert sorted(a.status_code for a in answers) == [303] * 6 + [429] * 10
     with db.unit_of_work() as session:

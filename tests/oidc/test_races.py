@@ -7,32 +7,18 @@ collision near certain on the code that read a row and then inserted it.
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import func, select
 
 from idp.db.models import Consent, RevokedAccessToken
-from tests.conftest import LiveServer, free_port, make_settings
+from tests.conftest import LiveServer, free_port, make_settings, together
 from tests.oidc import factories
 from tests.oidc.test_negative import authorize_url
 
 ROUNDS = 4
 TABS = 4
-
-
-def _together(calls):
-    """Run the calls in threads released at the same moment; return their results."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call):
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def test_one_account_consenting_in_several_tabs_at_once(live_server, db):
@@ -49,7 +35,7 @@ def test_one_account_consenting_in_several_tabs_at_once(live_server, db):
             assert urlsplit(str(page.url)).path == "/consent"
             tabs.append((tab, {**factories.form_fields(page.text), "decision": "allow"}))
 
-        answers = _together(
+        answers = together(
             [lambda tab=tab, form=form: tab.http.post("/consent", data=form) for tab, form in tabs]
         )
 
@@ -93,7 +79,7 @@ def test_a_client_revoking_one_access_token_on_two_nodes_at_once(live_server, db
                 .json()["access_token"]
             )
 
-            answers = _together(
+            answers = together(
                 [
                     lambda node=node, token=token: node.post(
                         "/revoke", data={"token": token}, auth=auth

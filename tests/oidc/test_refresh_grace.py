@@ -14,7 +14,6 @@ import signal
 import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import httpx
@@ -24,7 +23,7 @@ from sqlalchemy import select, text
 from idp import clock
 from idp.db.models import Grant
 from idp.oidc.tokens import digest
-from tests.conftest import LiveServer, free_port, make_settings
+from tests.conftest import LiveServer, free_port, make_settings, together
 from tests.oidc import factories
 from tests.oidc.test_refresh import access_claims, family_revocations, login, refresh
 
@@ -154,18 +153,6 @@ def test_without_a_grace_period_a_second_presentation_revokes(live_server, db, k
     assert len(family_revocations(db, "refresh_token_reused")) == 1
 
 
-def _together(calls):
-    """Run the calls in threads released at the same moment; return their results."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call):
-        barrier.wait()
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
-
-
 def test_two_presentations_of_one_token_at_once_both_succeed_and_keep_one_chain(
     world, db, keys_dir
 ):
@@ -177,7 +164,7 @@ def test_two_presentations_of_one_token_at_once_both_succeed_and_keep_one_chain(
     other = make_settings(db.url, keys_dir, issuer=f"http://127.0.0.1:{port}", port=port)
     with LiveServer(other) as second:
         for round_ in range(ROUNDS):
-            answers = _together(
+            answers = together(
                 [lambda s=s, t=token: refresh(s, info, t) for s in (server, second, server)]
             )
             assert [a.status_code for a in answers] == [200] * 3, (round_, answers[0].text)
