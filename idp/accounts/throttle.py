@@ -138,17 +138,17 @@ _BLOCKED_UNTIL = Prebuilt(select(_C.blocked_until).where(_C.key == bindparam("co
 
 @dataclass(frozen=True, slots=True)
 class Reservation:
-    """An attempt counted before its password is hashed: its position on each counter.
+    """An attempt counted before its password is hashed, on the email's counter and the
+    client IP's (``ip_key`` None without an address).
 
     ``email_position`` counts attempts on the login identifier since its last success;
     ``locked``: this attempt reached the lockout (it is still checked: a right password
-    releases the lock, a wrong one keeps it). ``ip_position`` is None without a client IP.
+    releases the lock, a wrong one keeps it).
     """
 
     email_key: str
     email_position: int
     ip_key: str | None
-    ip_position: int | None
     locked: bool
 
 
@@ -191,11 +191,7 @@ async def reserve(
     positions = await database.run_sync(partial(_reserve, database, plans, settings))
     email_position = positions[0]
     return Reservation(
-        email_key,
-        email_position,
-        ip_key,
-        positions[1] if ip_key is not None else None,
-        email_position >= settings.login_lockout_attempts,
+        email_key, email_position, ip_key, email_position >= settings.login_lockout_attempts
     )
 
 
