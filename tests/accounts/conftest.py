@@ -94,8 +94,8 @@ def mailbox() -> Iterator[Mailbox]:
     controller.stop()
 
 
-@pytest.fixture
-def account_settings(db, keys_dir, mailbox, tmp_path) -> Settings:
+def mailing_settings(db, keys_dir, mailbox, tmp_path, **overrides) -> Settings:
+    """Test settings that deliver mail to ``mailbox`` over SMTP, with cheap hashing."""
     return make_settings(
         db.url,
         keys_dir,
@@ -105,7 +105,21 @@ def account_settings(db, keys_dir, mailbox, tmp_path) -> Settings:
         mail_poll_seconds=1,
         mail_dir=tmp_path / "mail",
         **FAST_HASH,
+        **overrides,
     )
+
+
+def served_settings(db, keys_dir, mailbox, tmp_path) -> Settings:
+    """:func:`mailing_settings` for a server on a free loopback port (its URL the issuer)."""
+    port = free_port()
+    return mailing_settings(
+        db, keys_dir, mailbox, tmp_path, issuer=f"http://127.0.0.1:{port}", port=port
+    )
+
+
+@pytest.fixture
+def account_settings(db, keys_dir, mailbox, tmp_path) -> Settings:
+    return mailing_settings(db, keys_dir, mailbox, tmp_path)
 
 
 @pytest.fixture
@@ -118,20 +132,7 @@ def app_client(account_settings) -> Iterator[TestClient]:
 @pytest.fixture
 def live_mail_server(db, keys_dir, mailbox, tmp_path) -> Iterator[LiveServer]:
     """The app on a free loopback port (``idp serve``'s server), delivering mail to ``mailbox``."""
-    port = free_port()
-    settings = make_settings(
-        db.url,
-        keys_dir,
-        issuer=f"http://127.0.0.1:{port}",
-        port=port,
-        smtp_host="127.0.0.1",
-        smtp_port=mailbox.port,
-        smtp_security="none",
-        mail_poll_seconds=1,
-        mail_dir=tmp_path / "mail",
-        **FAST_HASH,
-    )
-    with LiveServer(settings) as live:
+    with LiveServer(served_settings(db, keys_dir, mailbox, tmp_path)) as live:
         yield live
 
 

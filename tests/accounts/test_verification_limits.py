@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from idp import clock
 from idp.accounts.registration import create_account
 from idp.db.models import Account, Flow, MailMessage
-from tests.accounts.conftest import FAST_HASH, STRONG, code, csrf_token
-from tests.conftest import LiveServer, free_port, make_settings, together
+from tests.accounts.conftest import FAST_HASH, STRONG, code, csrf_token, served_settings
+from tests.conftest import LiveServer, make_settings, together
 from tests.oidc import factories
 
 GUESSES = 100
@@ -31,19 +31,7 @@ def _two_nodes(db, keys_dir, mailbox, tmp_path) -> Iterator[list[LiveServer]]:
     servers = []
     with contextlib.ExitStack() as stack:
         for _ in range(2):
-            port = free_port()
-            settings = make_settings(
-                db.url,
-                keys_dir,
-                issuer=f"http://127.0.0.1:{port}",
-                port=port,
-                smtp_host="127.0.0.1",
-                smtp_port=mailbox.port,
-                smtp_security="none",
-                mail_poll_seconds=1,
-                mail_dir=tmp_path / "mail",
-                **FAST_HASH,
-            )
+            settings = served_settings(db, keys_dir, mailbox, tmp_path)
             servers.append(stack.enter_context(LiveServer(settings)))
         yield servers
 
