@@ -10,18 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp import assurance
 from idp.accounts import factors, passkeys, recovery_codes, sessions, totp
 from idp.accounts.factors import FactorError
 from idp.audit import events
+from idp.db import factors as store
 from idp.db.models import Account, LoginSession, SecondFactor
 from idp.keys.secret import CodeDigests
 from idp.keys.secretbox import SecretBox
-
-METHODS = ("totp", "passkey", "recovery")
 
 
 @dataclass(frozen=True)
@@ -44,26 +42,14 @@ def offer(
     if decision.status != "step_up" or "second_factor" not in decision.missing:
         return Offer(decision)
     useful = assurance.useful_bindings(acr, facts, policy)
-    kinds = set(
-        session.scalars(
-            select(SecondFactor.kind).where(
-                SecondFactor.account_id == account.id, SecondFactor.binding.in_(useful)
-            )
-        )
-    )
+    kinds = store.kinds_bound(session, account.id, useful)
     has_codes = "recovery_codes" in kinds and _usable_codes(session, account, useful)
     return Offer(decision, "totp" in kinds, "passkey" in kinds, has_codes)
 
 
 def _usable_codes(session: Session, account: Account, useful: frozenset[str]) -> bool:
-    codes = session.scalar(
-        select(SecondFactor).where(
-            SecondFactor.account_id == account.id, SecondFactor.kind == "recovery_codes"
-        )
-    )
     return (
-        codes is not None
-        and codes.binding in useful
+        store.recovery_codes_binding(session, account.id) in useful
         and recovery_codes.remaining(session, account.id) > 0
     )
 
