@@ -15,6 +15,7 @@ from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 
 from idp import maintenance
+from idp.accounts.authenticators import Keys as AuthenticatorKeys
 from idp.assurance import Policy, load_policy
 from idp.db.engine import Database
 from idp.db.migrate import pending
@@ -72,6 +73,11 @@ class Services:
     refreshers: list[Callable[[], bool]] = field(default_factory=list)
     _jwks: EncodedDocument | None = None
     _jwks_version: int = -1
+
+    @property
+    def authenticator_keys(self) -> AuthenticatorKeys:
+        """What checking an authenticator's answer needs (idp.accounts.authenticators)."""
+        return AuthenticatorKeys(self.secret_box, self.settings.issuer, self.code_digests)
 
     def jwks_document(self) -> EncodedDocument:
         """The JWKS, re-encoded only when the keys changed."""

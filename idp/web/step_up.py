@@ -1,8 +1,8 @@
 """The step-up page: GET/POST /step-up?return_to=...&acr=...
 
 It asks for exactly what the session lacks for ``acr``: one of the citizen's
-second factors that counts for that level (TOTP code, passkey, recovery
-code), or, when the account is not proofed or has no such factor, explains
+authenticators that counts for that level (idp.accounts.authenticators), or,
+when the account is not proofed or has no such factor, explains
 the ways to an identified account (eID, in person). On success the method is
 added to the session and the browser goes to ``return_to``. "Cancel" goes to
 ``return_to`` with ``step_up=cancelled`` added to its query, so the
@@ -18,7 +18,8 @@ from litestar.response import Redirect
 from sqlalchemy.orm import Session
 
 from idp import assurance
-from idp.accounts import passkeys, step_up
+from idp.accounts import step_up
+from idp.accounts.authenticators import REGISTRY
 from idp.accounts.factors import FactorError, TooManyAttempts
 from idp.db.models import Account, LoginSession
 from idp.web import i18n
@@ -62,11 +63,7 @@ def _page(
     offer = step_up.offer(uow, account, login, acr, services.assurance_policy)
     if offer.decision.status == "met":
         return Redirect(return_to, status_code=303)
-    passkey_flow = passkey_options = None
-    if offer.passkey:
-        passkey_flow, passkey_options = passkeys.begin_authentication(
-            uow, account, services.settings.issuer
-        )
+    prepared = REGISTRY.prepared(uow, account, offer.methods, services.authenticator_keys)
     level = assurance.canonical(acr) or acr
     return render(
         request,
@@ -78,9 +75,8 @@ def _page(
             "proofed": account.proofing_level in ("substantial", "high"),
             "return_to": return_to,
             "cancel_url": cancel_url(return_to),
-            "passkey_flow": passkey_flow,
-            "passkey_options": passkey_options,
             "errors": errors or {},
+            **prepared,
         },
         status=400 if errors else 200,
     )
@@ -119,10 +115,8 @@ def step_up_submit(request: Request, form: Form) -> Response:
                 wanted,
                 method,
                 form,
-                services.secret_box,
-                services.settings.issuer,
+                services.authenticator_keys,
                 services.assurance_policy,
-                services.code_digests,
             )
         except TooManyAttempts as exc:
             until = exc.until.strftime("%H:%M")
@@ -140,7 +134,7 @@ def step_up_submit(request: Request, form: Form) -> Response:
 
 def answer_field(method: str) -> str:
     """The form field an error belongs to (its id on the page)."""
-    return {"totp": "code", "recovery": "recovery_code", "passkey": "passkey"}.get(method, "code")
+    return REGISTRY.answer_field(method)
 
 
 def request_text(request: Request, key: str, **params: str) -> str:
