@@ -30,7 +30,6 @@ from idp.oidc.discovery import EncodedDocument, provider_metadata
 from idp.oidc.server import Provider
 from idp.settings import Settings
 from idp.web import (
-    account_security,
     accounts,
     authorize,
     csrf,
@@ -38,13 +37,14 @@ from idp.web import (
     errors,
     ops,
     pages,
-    protocol,
-    reauthentication,
     security,
-    step_up,
-    wellknown,
 )
-from idp.web.direct import App
+from idp.web.account import confirm as reauthentication
+from idp.web.account import security as account_security
+from idp.web.citizen import step_up
+from idp.web.protocol import endpoints as protocol
+from idp.web.protocol import wellknown
+from idp.web.protocol.direct import App
 from idp.web.rendering import STATIC, StaticFiles
 
 log = logging.getLogger("idp")
@@ -213,7 +213,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     )
     app = App(
         # Also registered with litestar (through ``routes``), which serves other forms of
-        # their paths; these exact paths are dispatched before its router (idp/web/direct.py).
+        # their paths; these exact paths are dispatched before its router
+        # (idp/web/protocol/direct.py).
         direct=[*wellknown.ROUTES, *protocol.ROUTES],
         route_handlers=[routes],
         lifespan=[lifespan],

@@ -22,13 +22,13 @@ from idp.accounts.errors import LoginBlocked, LoginFailed
 from idp.accounts.factors import FactorError, TooManyAttempts
 from idp.db.models import Account, LoginSession
 from idp.web.accounts import error_message
+from idp.web.citizen.step_up import answer_field, request_text
 from idp.web.errors import SignInRequired
 from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post
 from idp.web.redirects import safe_return_to
 from idp.web.rendering import render
 from idp.web.session import signed_in
-from idp.web.step_up import answer_field, request_text
 
 PAGE = "/account/confirm"
 
