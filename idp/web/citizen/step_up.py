@@ -11,8 +11,6 @@ authorization flow can answer ``unmet_authentication_requirements``.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from litestar import Request, Response
 from litestar.response import Redirect
 from sqlalchemy.orm import Session
@@ -28,7 +26,7 @@ from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post
 from idp.web.redirects import safe_return_to
 from idp.web.rendering import language, render
-from idp.web.session import current_session
+from idp.web.session import signed_in
 
 CANCEL_MARKER = "step_up=cancelled"
 
@@ -36,12 +34,6 @@ CANCEL_MARKER = "step_up=cancelled"
 def cancel_url(return_to: str) -> str:
     """``return_to`` with the cancel marker added to its query."""
     return f"{return_to}{'&' if '?' in return_to else '?'}{CANCEL_MARKER}"
-
-
-def login_url(request: Request) -> str:
-    """The login page, coming back to this page afterwards."""
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return "/login?" + urlencode({"return_to": here})
 
 
 def _wanted(acr: str | None) -> str:
@@ -88,11 +80,8 @@ def step_up_page(request: Request) -> Response:
     wanted = _wanted(request.query_params.get("acr"))
     target = safe_return_to(request.query_params.get("return_to"))
     with request.app.state.services.db.unit_of_work() as uow:
-        login = current_session(request, uow)
-        if login is None:
-            return Redirect(login_url(request), status_code=303)
-        account = uow.get(Account, login.account_id)
-        return _page(request, uow, account, login, wanted, target)
+        who = signed_in(request, uow)
+        return _page(request, uow, who.account, who.login, wanted, target)
 
 
 @post("/step-up", sync_to_thread=True, dependencies=FORM)
@@ -103,10 +92,8 @@ def step_up_submit(request: Request, form: Form) -> Response:
     services = request.app.state.services
     method = form.get("method", "")
     with services.db.unit_of_work() as uow:
-        login = current_session(request, uow)
-        if login is None:
-            return Redirect(login_url(request), status_code=303)
-        account = uow.get(Account, login.account_id)
+        who = signed_in(request, uow)
+        account, login = who.account, who.login
         try:
             step_up.prove(
                 uow,
