@@ -15,6 +15,7 @@ from litestar.datastructures import CacheControlHeader
 from litestar.static_files import create_static_files_router
 
 from idp import maintenance
+from idp.accounts.authenticators import Keys as AuthenticatorKeys
 from idp.assurance import Policy, load_policy
 from idp.db.engine import Database
 from idp.db.migrate import pending
@@ -29,7 +30,6 @@ from idp.oidc.discovery import EncodedDocument, provider_metadata
 from idp.oidc.server import Provider
 from idp.settings import Settings
 from idp.web import (
-    account_security,
     accounts,
     authorize,
     csrf,
@@ -37,13 +37,14 @@ from idp.web import (
     errors,
     ops,
     pages,
-    protocol,
-    reauthentication,
     security,
-    step_up,
-    wellknown,
 )
-from idp.web.direct import App
+from idp.web.account import confirm as reauthentication
+from idp.web.account import security as account_security
+from idp.web.citizen import step_up
+from idp.web.protocol import endpoints as protocol
+from idp.web.protocol import wellknown
+from idp.web.protocol.direct import App
 from idp.web.rendering import STATIC, StaticFiles
 
 log = logging.getLogger("idp")
@@ -72,6 +73,11 @@ class Services:
     refreshers: list[Callable[[], bool]] = field(default_factory=list)
     _jwks: EncodedDocument | None = None
     _jwks_version: int = -1
+
+    @property
+    def authenticator_keys(self) -> AuthenticatorKeys:
+        """What checking an authenticator's answer needs (idp.accounts.authenticators)."""
+        return AuthenticatorKeys(self.secret_box, self.settings.issuer, self.code_digests)
 
     def jwks_document(self) -> EncodedDocument:
         """The JWKS, re-encoded only when the keys changed."""
@@ -207,7 +213,8 @@ def create_app(settings: Settings, services: Services | None = None) -> Litestar
     )
     app = App(
         # Also registered with litestar (through ``routes``), which serves other forms of
-        # their paths; these exact paths are dispatched before its router (idp/web/direct.py).
+        # their paths; these exact paths are dispatched before its router
+        # (idp/web/protocol/direct.py).
         direct=[*wellknown.ROUTES, *protocol.ROUTES],
         route_handlers=[routes],
         lifespan=[lifespan],

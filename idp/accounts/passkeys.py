@@ -82,13 +82,7 @@ def _start(session: Session, account: Account, kind: str, challenge: bytes) -> s
 def _challenge(session: Session, account: Account, kind: str, flow_id: str) -> bytes:
     """The open ceremony's challenge, closing the flow (a challenge is used once)."""
     flow = session.get(Flow, flow_id, with_for_update=True)
-    if (
-        flow is None
-        or flow.kind != kind
-        or flow.account_id != account.id
-        or flow.completed_at is not None
-        or clock.now() >= flow.expires_at
-    ):
+    if flows.live(flow, kind, account_id=account.id) is None:
         raise FactorError("the passkey request expired; please try again")
     if not flows.claim(session, flow):
         raise FactorError("the passkey request expired; please try again")

@@ -15,11 +15,10 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.accounts import factors, sessions, step_up
+from idp.accounts import factors, sessions
+from idp.accounts.authenticators import REGISTRY, Keys
 from idp.audit import events
 from idp.db.models import Account, LoginSession, SecondFactor
-from idp.keys.secret import CodeDigests
-from idp.keys.secretbox import SecretBox
 from idp.mail.outbox import enqueue
 from idp.settings import Settings
 
@@ -48,13 +47,11 @@ def confirm_factor(
     login: LoginSession,
     method: str,
     form: dict[str, str],
-    box: SecretBox,
-    issuer: str,
-    digests: CodeDigests,
+    keys: Keys,
 ) -> SecondFactor:
     """Check one of the account's factors (any binding) and note its use in the session;
     raise FactorError if wrong."""
-    factor = step_up.check_answer(session, account, method, form, box, issuer, digests)
+    factor = REGISTRY.check(session, account, method, form, keys)
     sessions.add_method(login, factor.amr, binding=factor.binding, factor=factor.id)
     events.record(
         session,

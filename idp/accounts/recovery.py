@@ -79,13 +79,8 @@ def request_reset(
 def open_reset(session: Session, flow_id: str | None, token: str | None) -> tuple[Flow, Account]:
     """The reset flow and account a link stands for; raise ResetInvalid."""
     flow = session.get(Flow, flow_id, with_for_update=True) if flow_id else None
-    if (
-        flow is None
-        or flow.kind != KIND
-        or flow.account_id is None
-        or flow.completed_at is not None
-        or flow.expires_at <= clock.now()
-        or not matches(token, flow.state.get("token_digest"))
+    if flows.live(flow, KIND, owned=True) is None or not matches(
+        token, flow.state.get("token_digest")
     ):
         raise ResetInvalid("reset.invalid")
     account = session.get(Account, flow.account_id)

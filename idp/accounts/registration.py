@@ -32,6 +32,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from idp import clock
+from idp.accounts import flows
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import (
     AccountError,
@@ -317,12 +318,7 @@ def start_verification(
 def open_flow(session: Session, flow_id: str | None) -> Flow:
     """The unfinished, unexpired verification flow ``flow_id``; raise VerificationFailed."""
     flow = session.get(Flow, flow_id, with_for_update=True) if flow_id else None
-    if (
-        flow is None
-        or flow.kind != KIND
-        or flow.completed_at is not None
-        or flow.expires_at <= clock.now()
-    ):
+    if flows.live(flow, KIND) is None:
         raise VerificationFailed("verify.invalid")
     return flow
 

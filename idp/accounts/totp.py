@@ -89,16 +89,7 @@ def pending(session: Session, account: Account, flow_id: str, box: SecretBox) ->
 
 
 def _flow(session: Session, account: Account, flow_id: str) -> Flow | None:
-    flow = session.get(Flow, flow_id)
-    if (
-        flow is None
-        or flow.kind != "totp_enrolment"
-        or flow.account_id != account.id
-        or flow.completed_at is not None
-        or clock.now() >= flow.expires_at
-    ):
-        return None
-    return flow
+    return flows.live(session.get(Flow, flow_id), "totp_enrolment", account_id=account.id)
 
 
 def _matching_step(secret: str, code: str, after: int | None) -> int | None:

@@ -67,15 +67,16 @@ def usable_bindings(session: Session, account_id: int) -> set[str]:
     return {binding for (binding,) in rows}
 
 
-def kinds_bound(session: Session, account_id: int, bindings: Collection[str]) -> set[str]:
-    """The kinds of the account's factors bound one of these ways."""
-    return set(
-        session.scalars(
-            select(SecondFactor.kind).where(
-                SecondFactor.account_id == account_id, SecondFactor.binding.in_(list(bindings))
+def kinds_and_bindings(session: Session, account_id: int) -> set[tuple[str, str]]:
+    """(kind, binding) of each of the account's factors."""
+    return {
+        (kind, binding)
+        for kind, binding in session.execute(
+            select(SecondFactor.kind, SecondFactor.binding).where(
+                SecondFactor.account_id == account_id
             )
         )
-    )
+    }
 
 
 def bind(session: Session, account_id: int, factor_ids: Collection[int], binding: str) -> int:

@@ -133,7 +133,7 @@ class Account(Base):
     last_login_at: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
     # The kind of principal (idp.accounts.realms): citizen | staff.
-    kind: Mapped[str] = mapped_column(String(16), default="citizen", server_default="citizen")
+    kind: Mapped[str] = mapped_column(String(16), server_default="citizen")
 
 
 class LoginSession(Base):
@@ -156,7 +156,7 @@ class LoginSession(Base):
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(255))
     # The realm it was opened in (idp.accounts.realms): only that realm's pages accept it.
-    kind: Mapped[str] = mapped_column(String(16), default="citizen", server_default="citizen")
+    kind: Mapped[str] = mapped_column(String(16), server_default="citizen")
 
     __table_args__ = (Index("ix_login_sessions_account_id", "account_id"),)
 

@@ -33,7 +33,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from idp import assurance, clock
-from idp.accounts import factors
+from idp.accounts import factors, flows
 from idp.audit.events import record
 from idp.db import rate_limits
 from idp.db.engine import Prebuilt
@@ -301,11 +301,7 @@ def resume(
 def open_flow(uow: Session, flow_id: str) -> Flow | None:
     """A live, unfinished authorization flow."""
     flow = FLOW.get(uow, id=flow_id) if flow_id and len(flow_id) <= 64 else None
-    if flow is None or flow.kind != FLOW_KIND or flow.completed_at is not None:
-        return None
-    if flow.expires_at <= clock.now():
-        return None
-    return flow
+    return flows.live(flow, FLOW_KIND)
 
 
 def flow_request(

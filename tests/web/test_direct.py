@@ -1,4 +1,4 @@
-"""Direct routes (idp/web/direct.py): the hot endpoints for programs, answered before
+"""Direct routes (idp/web/protocol/direct.py): the hot endpoints for programs, answered before
 litestar's router, with the same headers and error answers as through it."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from litestar.testing import TestClient
 from litestar.types import Receive, Scope, Send
 
 from idp.app import create_app
-from idp.web import direct, protocol, wellknown
 from idp.web.handlers import asgi
+from idp.web.protocol import direct, wellknown
+from idp.web.protocol import endpoints as protocol
 
 SECURITY_HEADERS = ("content-security-policy", "x-frame-options", "x-content-type-options")
 

@@ -1,7 +1,7 @@
 """Direct routes: the hottest endpoints for programs, called without litestar's router.
 
 Discovery, JWKS, token, userinfo, introspection and revocation are raw ASGI
-handlers already (idp/web/wellknown.py, idp/web/protocol.py). Reaching them
+handlers already (idp/web/protocol/wellknown.py, idp/web/protocol/endpoints.py). Reaching them
 through litestar still cost its router, the route's guard (a no-op for them:
 they take no form from a browser) and its exception middleware's wrapper, about
 a third of a JWKS request (measured: 38 -> 26 µs CPU per request, 26,000 ->

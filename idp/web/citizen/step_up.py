@@ -1,8 +1,8 @@
 """The step-up page: GET/POST /step-up?return_to=...&acr=...
 
 It asks for exactly what the session lacks for ``acr``: one of the citizen's
-second factors that counts for that level (TOTP code, passkey, recovery
-code), or, when the account is not proofed or has no such factor, explains
+authenticators that counts for that level (idp.accounts.authenticators), or,
+when the account is not proofed or has no such factor, explains
 the ways to an identified account (eID, in person). On success the method is
 added to the session and the browser goes to ``return_to``. "Cancel" goes to
 ``return_to`` with ``step_up=cancelled`` added to its query, so the
@@ -11,14 +11,13 @@ authorization flow can answer ``unmet_authentication_requirements``.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from litestar import Request, Response
 from litestar.response import Redirect
 from sqlalchemy.orm import Session
 
 from idp import assurance
-from idp.accounts import passkeys, step_up
+from idp.accounts import step_up
+from idp.accounts.authenticators import REGISTRY
 from idp.accounts.factors import FactorError, TooManyAttempts
 from idp.db.models import Account, LoginSession
 from idp.web import i18n
@@ -27,7 +26,7 @@ from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post
 from idp.web.redirects import safe_return_to
 from idp.web.rendering import language, render
-from idp.web.session import current_session
+from idp.web.session import signed_in
 
 CANCEL_MARKER = "step_up=cancelled"
 
@@ -35,12 +34,6 @@ CANCEL_MARKER = "step_up=cancelled"
 def cancel_url(return_to: str) -> str:
     """``return_to`` with the cancel marker added to its query."""
     return f"{return_to}{'&' if '?' in return_to else '?'}{CANCEL_MARKER}"
-
-
-def login_url(request: Request) -> str:
-    """The login page, coming back to this page afterwards."""
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return "/login?" + urlencode({"return_to": here})
 
 
 def _wanted(acr: str | None) -> str:
@@ -62,11 +55,7 @@ def _page(
     offer = step_up.offer(uow, account, login, acr, services.assurance_policy)
     if offer.decision.status == "met":
         return Redirect(return_to, status_code=303)
-    passkey_flow = passkey_options = None
-    if offer.passkey:
-        passkey_flow, passkey_options = passkeys.begin_authentication(
-            uow, account, services.settings.issuer
-        )
+    prepared = REGISTRY.prepared(uow, account, offer.methods, services.authenticator_keys)
     level = assurance.canonical(acr) or acr
     return render(
         request,
@@ -78,9 +67,8 @@ def _page(
             "proofed": account.proofing_level in ("substantial", "high"),
             "return_to": return_to,
             "cancel_url": cancel_url(return_to),
-            "passkey_flow": passkey_flow,
-            "passkey_options": passkey_options,
             "errors": errors or {},
+            **prepared,
         },
         status=400 if errors else 200,
     )
@@ -92,11 +80,8 @@ def step_up_page(request: Request) -> Response:
     wanted = _wanted(request.query_params.get("acr"))
     target = safe_return_to(request.query_params.get("return_to"))
     with request.app.state.services.db.unit_of_work() as uow:
-        login = current_session(request, uow)
-        if login is None:
-            return Redirect(login_url(request), status_code=303)
-        account = uow.get(Account, login.account_id)
-        return _page(request, uow, account, login, wanted, target)
+        who = signed_in(request, uow)
+        return _page(request, uow, who.account, who.login, wanted, target)
 
 
 @post("/step-up", sync_to_thread=True, dependencies=FORM)
@@ -107,10 +92,8 @@ def step_up_submit(request: Request, form: Form) -> Response:
     services = request.app.state.services
     method = form.get("method", "")
     with services.db.unit_of_work() as uow:
-        login = current_session(request, uow)
-        if login is None:
-            return Redirect(login_url(request), status_code=303)
-        account = uow.get(Account, login.account_id)
+        who = signed_in(request, uow)
+        account, login = who.account, who.login
         try:
             step_up.prove(
                 uow,
@@ -119,10 +102,8 @@ def step_up_submit(request: Request, form: Form) -> Response:
                 wanted,
                 method,
                 form,
-                services.secret_box,
-                services.settings.issuer,
+                services.authenticator_keys,
                 services.assurance_policy,
-                services.code_digests,
             )
         except TooManyAttempts as exc:
             until = exc.until.strftime("%H:%M")
@@ -140,7 +121,7 @@ def step_up_submit(request: Request, form: Form) -> Response:
 
 def answer_field(method: str) -> str:
     """The form field an error belongs to (its id on the page)."""
-    return {"totp": "code", "recovery": "recovery_code", "passkey": "passkey"}.get(method, "code")
+    return REGISTRY.answer_field(method)
 
 
 def request_text(request: Request, key: str, **params: str) -> str:

@@ -1,7 +1,7 @@
 """Self-service second factors under /account/security: list, add, remove.
 
 Every change (adding a factor, new recovery codes, removing one) first needs a
-fresh re-authentication in this session (idp.web.reauthentication) and is mailed
+fresh re-authentication in this session (idp.web.account.confirm) and is mailed
 to the citizen. The factor records how it was bound (one added in a session below
 high never lifts a session to high). Removing a factor that counts for high, or
 replacing recovery codes that do, needs a high session, so a stolen password
@@ -22,13 +22,13 @@ from idp.accounts import factors, passkeys, recovery_codes, totp
 from idp.accounts.factors import FactorError
 from idp.accounts.reauthentication import notify
 from idp.db.models import Account, LoginSession
-from idp.web import reauthentication
+from idp.web.account import confirm as reauthentication
+from idp.web.citizen.step_up import request_text
 from idp.web.errors import PageError
 from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post
 from idp.web.rendering import render
 from idp.web.session import signed_in
-from idp.web.step_up import request_text
 
 HOME = "/account/security"
 TOTP = f"{HOME}/totp"

@@ -16,19 +16,20 @@ from litestar import Request, Response
 from litestar.response import Redirect
 from sqlalchemy.orm import Session
 
-from idp.accounts import factors, login, passkeys, reauthentication, recovery_codes
+from idp.accounts import login, reauthentication
+from idp.accounts.authenticators import REGISTRY
 from idp.accounts.errors import LoginBlocked, LoginFailed
 from idp.accounts.factors import FactorError, TooManyAttempts
 from idp.accounts.realms import CITIZEN
 from idp.db.models import Account, LoginSession
 from idp.web.accounts import error_message
+from idp.web.citizen.step_up import answer_field, request_text
 from idp.web.errors import SignInRequired
 from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post
 from idp.web.redirects import safe_return_to
 from idp.web.rendering import render
 from idp.web.session import signed_in
-from idp.web.step_up import answer_field, request_text
 
 PAGE = "/account/confirm"
 
@@ -56,27 +57,20 @@ def _page(
     need = reauthentication.needed(uow, account, login_row, services.settings)
     if need is None:
         return Redirect(return_to, status_code=303)
-    kinds = {f.kind for f in factors.factors(uow, account.id)}
-    passkey_flow = passkey_options = None
-    if need == reauthentication.FACTOR and "passkey" in kinds:
-        passkey_flow, passkey_options = passkeys.begin_authentication(
-            uow, account, services.settings.issuer
-        )
+    methods = REGISTRY.offered(uow, account.id) if need == reauthentication.FACTOR else ()
+    prepared = REGISTRY.prepared(uow, account, methods, services.authenticator_keys)
     return render(
         request,
         "reauthenticate.html",
         {
             "need": need,
-            "totp": "totp" in kinds,
-            "passkey": passkey_flow is not None,
-            "recovery": recovery_codes.remaining(uow, account.id) > 0,
+            "methods": methods,
             "return_to": return_to,
             # return_to in the address too: the language link of a page shown after a
             # wrong answer then leads back to this page for the same change.
             "action": f"{PAGE}?{urlencode({'return_to': return_to})}",
-            "passkey_flow": passkey_flow,
-            "passkey_options": passkey_options,
             "errors": errors or {},
+            **prepared,
         },
         status=400 if errors else 200,
     )
@@ -120,9 +114,7 @@ def _confirm_factor(request: Request, form: Form, target: str) -> Response:
                 who.login,
                 method,
                 form,
-                services.secret_box,
-                services.settings.issuer,
-                services.code_digests,
+                services.authenticator_keys,
             )
         except TooManyAttempts as exc:
             message = request_text(request, "step_up.locked", until=exc.until.strftime("%H:%M"))

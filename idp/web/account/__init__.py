@@ -1,0 +1,1 @@
+"""Self-service pages of a signed-in citizen under /account."""
