@@ -33,6 +33,7 @@ from idp.accounts.passwords import passwords_for
 from idp.accounts.sessions import new_session, opening, store_on
 from idp.audit import events as audit
 from idp.audit.events import record
+from idp.db import audit as audit_store
 from idp.db.engine import Database, Prebuilt, execute_awaited, read_row_awaited
 from idp.db.models import Account, LoginThrottle
 from idp.settings import Settings
@@ -62,7 +63,7 @@ _FIND = Prebuilt(
 _REHASHED = Prebuilt(update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account")))
 # PostgreSQL: what :func:`succeed` writes, in one statement: the new session with the
 # account's login time, and the audit event.
-_SUCCEEDED_POSTGRESQL = Prebuilt(audit.appending(*opening("session_")))
+_SUCCEEDED_POSTGRESQL = Prebuilt(audit_store.appending(*opening("session_")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +240,7 @@ def _write_success(
         if not throttle.release_on_success(run, reservation, settings):
             return False
         store_on(database, connection, session)
-        audit.append_on(database, connection, event)
+        audit_store.append_on(database, connection, event)
     return True
 
 
