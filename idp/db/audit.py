@@ -1,4 +1,4 @@
-"""The audit trail's store: appending to the hash chain, reading it.
+"""The audit trail's store: appending to the hash chain, reading it, erasing personal fields.
 
 Each event links to the one before: its ``hash`` is :func:`link` of the previous hash
 and the event's canonical JSON (which idp.audit.events writes; the store only hashes
@@ -36,7 +36,12 @@ _EVENTS = AuditEvent.__table__
 _HEAD = AuditHead.__table__
 # What an append writes besides the two hashes, each given as a parameter of that name
 # (with ``canonical``, the text the hash covers after the previous hash).
-COLUMNS = ("at", "event", "actor", "account_id", "client_id", "ip", "data")
+COLUMNS = (
+    *("at", "event", "actor", "client_id", "data", "seal"),
+    *("account_id", "ip", "personal", "seal_key"),
+)
+# Personal fields an erasure clears; the chain covers none of them (idp.audit.events).
+_PERSONAL = ("account_id", "ip", "personal", "seal_key")
 # PostgreSQL locks the row; SQLite has no row locks, and a plain SELECT there runs before
 # the write transaction begins (it may read a head another writer is about to move): a
 # no-op UPDATE takes the database's write lock and reads the head under it.
@@ -112,6 +117,18 @@ def chain(session: Session) -> Iterator[AuditEvent]:
 def head(session: Session) -> AuditHead | None:
     """The head row (the last event's id and hash), or None on a database without it."""
     return session.get(AuditHead, 1)
+
+
+def clear_personal_fields(session: Session, account_id: int) -> int:
+    """Clear the personal fields (account, address, personal details and the key of their
+    seal) of every event of ``account_id`` that still has them; how many events."""
+    cleared = session.execute(
+        update(_EVENTS)
+        .where(_EVENTS.c.account_id == account_id, _EVENTS.c.seal_key.is_not(None))
+        .values(dict.fromkeys(_PERSONAL))
+        .execution_options(synchronize_session=False)
+    )
+    return cleared.rowcount
 
 
 def _parameters() -> list[Any]:
