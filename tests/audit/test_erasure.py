@@ -5,6 +5,7 @@ notices an edited event, through logins over a real server."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import httpx
 import pytest
@@ -15,6 +16,7 @@ from idp.audit import events as audit
 from idp.db.models import AuditEvent, AuditHead
 from tests.accounts.conftest import FAST_HASH, STRONG, csrf_token
 from tests.conftest import LiveServer, free_port, make_settings
+from tests.test_cli import run
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,3 +213,17 @@ def test_a_head_that_names_another_hash_breaks_the_chain(db, citizens):
         last = head.last_id
     with db.unit_of_work() as session:
         assert audit.verify(session) == last
+
+
+def test_idp_audit_verify_says_whether_the_trail_verifies(db, citizens):
+    env = {"IDP_DATABASE_URL": db.url}
+    verified = run("audit", "verify", "--json", env=env)
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout) == {"verified": True, "broken_at": None}
+    with db.unit_of_work() as session:
+        event = session.scalars(select(AuditEvent).order_by(AuditEvent.id)).first()
+        event.ip = "192.0.2.1"
+        edited = event.id
+    broken = run("audit", "verify", env=env)
+    assert broken.returncode == 1
+    assert f"event {edited} does not fit" in broken.stderr
