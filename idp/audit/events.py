@@ -20,14 +20,12 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.db import audit as store
-from idp.db.engine import Database
 from idp.db.models import AuditEvent
 
 GENESIS = store.GENESIS  # the previous hash of the first event
@@ -42,8 +40,6 @@ RECHAINED = "audit.rechained"
 # The fields the chain covers, beside the seal of the personal ones.
 _CHAINED = ("event", "actor", "client_id", "data")
 _KEY_BYTES = 16
-# Database.info key: who is told of events committed outside a unit of work.
-_LISTENERS = "idp.audit_listeners"
 
 
 def record(
@@ -104,19 +100,6 @@ def append_parameters(
         row["seal"] = _seal(row["seal_key"], row)
     row["canonical"] = _canonical(row)
     return row
-
-
-def listen_outside_units(database: Database, listener: Callable[[list[str]], None]) -> None:
-    """Tell ``listener`` the names of the events committed outside a unit of work
-    (idp.db.audit's ``appending``, ``append_on``; a unit of work's are in its
-    ``info[RECORDED]`` when it commits)."""
-    database.info.setdefault(_LISTENERS, []).append(listener)
-
-
-def committed_outside_units(database: Database, names: list[str]) -> None:
-    """These events were committed outside a unit of work: tell the listeners."""
-    for listener in database.info.get(_LISTENERS, ()):
-        listener(names)
 
 
 def erase_personal_data(session: Session, account_id: int, *, actor: str | None = None) -> int:

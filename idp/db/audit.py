@@ -5,18 +5,10 @@ and the event's canonical JSON (which idp.audit.events writes; the store only ha
 it). The single ``audit_head`` row holds the last hash and is locked while appending,
 so concurrent writers stay in order and an event's id follows the chain.
 
-An append is Core statements, not ORM objects (an event is written on every login):
-
-- PostgreSQL: one statement locks the head, inserts the event with the hash computed
-  by the database and moves the head. :func:`appending` adds a request's other writes
-  to it as data-modifying CTEs.
-- SQLite: two. The insert reads the head and hashes (idp.db.engine.SHA256_SQL) in the
-  write transaction, which the process's writer queue and SQLite's write lock give to
-  one writer at a time; then the head moves. :func:`append_on` runs them on a DB-API
-  connection.
-- A database without the head row: the head is created, then locked and read, and the
-  hash computed here; the head read under the lock is remembered for the rest of the
-  transaction.
+An append is Core statements, not ORM objects, in the caller's unit of work: the head
+locked and read, the event inserted with its hash, the head moved. On PostgreSQL one
+statement does all three (the database computes the hash from the head it has just
+locked): one round trip instead of three.
 """
 
 from __future__ import annotations
@@ -28,7 +20,7 @@ from typing import Any
 from sqlalchemy import String, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
-from idp.db.engine import SHA256_SQL, Database, Prebuilt
+from idp.db.engine import Prebuilt
 from idp.db.models import AuditEvent, AuditHead
 
 GENESIS = b"\x00" * 32
@@ -64,18 +56,11 @@ def link(prev_hash: bytes, canonical: str) -> bytes:
 
 def append(session: Session, row: Mapping[str, Any]) -> int:
     """Append one event (:data:`COLUMNS` and ``canonical``) in the unit of work; its id."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         appended = _APPEND_POSTGRESQL.execute(session, row)
         if appended:
             return appended[0].last_id
-    elif dialect == "sqlite":
-        inserted = _APPEND_SQLITE.execute(session, row)
-        if inserted:
-            (event_id, digest) = inserted[0]
-            _MOVE_HEAD_TO.execute(session, {"last_id": event_id, "last_hash": digest})
-            return event_id
-    # no head row yet (a database set up without it), or another database
+    # SQLite, or no head row yet (a database set up without it)
     prev_hash = _locked_head(session)
     values = {name: row[name] for name in COLUMNS}
     digest = link(prev_hash, row["canonical"])
@@ -83,30 +68,6 @@ def append(session: Session, row: Mapping[str, Any]) -> int:
     _MOVE_HEAD_TO.execute(session, {"last_id": inserted.id, "last_hash": digest})
     session.info[_HELD] = (_transaction(session), digest)
     return inserted.id
-
-
-def appending(*statements: Any) -> Any:
-    """PostgreSQL: one statement that appends an event and runs ``statements`` (data-modifying
-    CTEs) in the same transaction: one round trip for a request's whole write.
-
-    Its parameters are an event's (:func:`append`'s) and those of ``statements``; it
-    returns the new event's id, or no row when the head row is missing (then nothing was
-    appended, and :func:`append` appends in a unit of work). All its parts run whatever
-    that answer: PostgreSQL runs every data-modifying CTE of a statement.
-    """
-    return _append_postgresql().add_cte(*statements)
-
-
-def append_on(database: Database, connection: Any, row: Mapping[str, Any]) -> int:
-    """SQLite: :func:`append` on a DB-API connection of ``database.dbapi_connection()``, in
-    its transaction; the event's id. A database without the head row gets it first."""
-    inserted = _APPEND_SQLITE.execute_on(database, connection, row)
-    if not inserted:
-        _START_HEAD.execute_on(database, connection, {})
-        inserted = _APPEND_SQLITE.execute_on(database, connection, row)
-    (event_id, digest) = inserted[0]
-    _MOVE_HEAD_TO.execute_on(database, connection, {"last_id": event_id, "last_hash": digest})
-    return event_id
 
 
 def chain(session: Session) -> Iterator[AuditEvent]:
@@ -165,23 +126,6 @@ def _append_postgresql() -> Any:
 
 
 _APPEND_POSTGRESQL = Prebuilt(_append_postgresql())
-
-
-def _append_sqlite() -> Any:
-    """SQLite: insert the event with the hash of the head it reads (no row without one)."""
-    rows = select(
-        *_parameters(),
-        _HEAD.c.last_hash,
-        getattr(func, SHA256_SQL)(_HEAD.c.last_hash, bindparam("canonical", type_=String())),
-    ).where(_HEAD.c.id == 1)
-    return (
-        insert(_EVENTS)
-        .from_select([*COLUMNS, "prev_hash", "hash"], rows)
-        .returning(_EVENTS.c.id, _EVENTS.c.hash)
-    )
-
-
-_APPEND_SQLITE = Prebuilt(_append_sqlite())
 
 
 def _transaction(session: Session) -> SessionTransaction | None:
