@@ -524,6 +524,32 @@ def mail_send_pending(settings: Settings) -> None:
 
 
 @main.group()
+def audit() -> None:
+    """The hash-chained audit trail."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_settings
+def audit_verify(settings: Settings, as_json: bool) -> None:
+    """Check the chain from its first event to its head; status 1 if an event does not fit."""
+    from idp.audit.events import verify
+
+    db = Database.of(settings)
+    try:
+        with db.unit_of_work() as session:
+            broken_at = verify(session)
+    finally:
+        db.dispose()
+    if broken_at is not None:
+        if as_json:
+            emit(True, {"verified": False, "broken_at": broken_at}, "")
+            sys.exit(1)
+        fail(f"the audit trail does not verify: event {broken_at} does not fit")
+    emit(as_json, {"verified": True, "broken_at": None}, "idp: the audit trail verifies")
+
+
+@main.group()
 def maintenance() -> None:
     """Housekeeping (the server also does it every IDP_MAINTENANCE_INTERVAL_SECONDS)."""
 

@@ -9,13 +9,10 @@ A login is three steps: :func:`begin` reads (one statement, outside any
 transaction) and reserves the attempt on its throttling counters (compare-and-set,
 idp.accounts.throttle), :func:`check_password` hashes (awaited, in the hasher's
 threads, no transaction open meanwhile) and :func:`conclude` writes (one unit of
-work). Every
-login runs this, around one argon2id verify, so it reads and writes with Core
-statements (the columns it needs, no ORM objects): the unit of work's loading and
-flushing cost more than the statements, and the code after the verify runs with
-caches the hash has just swept through. A success is written by :func:`succeed`
-instead, without a unit of work: on PostgreSQL one statement awaited on the event
-loop, on SQLite one transaction on a pooled connection.
+work). Every login runs this, around one argon2id verify, so it reads and writes
+with Core statements (the columns it needs, no ORM objects): the unit of work's
+loading and flushing cost more than the statements, and the code after the verify
+runs with caches the hash has just swept through.
 """
 
 from __future__ import annotations
@@ -30,10 +27,8 @@ from idp.accounts import throttle
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import InvalidEmail, LoginBlocked, LoginFailed
 from idp.accounts.passwords import passwords_for
-from idp.accounts.sessions import new_session, opening, store_on
-from idp.audit import events as audit
 from idp.audit.events import record
-from idp.db.engine import Database, Prebuilt, execute_awaited, read_row_awaited
+from idp.db.engine import Database, Prebuilt, read_row_awaited
 from idp.db.models import Account, LoginThrottle
 from idp.settings import Settings
 
@@ -60,9 +55,6 @@ _FIND = Prebuilt(
 )
 # A stale hash replaced after a success, as parameters.
 _REHASHED = Prebuilt(update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account")))
-# PostgreSQL: what :func:`succeed` writes, in one statement: the new session with the
-# account's login time, and the audit event.
-_SUCCEEDED_POSTGRESQL = Prebuilt(audit.appending(*opening("session_")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,76 +168,6 @@ def conclude(
         _REHASHED.execute(session, {"account": account_id, "password_hash": new_hash})
     record(session, event, account_id=account_id, ip=ip, data={"amr": ["pwd"]})
     return account_id
-
-
-async def succeed(
-    database: Database,
-    settings: Settings,
-    attempt: Attempt,
-    *,
-    matched: bool,
-    new_hash: str | None,
-    ip: str | None,
-    user_agent: str | None,
-) -> str | None:
-    """What :func:`conclude` and a new session write after a match, without a unit of work;
-    the new session's cookie token.
-
-    PostgreSQL: the reservations released, then one statement awaited on the event loop (a
-    unit of work there is a hop to a worker thread and five round trips). SQLite: the same
-    rows in one transaction on a pooled connection, at once. None, with nothing written,
-    where it does not apply: no match, or a stale hash to replace. The caller then
-    concludes in a unit of work, as it does where the browser has a session to end first.
-    Raises LoginBlocked if attempts that began after this one locked the email meanwhile.
-    """
-    if not matched or new_hash is not None:
-        return None
-    assert attempt.account_id is not None  # a match needs the account's own hash
-    token, session = new_session(
-        attempt.account_id, ["pwd"], settings, ip=ip, user_agent=user_agent
-    )
-    event = audit.append_parameters(
-        "login.success", account_id=attempt.account_id, ip=ip, data={"amr": ["pwd"]}
-    )
-    if database.awaited is not None:
-        if not await throttle.release_awaited(database, attempt.reservation, settings):
-            raise _locked_meanwhile(settings)
-        params = {**{f"session_{name}": value for name, value in session.items()}, **event}
-        if await execute_awaited(database, _SUCCEEDED_POSTGRESQL, params) is None:
-            # No head row, so no event: the chain starts from a unit of work (idp.audit).
-            await database.run_sync(
-                partial(_record_success_alone, database, attempt.account_id, ip)
-            )
-            return token
-    else:
-        written = await database.run_sync(
-            partial(_write_success, database, settings, attempt.reservation, session, event)
-        )
-        if not written:
-            raise _locked_meanwhile(settings)
-    audit.committed_outside_units(database, ["login.success"])
-    return token
-
-
-def _write_success(
-    database: Database,
-    settings: Settings,
-    reservation: throttle.Reservation,
-    session: dict[str, object],
-    event: dict[str, object],
-) -> bool:
-    with database.dbapi_connection() as connection:
-        run = throttle.on_connection(database, connection)
-        if not throttle.release_on_success(run, reservation, settings):
-            return False
-        store_on(database, connection, session)
-        audit.append_on(database, connection, event)
-    return True
-
-
-def _record_success_alone(database: Database, account_id: int, ip: str | None) -> None:
-    with database.unit_of_work() as session:
-        record(session, "login.success", account_id=account_id, ip=ip, data={"amr": ["pwd"]})
 
 
 async def check_password(

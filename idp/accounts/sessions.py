@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.db.engine import Database, Prebuilt
+from idp.db.engine import Prebuilt
 from idp.db.loads import LOGIN_SESSION_BY_DIGEST
 from idp.db.models import Account, LoginSession
 from idp.settings import Settings
@@ -43,19 +43,12 @@ _ACCOUNTS = Account.__table__
 _OPEN = Prebuilt(insert(_SESSIONS).returning(_SESSIONS.c.id))
 
 
-def _logging_in(account: str, at: str) -> Any:
-    """An account's last login time set, its id and time as the parameters so named."""
-    return (
-        update(_ACCOUNTS)
-        .where(_ACCOUNTS.c.id == bindparam(account, type_=_ACCOUNTS.c.id.type))
-        .values(last_login_at=bindparam(at, type_=_ACCOUNTS.c.last_login_at.type))
-    )
-
-
 # Every session opened is a login: the account's last login time is the newest one's.
-_LOGGED_IN = Prebuilt(_logging_in("login_account", "login_at"))
-# The columns a new session leaves to the database or to its end.
-_NOT_AT_OPENING = frozenset({"id", "ended_at", "end_reason"})
+_LOGGED_IN = Prebuilt(
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("login_account", type_=_ACCOUNTS.c.id.type))
+    .values(last_login_at=bindparam("login_at", type_=_ACCOUNTS.c.last_login_at.type))
+)
 
 
 def open_session(
@@ -105,29 +98,6 @@ def new_session(
         "ip": ip,
         "user_agent": (user_agent or "")[:255] or None,
     }
-
-
-def store_on(database: Database, connection: Any, values: dict[str, Any]) -> int:
-    """Store a :func:`new_session` on a DB-API connection of ``database.dbapi_connection()``;
-    its id."""
-    (opened,) = _OPEN.execute_on(database, connection, values)
-    _LOGGED_IN.execute_on(database, connection, _login_time(values))
-    return opened.id
-
-
-def opening(prefix: str) -> tuple[Any, ...]:
-    """Storing a :func:`new_session` as data-modifying CTEs (PostgreSQL), for a statement
-    that writes more: the session, and its account's last login time. Their parameters
-    are the values' names after ``prefix``."""
-    opened = insert(_SESSIONS).values(
-        {
-            column.name: bindparam(prefix + column.name, type_=column.type)
-            for column in _SESSIONS.c
-            if column.name not in _NOT_AT_OPENING
-        }
-    )
-    logged_in = _logging_in(prefix + "account_id", prefix + "created_at")
-    return opened.cte("opened"), logged_in.cte("logged_in")
 
 
 def start_session(

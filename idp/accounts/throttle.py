@@ -33,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.db.engine import Database, Prebuilt, execute_awaited
+from idp.db.engine import Database, Prebuilt
 from idp.db.models import LoginThrottle
 from idp.settings import Settings
 
@@ -243,26 +243,9 @@ def release_on_success(run: Any, reservation: Reservation, settings: Settings) -
     return True
 
 
-async def release_awaited(database: Database, reservation: Reservation, settings: Settings) -> bool:
-    """:func:`release_on_success` on PostgreSQL, each statement awaited and committed alone."""
-    released = await execute_awaited(database, _RELEASE_EMAIL, _releasing(reservation, settings))
-    if released is None and await execute_awaited(
-        database, _STILL_BLOCKED, {"counter": reservation.email_key, "now": clock.now()}
-    ):
-        return False
-    if reservation.ip_key is not None:
-        await execute_awaited(database, _RELEASE_IP, {"counter": reservation.ip_key})
-    return True
-
-
 def in_session(session: Session) -> Any:
     """A ``run`` for :func:`release_on_success` in a unit of work."""
     return lambda statement, params: statement.execute(session, params)
-
-
-def on_connection(database: Database, connection: Any) -> Any:
-    """A ``run`` for :func:`release_on_success` on a DB-API connection's transaction."""
-    return lambda statement, params: statement.execute_on(database, connection, params)
 
 
 def clear(session: Session, key: str) -> None:

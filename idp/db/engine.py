@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import threading
@@ -47,18 +46,6 @@ def _sqlite_pragmas(
     if not commits_checkpoint:
         cursor.execute("PRAGMA wal_autocheckpoint=0")  # Database.checkpoint does it
     cursor.close()
-    dbapi_connection.create_function(SHA256_SQL, 2, _sha256_of, deterministic=True)
-
-
-# SQLite's name for SHA-256 over a BLOB followed by a TEXT's UTF-8 bytes (PostgreSQL:
-# ``sha256(blob || convert_to(text, 'UTF8'))``), so a statement can hash what it reads.
-SHA256_SQL = "idp_sha256"
-
-
-def _sha256_of(first: bytes | None, second: str | None) -> bytes | None:
-    if first is None or second is None:
-        return None
-    return hashlib.sha256(bytes(first) + second.encode()).digest()
 
 
 # WAL pages beyond which Database.checkpoint copies the WAL into the database file

@@ -45,7 +45,6 @@ from idp.web.rendering import language, render
 from idp.web.session import (
     clear_session_cookie,
     current_session,
-    session_token,
     set_session_cookie,
 )
 
@@ -363,18 +362,6 @@ async def login_submit(request: Request, form: Form) -> Response:
         matched, new_hash = await login.check_password(
             services.settings, found, form.get("password", "")
         )
-        if session_token(request) is None:  # else the browser's session ends in the unit of work
-            token = await login.succeed(
-                services.db,
-                services.settings,
-                found,
-                matched=matched,
-                new_hash=new_hash,
-                ip=_ip(request),
-                user_agent=request.headers.get("user-agent"),
-            )
-            if token is not None:
-                return _logged_in(request, return_to, token)
     except LoginBlocked as exc:
         return _login_page(request, return_to, email, {"": error_message(request, exc)}, 429)
     return await services.db.run_sync(

@@ -128,10 +128,8 @@ def test_a_right_password_is_refused_when_the_email_was_locked_while_it_was_chec
                     blocked_until=clock.now() + timedelta(minutes=15),
                 )
             )
-        with pytest.raises(LoginBlocked):
-            await login.succeed(
-                db, settings, attempt, matched=True, new_hash=new_hash, ip=None, user_agent=None
-            )
+        with db.unit_of_work() as session, pytest.raises(LoginBlocked):
+            login.conclude(session, settings, attempt, matched=True, new_hash=new_hash, ip=None)
 
     on_own_loop(right_password_while_others_lock())
     assert not _events(db, "login.success")
@@ -180,9 +178,10 @@ def test_one_address_failing_many_logins_makes_another_citizen_wait_seconds_not_
         clock.travel(timedelta(seconds=settings.login_ip_max_wait_seconds))
         attempt = await login.begin(db, settings, email="paula@example.de", ip=office)
         matched, new_hash = await login.check_password(settings, attempt, STRONG)
-        token = await login.succeed(
-            db, settings, attempt, matched=matched, new_hash=new_hash, ip=office, user_agent=None
-        )
-        assert token is not None
+        with db.unit_of_work() as session:
+            account_id = login.conclude(
+                session, settings, attempt, matched=matched, new_hash=new_hash, ip=office
+            )
+        assert account_id is not None
 
     on_own_loop(many_then_one())
