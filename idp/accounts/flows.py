@@ -20,7 +20,7 @@ _FLOWS = Flow.__table__
 def claim(session: Session, flow: Flow) -> bool:
     """Complete the live ``flow`` now; False if another request completed it first (or it
     expired meanwhile)."""
-    now = clock.now()
+    now = clock.now(session)
     result = session.execute(
         update(_FLOWS)
         .where(

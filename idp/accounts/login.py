@@ -26,6 +26,7 @@ from functools import partial
 from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.orm import Session
 
+from idp import clock
 from idp.accounts import throttle
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import InvalidEmail, LoginBlocked, LoginFailed
@@ -98,7 +99,9 @@ async def begin(database: Database, settings: Settings, *, email: str, ip: str |
     )
     assert found is not None  # the outer joins always give one row
     account_id, password_hash, disabled_at, email_counter, email_until, ip_counter, ip_until = found
-    wait = throttle.summarise([(email_counter, email_until), (ip_counter, ip_until)])
+    wait = throttle.summarise(
+        [(email_counter, email_until), (ip_counter, ip_until)], clock.now(database)
+    )
     if not wait:
         try:
             reservation = await throttle.reserve(
@@ -169,7 +172,9 @@ def conclude(
         raise LoginFailed("login.failed")
 
     assert account_id is not None  # a match needs the account's own hash
-    if not throttle.release_on_success(throttle.in_session(session), reservation, settings):
+    if not throttle.release_on_success(
+        throttle.in_session(session), reservation, settings, clock.now(session)
+    ):
         record(session, "login.blocked", account_id=account_id, ip=ip, data={"locked": True})
         raise _locked_meanwhile(settings)
     if new_hash is not None:
@@ -202,10 +207,10 @@ async def succeed(
         return None
     assert attempt.account_id is not None  # a match needs the account's own hash
     token, session = new_session(
-        attempt.account_id, ["pwd"], settings, ip=ip, user_agent=user_agent
+        attempt.account_id, ["pwd"], settings, now=clock.now(database), ip=ip, user_agent=user_agent
     )
     event = audit.append_parameters(
-        "login.success", account_id=attempt.account_id, ip=ip, data={"amr": ["pwd"]}
+        database, "login.success", account_id=attempt.account_id, ip=ip, data={"amr": ["pwd"]}
     )
     if database.awaited is not None:
         if not await throttle.release_awaited(database, attempt.reservation, settings):
@@ -236,7 +241,7 @@ def _write_success(
 ) -> bool:
     with database.dbapi_connection() as connection:
         run = throttle.on_connection(database, connection)
-        if not throttle.release_on_success(run, reservation, settings):
+        if not throttle.release_on_success(run, reservation, settings, clock.now(database)):
             return False
         store_on(database, connection, session)
         audit.append_on(database, connection, event)

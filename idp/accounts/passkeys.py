@@ -73,7 +73,7 @@ def _descriptor(factor: SecondFactor) -> PublicKeyCredentialDescriptor:
 
 
 def _start(session: Session, account: Account, kind: str, challenge: bytes) -> str:
-    now = clock.now()
+    now = clock.now(session)
     flow = Flow(
         id=secrets.token_urlsafe(16),
         kind=kind,
@@ -94,7 +94,7 @@ def _challenge(session: Session, account: Account, kind: str, flow_id: str) -> b
         or flow.kind != kind
         or flow.account_id != account.id
         or flow.completed_at is not None
-        or clock.now() >= flow.expires_at
+        or clock.now(session) >= flow.expires_at
     ):
         raise FactorError("the passkey request expired; please try again")
     if not flows.claim(session, flow):
@@ -154,7 +154,7 @@ def finish_registration(
             label=(label.strip() or "Passkey")[:64],
             binding=binding,
             amr=PASSKEY_AMR,
-            created_at=clock.now(),
+            created_at=clock.now(session),
             failures=0,
             credential_id=verified.credential_id,
             public_key=verified.credential_public_key,

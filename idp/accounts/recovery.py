@@ -45,7 +45,7 @@ def request_reset(
         raise TooManyFlows(admission.retry_after)
     account = session.scalar(select(Account).where(Account.email == email))
     usable = account is not None and account.disabled_at is None
-    now = clock.now()
+    now = clock.now(session)
     flow_id, token = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
     queued = enqueue(
         session,
@@ -84,7 +84,7 @@ def open_reset(session: Session, flow_id: str | None, token: str | None) -> tupl
         or flow.kind != KIND
         or flow.account_id is None
         or flow.completed_at is not None
-        or flow.expires_at <= clock.now()
+        or flow.expires_at <= clock.now(session)
         or not matches(token, flow.state.get("token_digest"))
     ):
         raise ResetInvalid("reset.invalid")
@@ -108,7 +108,7 @@ def reset_password(
     password = check_password(password, account.email, settings)
     if not flows.claim(session, flow):  # the same link used by a concurrent request
         raise ResetInvalid("reset.invalid")
-    now = clock.now()
+    now = clock.now(session)
     account.password_hash = passwords_for(settings).hash(password)
     account.updated_at = now
     session.execute(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import String, bindparam, func, insert, select, update
@@ -80,7 +81,7 @@ def record(
 ) -> int:
     """Append one event in the caller's transaction; return its id."""
     session.info.setdefault(RECORDED, []).append(event)
-    values = _values(event, actor, account_id, client_id, ip, data)
+    values = _values(clock.now(session), event, actor, account_id, client_id, ip, data)
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         appended = _APPEND_POSTGRESQL.execute(session, {**values, "canonical": _canonical(values)})
@@ -102,6 +103,7 @@ def record(
 
 
 def _values(
+    now: datetime,
     event: str,
     actor: str | None,
     account_id: int | None,
@@ -110,7 +112,7 @@ def _values(
     data: dict[str, Any] | None,
 ) -> dict[str, Any]:
     return {
-        "at": clock.now().replace(microsecond=0),
+        "at": now.replace(microsecond=0),
         "event": event,
         "actor": actor,
         "account_id": account_id,
@@ -133,6 +135,7 @@ def appending(*statements: Any) -> Any:
 
 
 def append_parameters(
+    database: Database,
     event: str,
     *,
     actor: str | None = None,
@@ -141,8 +144,9 @@ def append_parameters(
     ip: str | None = None,
     data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The parameters of an :func:`appending` statement for one event."""
-    values = _values(event, actor, account_id, client_id, ip, data)
+    """The parameters of an :func:`appending` statement for one event, at the time of
+    ``database``'s clock."""
+    values = _values(clock.now(database), event, actor, account_id, client_id, ip, data)
     return {**values, "canonical": _canonical(values)}
 
 
