@@ -14,6 +14,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from idp.clock import SYSTEM, Clock
 from idp.db.engine import Database
 from idp.keys.store import ALGORITHMS, KeyStore, KeyStoreError, NotPublishedLongEnough
 from idp.oidc.clients import (
@@ -63,6 +64,13 @@ def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"database error: {exc.__class__.__name__}: {exc}")
 
     return wrapper
+
+
+def _clock() -> Clock:
+    """The clock a command goes by: the system's, unless it was invoked with one as click's
+    context object (tests move time so: ``CliRunner().invoke(main, args, obj=clock)``)."""
+    given = click.get_current_context().obj
+    return given if given is not None else SYSTEM
 
 
 def emit(as_json: bool, data: Any, text: str) -> None:
@@ -169,7 +177,9 @@ def keys() -> None:
 
 
 def _store(settings: Settings) -> KeyStore:
-    return KeyStore(settings.keys_dir, settings.keys_passphrase, Database.of(settings))
+    return KeyStore(
+        settings.keys_dir, settings.keys_passphrase, Database.of(settings, clock=_clock())
+    )
 
 
 @keys.command("list")
@@ -378,7 +388,7 @@ def clients_add(settings: Settings, public: bool, as_json: bool, **values: Any) 
     fields["scopes"] = fields.get("scopes") or ["openid", "profile", "email"]
     fields["grant_types"] = fields.get("grant_types") or ["authorization_code", "refresh_token"]
     fields.setdefault("id_token_signed_response_alg", settings.id_token_signing_alg)
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             row, secret = add_client(session, actor="cli", **fields)
@@ -398,7 +408,7 @@ def clients_update(
     settings: Settings, client_id: str, new_secret: bool, as_json: bool, **values: Any
 ) -> None:
     """Change a client's registration; options not given stay as they are."""
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             row, secret = update_client(
@@ -416,7 +426,7 @@ def clients_update(
 @with_settings
 def clients_list(settings: Settings, as_json: bool) -> None:
     """Every registered client."""
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             rows = list_clients(session)
@@ -432,7 +442,7 @@ def clients_list(settings: Settings, as_json: bool) -> None:
 @with_settings
 def clients_show(settings: Settings, client_id: str, as_json: bool) -> None:
     """One client's registration (never its secret)."""
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             data = describe(find_client(session, client_id))
@@ -448,7 +458,7 @@ def clients_show(settings: Settings, client_id: str, as_json: bool) -> None:
 @with_settings
 def clients_remove(settings: Settings, client_id: str) -> None:
     """Delete a client with its codes, grants, tokens and consents."""
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             remove_client(session, client_id, actor="cli")
@@ -478,7 +488,7 @@ def users_create(
     from idp.accounts.registration import create_account
     from idp.web.i18n import translate
 
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             account = create_account(
@@ -512,7 +522,7 @@ def mail_send_pending(settings: Settings) -> None:
     """Deliver every pending mail now, ignoring retry waits (e.g. after fixing SMTP)."""
     from idp.mail.outbox import pending_count, send_pending
 
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         sent = send_pending(db, settings, ignore_backoff=True)
         left = pending_count(db)
@@ -561,7 +571,7 @@ def maintenance_run(settings: Settings, as_json: bool) -> None:
     """Delete expired flows, sessions, codes, tokens, delivered mail and old counters now."""
     from idp import maintenance as housekeeping
 
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, clock=_clock())
     try:
         purged = housekeeping.run(db, settings)
     finally:
@@ -581,7 +591,7 @@ def mail_retry_failed(settings: Settings, as_json: bool) -> None:
     """Queue again every mail given up on after IDP_MAIL_MAX_ATTEMPTS (e.g. after fixing SMTP)."""
     from idp.mail.outbox import pending_count, retry_failed
 
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, clock=_clock())
     try:
         requeued = retry_failed(db)
         pending = pending_count(db)
@@ -603,7 +613,7 @@ def demo(settings: Settings, as_json: bool) -> None:
 
     if not settings.development:
         fail("the demo portal app exists only with IDP_ENV=development")
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             result = ensure_demo(session, settings)
@@ -656,7 +666,7 @@ def bench_seed(
     def progress(done: int, total: int) -> None:
         click.echo(f"idp: {done:,} of {total:,} seeded accounts", err=True)
 
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         result = seeding.seed(
             db,

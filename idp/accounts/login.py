@@ -23,6 +23,7 @@ from functools import partial
 from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.orm import Session
 
+from idp import clock
 from idp.accounts import throttle
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import InvalidEmail, LoginBlocked, LoginFailed
@@ -90,7 +91,9 @@ async def begin(database: Database, settings: Settings, *, email: str, ip: str |
     )
     assert found is not None  # the outer joins always give one row
     account_id, password_hash, disabled_at, email_counter, email_until, ip_counter, ip_until = found
-    wait = throttle.summarise([(email_counter, email_until), (ip_counter, ip_until)])
+    wait = throttle.summarise(
+        [(email_counter, email_until), (ip_counter, ip_until)], clock.now(database)
+    )
     if not wait:
         try:
             reservation = await throttle.reserve(
@@ -161,7 +164,9 @@ def conclude(
         raise LoginFailed("login.failed")
 
     assert account_id is not None  # a match needs the account's own hash
-    if not throttle.release_on_success(throttle.in_session(session), reservation, settings):
+    if not throttle.release_on_success(
+        throttle.in_session(session), reservation, settings, clock.now(session)
+    ):
         record(session, "login.blocked", account_id=account_id, ip=ip, data={"locked": True})
         raise _locked_meanwhile(settings)
     if new_hash is not None:

@@ -52,7 +52,7 @@ def generate(session: Session, account: Account, binding: str, digests: CodeDige
         label="Recovery codes",
         binding=binding,
         amr="otp",
-        created_at=clock.now(),
+        created_at=clock.now(session),
         failures=0,
     )
     session.add(factor)
@@ -110,7 +110,7 @@ def use(session: Session, account: Account, code: str, digests: CodeDigests) -> 
             RecoveryCode.code_digest == _digest(digests, normalise(code)),
             RecoveryCode.used_at.is_(None),
         )
-        .values(used_at=clock.now())
+        .values(used_at=clock.now(session))
         .execution_options(synchronize_session=False)
     )
     if spent.rowcount != 1:

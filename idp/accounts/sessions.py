@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from idp import clock
 from idp.db.engine import Prebuilt
@@ -65,7 +65,9 @@ def open_session(
     Core statements, no ORM object: every password login opens one, and the unit of
     work's flush cost more than the statements. The account's last login time is set.
     """
-    token, values = new_session(account_id, methods, settings, ip=ip, user_agent=user_agent)
+    token, values = new_session(
+        account_id, methods, settings, now=clock.now(session), ip=ip, user_agent=user_agent
+    )
     (opened,) = _OPEN.execute(session, values)
     _LOGGED_IN.execute(session, _login_time(values))
     return token, opened.id
@@ -80,11 +82,12 @@ def new_session(
     methods: list[str],
     settings: Settings,
     *,
+    now: datetime,
     ip: str | None = None,
     user_agent: str | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """A new session's cookie token and its row's values (:func:`open_session` stores them)."""
-    now = clock.now()
+    """A new session's cookie token and its row's values (:func:`open_session` stores them),
+    opened ``now``."""
     token = secrets.token_urlsafe(32)
     return token, {
         "token_digest": token_digest(token),
@@ -128,7 +131,7 @@ def load_session(session: Session, token: str | None, settings: Settings) -> Log
     row = LOGIN_SESSION_BY_DIGEST.get(session, token_digest=token_digest(token))
     if row is None or row.ended_at is not None:
         return None
-    now = clock.now()
+    now = clock.now(session)
     if now >= row.expires_at:
         end_session(session, row, "expired")
         return None
@@ -144,13 +147,14 @@ def load_session(session: Session, token: str | None, settings: Settings) -> Log
 def add_method(
     row: LoginSession, method: str, *, binding: str | None = None, factor: int | None = None
 ) -> None:
-    """Record a further authentication (step-up, re-authentication) in this session, now.
+    """Record a further authentication (step-up, re-authentication) in this session, now
+    (on the clock of the unit of work ``row`` belongs to).
 
     ``binding`` is how a second factor was bound (proofing, high_session, low_session),
     which the assurance policy needs; ``factor`` is its id (proofing binds the factors
     used in its session, and re-authentication asks which were used when).
     """
-    now = clock.now()
+    now = clock.now(object_session(row))
     entry: dict[str, Any] = {"method": method, "at": now.isoformat()}
     if binding is not None:
         entry["binding"] = binding
@@ -162,7 +166,7 @@ def add_method(
 
 def reauthenticate(row: LoginSession, methods: list[str]) -> None:
     """A fresh login in an existing session: new auth_time, methods start over."""
-    now = clock.now()
+    now = clock.now(object_session(row))
     row.auth_time = now
     row.methods = [{"method": method, "at": now.isoformat()} for method in methods]
     row.last_seen_at = now
@@ -206,7 +210,7 @@ def end_all_sessions(session: Session, account_id: int, reason: str) -> int:
 
 
 def _end(session: Session, rows: Sequence[LoginSession], reason: str) -> None:
-    now = clock.now()
+    now = clock.now(session)
     for row in rows:
         row.ended_at = now
         row.end_reason = reason

@@ -52,11 +52,10 @@ def ip_key(ip: str | None) -> str | None:
     return f"ip:{ip}"[:96] if ip else None
 
 
-def summarise(rows: Iterable[tuple[str | None, datetime | None]]) -> int:
+def summarise(rows: Iterable[tuple[str | None, datetime | None]], now: datetime) -> int:
     """How long the citizen must wait before the next try (0: may try now), from
     (key, blocked_until) pairs (a key of None: no counter). The login reads them joined
     to its account lookup (idp.accounts.login): one statement, not two."""
-    now = clock.now()
     waits = [
         (blocked_until - now).total_seconds()
         for key, blocked_until in rows
@@ -196,7 +195,7 @@ async def reserve(
 
 
 def _reserve(database: Database, plans: list[tuple], settings: Settings) -> list[int]:
-    now = clock.now()
+    now = clock.now(database)
     reserving = _RESERVE[database.dialect]
     positions = []
     with database.dbapi_connection() as connection:
@@ -230,12 +229,14 @@ def _releasing(reservation: Reservation, settings: Settings) -> dict[str, Any]:
     }
 
 
-def release_on_success(run: Any, reservation: Reservation, settings: Settings) -> bool:
+def release_on_success(
+    run: Any, reservation: Reservation, settings: Settings, now: datetime
+) -> bool:
     """Release a successful attempt's reservations with ``run(prebuilt, params)`` (its rows)
-    in the caller's transaction; False if the email was locked meanwhile by attempts that
-    began after this one (the login must then be refused)."""
+    in the caller's transaction, ``now``; False if the email was locked meanwhile by attempts
+    that began after this one (the login must then be refused)."""
     if not run(_RELEASE_EMAIL, _releasing(reservation, settings)) and run(
-        _STILL_BLOCKED, {"counter": reservation.email_key, "now": clock.now()}
+        _STILL_BLOCKED, {"counter": reservation.email_key, "now": now}
     ):
         return False
     if reservation.ip_key is not None:

@@ -60,6 +60,7 @@ def record(
     """
     session.info.setdefault(RECORDED, []).append(event)
     row = append_parameters(
+        session,
         event,
         actor=actor,
         account_id=account_id,
@@ -72,6 +73,7 @@ def record(
 
 
 def append_parameters(
+    session: Session,
     event: str,
     *,
     actor: str | None = None,
@@ -84,7 +86,7 @@ def append_parameters(
     """One event as the parameters of an append (idp.db.audit), sealed and with the
     canonical text its hash covers; what :func:`record` writes."""
     row = {
-        "at": clock.now().replace(microsecond=0),
+        "at": clock.now(session).replace(microsecond=0),
         "event": event,
         "actor": actor,
         "client_id": client_id,

@@ -36,7 +36,7 @@ def _served(db, keys_dir):
         forwarded_allow_ips="127.0.0.1",
         **FAST_HASH,
     )
-    return settings, LiveServer(settings)
+    return settings, LiveServer(settings, db.clock)
 
 
 def _log_in(server: LiveServer, citizen: Citizen, password: str) -> int:
