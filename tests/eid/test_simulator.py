@@ -6,12 +6,26 @@ from __future__ import annotations
 import base64
 import re
 import stat
+import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import uvicorn
 
-from idp.eid.simulator import PERSONS, load_or_create_key
-from tests.eid.conftest import REDIRECT_URI, identify, read_form, run
+from idp.app import create_app
+from idp.eid.oidc import OidcConnector
+from idp.eid.simulator import PERSONS, Simulator, load_or_create_key
+from idp.settings import EID_SIMULATOR_PATH
+from tests.conftest import free_port, make_settings
+from tests.eid.conftest import (
+    REDIRECT_URI,
+    eid_settings,
+    identify,
+    read_form,
+    run,
+    secret_client,
+)
 
 
 @pytest.fixture
@@ -178,3 +192,30 @@ def test_its_key_is_kept_in_a_private_file_and_read_back(tmp_path):
     key = load_or_create_key(path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert load_or_create_key(path).kid == key.kid
+
+
+def test_the_simulator_works_mounted_in_idps_own_app(db, keys_dir, browser):
+    port = free_port()
+    settings = make_settings(db.url, keys_dir, issuer=f"http://127.0.0.1:{port}", port=port)
+    app = create_app(settings)
+    simulator = Simulator(
+        f"{settings.issuer}{EID_SIMULATOR_PATH}",
+        [secret_client(redirect_uris=(f"{settings.issuer}/eid/callback",))],
+    )
+    app.register(simulator.router())
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            assert thread.is_alive()
+            time.sleep(0.02)
+        connector = OidcConnector.from_settings(eid_settings(simulator.issuer))
+        begun = run(connector.start(f"{settings.issuer}/eid/callback"))
+        params = browser.press(begun.url, "Erika Mustermann")
+        assert run(connector.finish(params, begun.pending)).given_name == "ERIKA"
+    finally:
+        server.should_exit = True
+        thread.join(10)
