@@ -626,6 +626,59 @@ def demo(settings: Settings, as_json: bool) -> None:
     )
 
 
+@main.command("eid-simulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind to.")
+@click.option(
+    "--port", default=8001, show_default=True, type=click.IntRange(1, 65535), help="Port."
+)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("var/eid-simulator.pem"),
+    show_default=True,
+    help="Its signing key (PEM), created if missing.",
+)
+@with_settings
+def eid_simulator(settings: Settings, host: str, port: int, key_file: Path) -> None:
+    """Serve the eID simulator: a test OpenID Connect provider playing the eID service,
+    with test persons (development only).
+
+    It accepts the client IDP_EID_CLIENT_ID (authenticated with IDP_EID_CLIENT_SECRET, or
+    with the key of IDP_EID_PRIVATE_KEY_FILE) returning to IDP_ISSUER/eid/callback; set
+    IDP_EID_ISSUER to the issuer it prints.
+    """
+    from idp.settings import EID_SIMULATOR_PATH
+
+    if not settings.development:
+        fail("IDP_ENV: the eID simulator runs only with IDP_ENV=development", CONFIG_ERROR)
+    if not settings.eid_client_id:
+        fail("IDP_EID_CLIENT_ID: must be set; the simulator accepts that client", CONFIG_ERROR)
+    if not settings.eid_client_secret and settings.eid_private_key_file is None:
+        fail(
+            "IDP_EID_CLIENT_SECRET: set it (or IDP_EID_PRIVATE_KEY_FILE); the simulator "
+            "authenticates the client with it",
+            CONFIG_ERROR,
+        )
+    import uvicorn
+
+    from idp import logs
+    from idp.eid.simulator import Simulator, load_or_create_key
+
+    url_host = f"[{host}]" if ":" in host else host
+    issuer = f"http://{url_host}:{port}{EID_SIMULATOR_PATH}"
+    simulator = Simulator.from_settings(settings, issuer, load_or_create_key(key_file))
+    click.echo(f"idp: eID simulator issuer {issuer}")
+    if settings.eid_issuer != issuer:
+        click.echo(f"idp: set IDP_EID_ISSUER={issuer} for idp to use it", err=True)
+    uvicorn.run(
+        simulator.app(),
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        log_config=logs.configure(settings.log_level),
+    )
+
+
 @main.group()
 def bench() -> None:
     """Data for benchmarks and load tests (development only)."""
