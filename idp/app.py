@@ -17,6 +17,7 @@ from litestar.static_files import create_static_files_router
 from idp import maintenance
 from idp.accounts.authenticators import Keys as AuthenticatorKeys
 from idp.assurance import Policy, load_policy
+from idp.clock import SYSTEM, Clock
 from idp.db.engine import Database
 from idp.db.migrate import pending
 from idp.keys.secret import CodeDigests, derive_key, load_secret_key
@@ -92,9 +93,10 @@ class Services:
             refresher()
 
 
-def build_services(settings: Settings) -> Services:
-    """Connect to the database, check it is migrated and load the keys."""
-    db = Database.of(settings, background_checkpoints=True)
+def build_services(settings: Settings, clock: Clock = SYSTEM) -> Services:
+    """Connect to the database, check it is migrated and load the keys; the service goes
+    by ``clock`` (tests freeze one: idp.clock)."""
+    db = Database.of(settings, background_checkpoints=True, clock=clock)
     try:
         if pending(db.engine):
             raise StartupError(
@@ -153,9 +155,12 @@ def _freeze_start_up() -> None:
     gc.freeze()
 
 
-def create_app(settings: Settings, services: Services | None = None) -> Litestar:
-    """The litestar application for ``settings``."""
-    services = services or build_services(settings)
+def create_app(
+    settings: Settings, services: Services | None = None, *, clock: Clock = SYSTEM
+) -> Litestar:
+    """The litestar application for ``settings``, on ``services`` if given, else on services
+    built here going by ``clock``."""
+    services = services or build_services(settings, clock)
     mailer = MailSender(services.db, settings)
 
     @contextlib.asynccontextmanager

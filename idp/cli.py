@@ -14,6 +14,7 @@ from typing import Any
 import click
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
+from idp.clock import SYSTEM, Clock
 from idp.db.engine import Database
 from idp.keys.store import ALGORITHMS, KeyStore, KeyStoreError, NotPublishedLongEnough
 from idp.oidc.clients import (
@@ -63,6 +64,13 @@ def with_settings(command: Callable[..., Any]) -> Callable[..., Any]:
             fail(f"database error: {exc.__class__.__name__}: {exc}")
 
     return wrapper
+
+
+def _clock() -> Clock:
+    """The clock a command goes by: the system's, unless it was invoked with one as click's
+    context object (tests move time so: ``CliRunner().invoke(main, args, obj=clock)``)."""
+    given = click.get_current_context().obj
+    return given if given is not None else SYSTEM
 
 
 def emit(as_json: bool, data: Any, text: str) -> None:
@@ -169,7 +177,9 @@ def keys() -> None:
 
 
 def _store(settings: Settings) -> KeyStore:
-    return KeyStore(settings.keys_dir, settings.keys_passphrase, Database.of(settings))
+    return KeyStore(
+        settings.keys_dir, settings.keys_passphrase, Database.of(settings, clock=_clock())
+    )
 
 
 @keys.command("list")
@@ -378,7 +388,7 @@ def clients_add(settings: Settings, public: bool, as_json: bool, **values: Any) 
     fields["scopes"] = fields.get("scopes") or ["openid", "profile", "email"]
     fields["grant_types"] = fields.get("grant_types") or ["authorization_code", "refresh_token"]
     fields.setdefault("id_token_signed_response_alg", settings.id_token_signing_alg)
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             row, secret = add_client(session, actor="cli", **fields)
@@ -398,7 +408,7 @@ def clients_update(
     settings: Settings, client_id: str, new_secret: bool, as_json: bool, **values: Any
 ) -> None:
     """Change a client's registration; options not given stay as they are."""
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             row, secret = update_client(
@@ -416,7 +426,7 @@ def clients_update(
 @with_settings
 def clients_list(settings: Settings, as_json: bool) -> None:
     """Every registered client."""
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             rows = list_clients(session)
@@ -432,7 +442,7 @@ def clients_list(settings: Settings, as_json: bool) -> None:
 @with_settings
 def clients_show(settings: Settings, client_id: str, as_json: bool) -> None:
     """One client's registration (never its secret)."""
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             data = describe(find_client(session, client_id))
@@ -448,7 +458,7 @@ def clients_show(settings: Settings, client_id: str, as_json: bool) -> None:
 @with_settings
 def clients_remove(settings: Settings, client_id: str) -> None:
     """Delete a client with its codes, grants, tokens and consents."""
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             remove_client(session, client_id, actor="cli")
@@ -478,7 +488,7 @@ def users_create(
     from idp.accounts.registration import create_account
     from idp.web.i18n import translate
 
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             account = create_account(
@@ -512,7 +522,7 @@ def mail_send_pending(settings: Settings) -> None:
     """Deliver every pending mail now, ignoring retry waits (e.g. after fixing SMTP)."""
     from idp.mail.outbox import pending_count, send_pending
 
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         sent = send_pending(db, settings, ignore_backoff=True)
         left = pending_count(db)
@@ -521,6 +531,32 @@ def mail_send_pending(settings: Settings) -> None:
     click.echo(f"idp: sent {sent} mail(s), {left} still pending")
     if left:
         sys.exit(1)
+
+
+@main.group()
+def audit() -> None:
+    """The hash-chained audit trail."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@with_settings
+def audit_verify(settings: Settings, as_json: bool) -> None:
+    """Check the chain from its first event to its head; status 1 if an event does not fit."""
+    from idp.audit.events import verify
+
+    db = Database.of(settings)
+    try:
+        with db.unit_of_work() as session:
+            broken_at = verify(session)
+    finally:
+        db.dispose()
+    if broken_at is not None:
+        if as_json:
+            emit(True, {"verified": False, "broken_at": broken_at}, "")
+            sys.exit(1)
+        fail(f"the audit trail does not verify: event {broken_at} does not fit")
+    emit(as_json, {"verified": True, "broken_at": None}, "idp: the audit trail verifies")
 
 
 @main.group()
@@ -535,7 +571,7 @@ def maintenance_run(settings: Settings, as_json: bool) -> None:
     """Delete expired flows, sessions, codes, tokens, delivered mail and old counters now."""
     from idp import maintenance as housekeeping
 
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, clock=_clock())
     try:
         purged = housekeeping.run(db, settings)
     finally:
@@ -555,7 +591,7 @@ def mail_retry_failed(settings: Settings, as_json: bool) -> None:
     """Queue again every mail given up on after IDP_MAIL_MAX_ATTEMPTS (e.g. after fixing SMTP)."""
     from idp.mail.outbox import pending_count, retry_failed
 
-    db = Database(settings.database_url)
+    db = Database(settings.database_url, clock=_clock())
     try:
         requeued = retry_failed(db)
         pending = pending_count(db)
@@ -577,7 +613,7 @@ def demo(settings: Settings, as_json: bool) -> None:
 
     if not settings.development:
         fail("the demo portal app exists only with IDP_ENV=development")
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         with db.unit_of_work() as session:
             result = ensure_demo(session, settings)
@@ -587,6 +623,59 @@ def demo(settings: Settings, as_json: bool) -> None:
         as_json,
         {"client_id": result.client_id, "email": result.email, "url": result.url},
         f"idp: demo portal app at {result.url} (log in as {result.email} / {result.password})",
+    )
+
+
+@main.command("eid-simulator")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind to.")
+@click.option(
+    "--port", default=8001, show_default=True, type=click.IntRange(1, 65535), help="Port."
+)
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("var/eid-simulator.pem"),
+    show_default=True,
+    help="Its signing key (PEM), created if missing.",
+)
+@with_settings
+def eid_simulator(settings: Settings, host: str, port: int, key_file: Path) -> None:
+    """Serve the eID simulator: a test OpenID Connect provider playing the eID service,
+    with test persons (development only).
+
+    It accepts the client IDP_EID_CLIENT_ID (authenticated with IDP_EID_CLIENT_SECRET, or
+    with the key of IDP_EID_PRIVATE_KEY_FILE) returning to IDP_ISSUER/eid/callback; set
+    IDP_EID_ISSUER to the issuer it prints.
+    """
+    from idp.settings import EID_SIMULATOR_PATH
+
+    if not settings.development:
+        fail("IDP_ENV: the eID simulator runs only with IDP_ENV=development", CONFIG_ERROR)
+    if not settings.eid_client_id:
+        fail("IDP_EID_CLIENT_ID: must be set; the simulator accepts that client", CONFIG_ERROR)
+    if not settings.eid_client_secret and settings.eid_private_key_file is None:
+        fail(
+            "IDP_EID_CLIENT_SECRET: set it (or IDP_EID_PRIVATE_KEY_FILE); the simulator "
+            "authenticates the client with it",
+            CONFIG_ERROR,
+        )
+    import uvicorn
+
+    from idp import logs
+    from idp.eid.simulator import Simulator, load_or_create_key
+
+    url_host = f"[{host}]" if ":" in host else host
+    issuer = f"http://{url_host}:{port}{EID_SIMULATOR_PATH}"
+    simulator = Simulator.from_settings(settings, issuer, load_or_create_key(key_file))
+    click.echo(f"idp: eID simulator issuer {issuer}")
+    if settings.eid_issuer != issuer:
+        click.echo(f"idp: set IDP_EID_ISSUER={issuer} for idp to use it", err=True)
+    uvicorn.run(
+        simulator.app(),
+        host=host,
+        port=port,
+        log_level=settings.log_level,
+        log_config=logs.configure(settings.log_level),
     )
 
 
@@ -630,7 +719,7 @@ def bench_seed(
     def progress(done: int, total: int) -> None:
         click.echo(f"idp: {done:,} of {total:,} seeded accounts", err=True)
 
-    db = Database.of(settings)
+    db = Database.of(settings, clock=_clock())
     try:
         result = seeding.seed(
             db,

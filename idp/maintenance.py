@@ -36,7 +36,7 @@ def horizons(settings: Settings, now: datetime) -> retention.Horizons:
 
 def run(db: Database, settings: Settings) -> dict[str, int]:
     """Delete every expired row now; how many rows of each kind went."""
-    return retention.purge(db, horizons(settings, clock.now()))
+    return retention.purge(db, horizons(settings, clock.now(db)))
 
 
 def run_if_due(db: Database, settings: Settings) -> dict[str, int] | None:
@@ -44,7 +44,7 @@ def run_if_due(db: Database, settings: Settings) -> dict[str, int] | None:
     it was not this caller's turn."""
     interval = timedelta(seconds=settings.maintenance_interval_seconds)
     with db.unit_of_work() as uow:
-        if not retention.take_turn(uow, clock.now(), interval):
+        if not retention.take_turn(uow, clock.now(db), interval):
             return None
     return run(db, settings)
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
-from idp.audit.events import RECORDED, listen_outside_units
+from idp.audit.events import RECORDED
 from idp.db.engine import Database
 from idp.db.models import BackchannelLogout, MailMessage, SigningKey
 
@@ -57,7 +57,7 @@ class ProcessMetrics:
             self.events.update(names)
 
     def listen(self, db: Database) -> None:
-        """Count the audit events of ``db`` when they commit (in units of work or not)."""
+        """Count the audit events of ``db`` when their unit of work commits."""
 
         def after_commit(session: Session) -> None:
             names = session.info.pop(RECORDED, None)
@@ -69,7 +69,6 @@ class ProcessMetrics:
 
         event.listen(db.sessions, "after_commit", after_commit)
         event.listen(db.sessions, "after_rollback", after_rollback)
-        listen_outside_units(db, self.count_events)
 
     # -- sharing between processes -------------------------------------------------------
 

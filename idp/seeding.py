@@ -117,7 +117,7 @@ def add_accounts(
         return 0
     password_hash = passwords_for(settings).hash(password)
     write = _copy if db.dialect == "postgresql" else _executemany
-    now = clock.now()
+    now = clock.now(db)
     for low in range(start, total, batch):
         high = min(low + batch, total)
         with db.engine.begin() as connection:

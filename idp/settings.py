@@ -162,6 +162,65 @@ def _proxies(value: str) -> str:
     return ",".join(trusted)
 
 
+# The path under which the eID simulator (idp/eid/simulator.py) serves, its issuer's
+# last segment: production refuses an IDP_EID_ISSUER that ends with it.
+EID_SIMULATOR_PATH = "/eid-simulator"
+
+
+def _optional_url(value: str) -> str:
+    return _url(value) if value else ""
+
+
+def _eid_scopes(value: str) -> str:
+    scopes = list(dict.fromkeys(value.split()))
+    if "openid" not in scopes:
+        raise ValueError("must include openid")
+    return " ".join(scopes)
+
+
+def _eid_private_key_file(value: str) -> Path | None:
+    """A PEM private key (RSA, or EC on P-256), loaded now so a bad file stops the start."""
+    if not value:
+        return None
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    path = Path(value)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        key = load_pem_private_key(data, password=None)
+    except (ValueError, TypeError):
+        raise ValueError(f"{path} holds no unencrypted PEM private key") from None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return path
+    if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
+        return path
+    raise ValueError(f"{path} must hold an RSA key (2048 bits or more) or an EC key on P-256")
+
+
+def _eid_claims(value: str) -> tuple[tuple[str, str], ...]:
+    """A JSON object of the upstream's claim names to ours, as pairs (empty: the default)."""
+    if not value:
+        return ()
+    import json
+
+    from idp.eid.connector import ATTRIBUTES
+
+    try:
+        table = json.loads(value)
+    except ValueError:
+        raise ValueError('must be a JSON object, e.g. {"birthName": "birth_family_name"}') from None
+    if not isinstance(table, dict) or not table:
+        raise ValueError("must be a non-empty JSON object of claim names")
+    for theirs, ours in table.items():
+        if ours not in ATTRIBUTES:
+            raise ValueError(f"{theirs!r} maps to {ours!r}, not one of {', '.join(ATTRIBUTES)}")
+    return tuple(table.items())
+
+
 def setting(env: str, default: Any, parse: Callable[[str], Any], doc: str) -> Any:
     """Declare a field read from the environment variable ``env``."""
     return field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
@@ -505,6 +564,62 @@ class Settings:
         "family's revocation; 0: every reuse revokes",
     )
 
+    eid_issuer: str = setting(
+        "IDP_EID_ISSUER",
+        "",
+        _optional_url,
+        "Issuer of the upstream eID service (OpenID Connect; its discovery is read from "
+        "there); empty: identification with the eID is off",
+    )
+    eid_client_id: str = setting(
+        "IDP_EID_CLIENT_ID", "", _text, "This service's client_id at the eID service"
+    )
+    eid_client_secret: str = setting(
+        "IDP_EID_CLIENT_SECRET",
+        "",
+        _text,
+        "Client secret at the eID service (client_secret_basic); or IDP_EID_PRIVATE_KEY_FILE",
+    )
+    eid_private_key_file: Path | None = setting(
+        "IDP_EID_PRIVATE_KEY_FILE",
+        None,
+        _eid_private_key_file,
+        "PEM private key (RSA, or EC P-256) this service authenticates with at the eID "
+        "service (private_key_jwt); or IDP_EID_CLIENT_SECRET",
+    )
+    eid_scopes: str = setting(
+        "IDP_EID_SCOPES",
+        "openid profile address",
+        _eid_scopes,
+        "Scopes asked of the eID service (space-separated, with openid)",
+    )
+    eid_claims: tuple[tuple[str, str], ...] = setting(
+        "IDP_EID_CLAIMS",
+        (),
+        _eid_claims,
+        "JSON object replacing the table of the eID service's claim names to ours "
+        "(idp/eid/oidc.py CLAIMS); empty: that table",
+    )
+    eid_acr: str = setting(
+        "IDP_EID_ACR",
+        "http://eidas.europa.eu/LoA/high",
+        _text,
+        "The `acr` asked of the eID service and required in its ID token (a broker that "
+        "also offers weaker logins must not count as the ID card); empty: not checked",
+    )
+    eid_timeout_seconds: int = setting(
+        "IDP_EID_TIMEOUT_SECONDS",
+        10,
+        _int(1, 120),
+        "How long each call to the eID service (discovery, keys, token, userinfo) may take",
+    )
+    eid_flow_minutes: int = setting(
+        "IDP_EID_FLOW_MINUTES",
+        15,
+        _int(1, 120),
+        "How long a started identification waits for its return from the eID service",
+    )
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         """Read every field from ``environ`` (default ``os.environ``); raise SettingsError."""
@@ -538,6 +653,29 @@ class Settings:
         if self.environment == "production" and not self.smtp_host:
             # Without it mail would pile up in IDP_MAIL_DIR and no citizen could verify.
             raise SettingsError("IDP_SMTP_HOST", "must be set in production")
+        if self.eid_issuer:
+            self._check_eid()
+
+    def _check_eid(self) -> None:
+        if not self.eid_client_id:
+            raise SettingsError("IDP_EID_CLIENT_ID", "must be set when IDP_EID_ISSUER is")
+        if bool(self.eid_client_secret) == bool(self.eid_private_key_file):
+            raise SettingsError(
+                "IDP_EID_CLIENT_SECRET",
+                "set it (client_secret_basic) or IDP_EID_PRIVATE_KEY_FILE (private_key_jwt): "
+                "exactly one of them",
+            )
+        if self.environment != "production":
+            return
+        if urlsplit(self.eid_issuer).path.rstrip("/").endswith(EID_SIMULATOR_PATH):
+            # The simulator identifies anyone as anyone: never an upstream in production.
+            raise SettingsError(
+                "IDP_EID_ISSUER",
+                "names the eID simulator, which is for development only; set it to your "
+                "eID service's issuer",
+            )
+        if not self.eid_issuer.startswith("https://"):
+            raise SettingsError("IDP_EID_ISSUER", "must use https in production")
 
     @property
     def development(self) -> bool:

@@ -1,6 +1,8 @@
 """Shared fixtures: a real database (SQLite file, or PostgreSQL from
 IDP_TEST_DATABASE_URL), migrated once; the app over HTTP (litestar's test
-client, or a real uvicorn on a free loopback port)."""
+client, or a real uvicorn on a free loopback port); a frozen clock per test, which the
+test database and the apps built here go by (``clock.advance`` moves time, no sleeping).
+`idp serve` in a process of its own keeps the system's time."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +23,8 @@ import uvicorn
 from litestar.testing import TestClient
 from sqlalchemy import delete, insert, select, text
 
-from idp import clock
 from idp.app import Services, build_services, create_app
+from idp.clock import Clock, FrozenClock
 from idp.db.engine import Database
 from idp.db.migrate import upgrade
 from idp.db.models import AuditHead, Base, SigningKey
@@ -72,16 +75,28 @@ def _key_rows(database_url: str, keys_dir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="session")
-def _db(database_url: str) -> Iterator[Database]:
-    db = Database(database_url)
+def _clock() -> FrozenClock:
+    return FrozenClock(datetime.now(UTC))
+
+
+@pytest.fixture
+def clock(_clock: FrozenClock) -> FrozenClock:
+    """This test's clock, stopped at the time the test starts: the test database's and that
+    of the apps the fixtures build (pass it to others: ``create_app(settings, clock=clock)``)."""
+    _clock.set(datetime.now(UTC))
+    return _clock
+
+
+@pytest.fixture(scope="session")
+def _db(database_url: str, _clock: FrozenClock) -> Iterator[Database]:
+    db = Database(database_url, clock=_clock)
     yield db
     db.dispose()
 
 
 @pytest.fixture
-def db(_db: Database, _key_rows: list[dict]) -> Iterator[Database]:
-    """The test database, emptied before each test (keys restored)."""
-    clock.reset()
+def db(_db: Database, _key_rows: list[dict], clock: FrozenClock) -> Database:
+    """The test database, emptied before each test (keys restored), on the test's clock."""
     with _db.unit_of_work() as session:
         if _db.dialect == "postgresql":
             names = ", ".join(t.name for t in Base.metadata.sorted_tables)
@@ -91,8 +106,7 @@ def db(_db: Database, _key_rows: list[dict]) -> Iterator[Database]:
                 session.execute(delete(table))
         session.execute(insert(SigningKey), _key_rows)
         session.add(AuditHead(id=1, last_id=0, last_hash=b"\x00" * 32))
-    yield _db
-    clock.reset()
+    return _db
 
 
 def on_own_loop(coroutine: Any) -> Any:
@@ -140,8 +154,8 @@ def settings(db: Database, keys_dir: Path) -> Settings:
 
 
 @pytest.fixture
-def services(settings: Settings) -> Iterator[Services]:
-    services = build_services(settings)
+def services(settings: Settings, clock: FrozenClock) -> Iterator[Services]:
+    services = build_services(settings, clock)
     yield services
     services.db.dispose()
 
@@ -154,13 +168,14 @@ def client(settings: Settings, services: Services) -> Iterator[TestClient]:
 
 
 class LiveServer:
-    """A real uvicorn serving the app on a loopback port, in a thread, as `idp serve` does."""
+    """A real uvicorn serving the app on a loopback port, in a thread, as `idp serve` does;
+    the app goes by ``clock``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock) -> None:
         self.settings = settings
         self.url = settings.issuer
         config = uvicorn.Config(
-            create_app(settings),
+            create_app(settings, clock=clock),
             host="127.0.0.1",
             port=settings.port,
             log_level="warning",
@@ -191,9 +206,9 @@ def live_settings(db: Database, keys_dir: Path) -> Settings:
 
 
 @pytest.fixture
-def live_server(live_settings: Settings) -> Iterator[LiveServer]:
-    """A real server on a free loopback port; its URL is the issuer."""
-    with LiveServer(live_settings) as server:
+def live_server(live_settings: Settings, clock: FrozenClock) -> Iterator[LiveServer]:
+    """A real server on a free loopback port, on the test's clock; its URL is the issuer."""
+    with LiveServer(live_settings, clock) as server:
         yield server
 
 

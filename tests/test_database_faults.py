@@ -69,7 +69,10 @@ def serving(db, keys_dir, tmp_path, **overrides) -> Iterator[httpx.Client]:
         **FAST_HASH,
         **values,
     )
-    with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+    with (
+        LiveServer(settings, db.clock) as live,
+        httpx.Client(base_url=live.url, timeout=30) as http,
+    ):
         yield http
 
 
@@ -310,7 +313,10 @@ def test_a_frozen_postgresql_gives_503_within_the_timeouts_and_service_comes_bac
         db_statement_timeout_seconds=1,
         ready_timeout_seconds=1,
     )
-    with LiveServer(settings) as live, httpx.Client(base_url=live.url, timeout=30) as http:
+    with (
+        LiveServer(settings, db.clock) as live,
+        httpx.Client(base_url=live.url, timeout=30) as http,
+    ):
         grant = {"grant_type": "client_credentials", "scope": "profile"}
         token = http.post("/token", data=grant, auth=auth).json()["access_token"]
         assert http.post("/introspect", data={"token": token}, auth=auth).json()["active"]

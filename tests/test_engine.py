@@ -15,7 +15,6 @@ import pytest
 from sqlalchemy import bindparam, event, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from idp import clock
 from idp.accounts.sessions import token_digest
 from idp.db import engine as engine_module
 from idp.db import loads
@@ -157,7 +156,9 @@ def test_a_postgresql_connection_used_a_moment_ago_is_not_pinged(db, monkeypatch
         database.dispose()
 
 
-def test_a_prebuilt_statement_converts_values_by_column_type_and_raises_sqlalchemy_errors(db):
+def test_a_prebuilt_statement_converts_values_by_column_type_and_raises_sqlalchemy_errors(
+    db, clock
+):
     sessions = LoginSession.__table__
     opened = Prebuilt(insert(sessions).returning(sessions.c.id))
     found = Prebuilt(
@@ -186,7 +187,7 @@ def test_a_prebuilt_statement_converts_values_by_column_type_and_raises_sqlalche
         opened.execute(session, values)  # the same token digest and sid again
 
 
-def test_an_entity_loaded_by_a_prebuilt_statement_is_the_sessions_own(db):
+def test_an_entity_loaded_by_a_prebuilt_statement_is_the_sessions_own(db, clock):
     # PrebuiltLoad: the object it attaches has every column as the ORM loads it, is the
     # object the session hands out for that key, and its changes are flushed as those of
     # a loaded object: only what changed is written.
@@ -246,7 +247,7 @@ def test_an_entity_loaded_by_a_prebuilt_statement_is_the_sessions_own(db):
         assert [m["method"] for m in row.methods] == ["pwd", "otp"]
 
 
-def test_a_prebuilt_select_outside_a_transaction_converts_parameters_and_values(db):
+def test_a_prebuilt_select_outside_a_transaction_converts_parameters_and_values(db, clock):
     # read_row and read_row_awaited (on PostgreSQL its awaited connections) run the same
     # plan as execute: the statement's own literal ("s1") is sent, the datetime parameter
     # converted as its column type stores it, and the row's values read back by type.
@@ -334,14 +335,14 @@ def test_the_wal_is_checkpointed_by_commits_or_by_the_owner_in_the_background(tm
         db.dispose()
 
 
-def test_the_server_checkpoints_sqlites_wal_in_the_background(settings, tmp_path):
+def test_the_server_checkpoints_sqlites_wal_in_the_background(settings, tmp_path, clock):
     from litestar.testing import TestClient
 
     from idp.app import build_services, create_app
 
     if not settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite only")
-    services = build_services(settings)
+    services = build_services(settings, clock)
     path = Path(services.db.engine.url.database)
     try:
         with TestClient(create_app(settings, services), base_url=settings.issuer):

@@ -9,7 +9,6 @@ import pytest
 from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
-from idp import clock
 from idp.cli import main
 from idp.keys.store import JWKS_MAX_AGE, KeyStore, KeyStoreError
 
@@ -51,11 +50,11 @@ def test_key_files_are_encrypted_with_the_passphrase(db, tmp_path):
         KeyStore(tmp_path / "keys", "wrong", db).load()
 
 
-def test_rotation_activates_next_retires_active_and_makes_a_new_next(db, tmp_path):
+def test_rotation_activates_next_retires_active_and_makes_a_new_next(db, tmp_path, clock):
     store = _fresh(db, tmp_path)
     store.ensure()
     before = {(r.alg, r.state): r.kid for r in store.rows()}
-    clock.travel(timedelta(seconds=JWKS_MAX_AGE))  # the next key was published long enough
+    clock.advance(timedelta(seconds=JWKS_MAX_AGE))  # the next key was published long enough
     store.rotate("ES256")
     after = {r.kid: r.state for r in store.rows()}
     assert after[before[("ES256", "active")]] == "retired"
@@ -100,9 +99,9 @@ def test_signed_tokens_verify_with_the_published_keys(db, tmp_path, alg):
 
 
 def idp(db, keys_dir, *args: str):
-    """An `idp` command run in this process, so that it sees the moved clock."""
+    """An `idp` command run in this process, on the test's clock."""
     env = {"IDP_DATABASE_URL": db.url, "IDP_KEYS_DIR": str(keys_dir)}
-    return CliRunner().invoke(main, list(args), env=env)
+    return CliRunner().invoke(main, list(args), env=env, obj=db.clock)
 
 
 def states(db, keys_dir) -> dict[str, str]:
@@ -114,12 +113,12 @@ def test_the_jwks_cache_lifetime_is_the_one_rotation_waits_for(client):
 
 
 def test_a_rotation_waits_until_the_next_key_was_published_as_long_as_rps_cache_the_jwks(
-    db, keys_dir
+    db, keys_dir, clock
 ):
     assert idp(db, keys_dir, "keys", "rotate", "--force").exit_code == 0  # next keys made now
     made = states(db, keys_dir)
 
-    clock.travel(timedelta(seconds=JWKS_MAX_AGE - 10))
+    clock.advance(timedelta(seconds=JWKS_MAX_AGE - 10))
     refused = idp(db, keys_dir, "keys", "rotate")
     assert refused.exit_code == 1
     [line] = refused.stderr.splitlines()
@@ -128,7 +127,7 @@ def test_a_rotation_waits_until_the_next_key_was_published_as_long_as_rps_cache_
     assert line.endswith("or with --force in an emergency"), line
     assert states(db, keys_dir) == made, "a refused rotation changed nothing"
 
-    clock.travel(timedelta(seconds=15))  # past the max-age and the servers' poll interval
+    clock.advance(timedelta(seconds=15))  # past the max-age and the servers' poll interval
     assert idp(db, keys_dir, "keys", "rotate").exit_code == 0
     assert states(db, keys_dir) != made
 

@@ -36,14 +36,14 @@ def test_records_are_one_json_object_with_extras_redacted():
     assert entry["time"].endswith("Z")
 
 
-def test_the_app_leaves_the_json_handler_in_place(settings, capsys):
+def test_the_app_leaves_the_json_handler_in_place(settings, capsys, clock):
     # litestar's default logging config replaced the root handler with its own text
     # format: every line of idp's loggers and of libraries came out as plain text.
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
         logs.configure("info")
-        with TestClient(create_app(settings), base_url=settings.issuer) as client:
+        with TestClient(create_app(settings, clock=clock), base_url=settings.issuer) as client:
             assert client.get("/.well-known/openid-configuration").status_code == 200
             logging.getLogger("idp.test").warning("after startup")
         lines = [line for line in capsys.readouterr().err.splitlines() if "after startup" in line]

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from idp import clock, maintenance
+from idp import maintenance
 from idp.accounts import sessions
 from idp.accounts.realms import CITIZEN
 from idp.db.models import (
@@ -60,7 +60,7 @@ def _transient_rows(db, settings, *, lifetime: timedelta) -> None:
     info = factories.client(db)
     account_id = factories.account(db)
     factories.login_token(db, account_id, settings)
-    now = clock.now()
+    now = db.clock.now()
     until = now + lifetime
     grant_id = secrets.token_hex(8)
     with db.unit_of_work() as session:
@@ -127,7 +127,9 @@ def _transient_rows(db, settings, *, lifetime: timedelta) -> None:
         session.add(LoginThrottle(key=f"ip:{secrets.token_hex(4)}", last_failure_at=now))
 
 
-def test_every_kind_of_transient_row_is_kept_while_live_and_purged_once_expired(db, settings):
+def test_every_kind_of_transient_row_is_kept_while_live_and_purged_once_expired(
+    db, settings, clock
+):
     _transient_rows(db, settings, lifetime=timedelta(minutes=5))
     assert all(_counts(db).values())
 
@@ -135,23 +137,23 @@ def test_every_kind_of_transient_row_is_kept_while_live_and_purged_once_expired(
     assert all(_counts(db).values())
 
     # The latest horizon: outboxes (7 days by default) and codes (a day past expiry).
-    clock.travel(timedelta(days=settings.outbox_retention_days, minutes=10))
+    clock.advance(timedelta(days=settings.outbox_retention_days, minutes=10))
     purged = maintenance.run(db, settings)
 
     assert purged == dict.fromkeys(TABLES, 1)
     assert not any(_counts(db).values())
 
 
-def test_a_session_goes_when_idle_or_ended_and_stays_while_in_use(db, settings):
+def test_a_session_goes_when_idle_or_ended_and_stays_while_in_use(db, settings, clock):
     used, idle, ended = (factories.account(db) for _ in range(3))
     tokens = {a: factories.login_token(db, a, settings) for a in (used, idle, ended)}
     with db.unit_of_work() as session:
         ending = sessions.load_session(session, tokens[ended], CITIZEN, settings)
         sessions.end_session(session, ending, "x")
-    clock.travel(timedelta(minutes=settings.session_idle_minutes - 1))
+    clock.advance(timedelta(minutes=settings.session_idle_minutes - 1))
     with db.unit_of_work() as session:
         sessions.load_session(session, tokens[used], CITIZEN, settings)
-    clock.travel(timedelta(minutes=2))
+    clock.advance(timedelta(minutes=2))
 
     assert maintenance.run(db, settings)["login_sessions"] == 2
 
@@ -160,7 +162,7 @@ def test_a_session_goes_when_idle_or_ended_and_stays_while_in_use(db, settings):
     assert left == [used]
 
 
-def test_pending_mail_is_kept_however_old(db, settings):
+def test_pending_mail_is_kept_however_old(db, settings, clock):
     with db.unit_of_work() as session:
         session.add(
             MailMessage(
@@ -172,11 +174,11 @@ def test_pending_mail_is_kept_however_old(db, settings):
                 next_attempt_at=clock.now(),
             )
         )
-    clock.travel(timedelta(days=settings.outbox_retention_days + 30))
+    clock.advance(timedelta(days=settings.outbox_retention_days + 30))
     assert maintenance.run(db, settings)["mail_outbox"] == 0
 
 
-def test_an_expired_authorization_flow_is_purged_and_its_link_says_so(client, db, settings):
+def test_an_expired_authorization_flow_is_purged_and_its_link_says_so(client, db, settings, clock):
     info = factories.client(db)
     response = client.get(
         "/authorize",
@@ -191,7 +193,7 @@ def test_an_expired_authorization_flow_is_purged_and_its_link_says_so(client, db
     assert response.status_code == 303
     with db.unit_of_work() as session:
         flow_id = session.scalar(select(Flow.id))
-    clock.travel(timedelta(minutes=31))
+    clock.advance(timedelta(minutes=31))
 
     assert maintenance.run(db, settings)["flows"] == 1
 
@@ -199,7 +201,7 @@ def test_an_expired_authorization_flow_is_purged_and_its_link_says_so(client, db
     assert page.status_code == 400
 
 
-def test_only_one_of_many_callers_at_once_gets_the_turn(db, settings):
+def test_only_one_of_many_callers_at_once_gets_the_turn(db, settings, clock):
     callers = 8
     barrier = threading.Barrier(callers)
 
@@ -212,11 +214,11 @@ def test_only_one_of_many_callers_at_once_gets_the_turn(db, settings):
 
     assert sum(answer is not None for answer in answers) == 1
     assert maintenance.run_if_due(db, settings) is None  # not due again within the interval
-    clock.travel(timedelta(seconds=settings.maintenance_interval_seconds))
+    clock.advance(timedelta(seconds=settings.maintenance_interval_seconds))
     assert maintenance.run_if_due(db, settings) is not None
 
 
-def test_the_server_purges_expired_rows_in_the_background(db, keys_dir):
+def test_the_server_purges_expired_rows_in_the_background(db, keys_dir, clock):
     port = free_port()
     settings = make_settings(
         db.url,
@@ -228,14 +230,14 @@ def test_the_server_purges_expired_rows_in_the_background(db, keys_dir):
     past = clock.now() - timedelta(minutes=1)
     with db.unit_of_work() as session:
         session.add(Flow(id="old", kind="authorization", created_at=past, expires_at=past))
-    with LiveServer(settings):
+    with LiveServer(settings, clock):
         deadline = time.monotonic() + 15
         while _counts(db)["flows"] and time.monotonic() < deadline:
             time.sleep(0.2)
     assert _counts(db)["flows"] == 0
 
 
-def test_the_maintenance_command_prints_what_it_purged(db, settings):
+def test_the_maintenance_command_prints_what_it_purged(db, settings, clock):
     past = clock.now() - timedelta(minutes=1)
     with db.unit_of_work() as session:
         session.add(Flow(id="old", kind="authorization", created_at=past, expires_at=past))

@@ -31,7 +31,7 @@ def counter(text: str, line_prefix: str) -> float:
 @pytest.fixture
 def metrics_client(db, keys_dir, services) -> TestClient:
     settings = make_settings(db.url, keys_dir, metrics_token=TOKEN)
-    with TestClient(create_app(settings), base_url=settings.issuer) as client:
+    with TestClient(create_app(settings, clock=db.clock), base_url=settings.issuer) as client:
         yield client
 
 

@@ -59,7 +59,7 @@ def facts(
         account.proofing_level,
         login.methods,
         enrolled_bindings(session, account.id),
-        now or clock.now(),
+        now or clock.now(session),
     )
 
 
@@ -124,7 +124,7 @@ def reserve(session: Session, account_id: int, kind: str) -> list[SecondFactor]:
     other, each on what the one before it wrote: a code is accepted once, and no more
     wrong codes are checked than :data:`MAX_FAILURES` allows.
     """
-    rows, counted = store.count_attempt(session, account_id, kind, clock.now())
+    rows, counted = store.count_attempt(session, account_id, kind, clock.now(session))
     paused = [row.locked_until for row in rows if row.id not in counted]
     if paused:
         raise TooManyAttempts(max(until for until in paused if until is not None))
@@ -134,7 +134,7 @@ def reserve(session: Session, account_id: int, kind: str) -> list[SecondFactor]:
 def note_failure(session: Session, factor: SecondFactor) -> None:
     """A reserved attempt's code was wrong; pause the factor after MAX_FAILURES in a row."""
     if factor.failures >= MAX_FAILURES:
-        factor.locked_until = clock.now() + LOCK
+        factor.locked_until = clock.now(session) + LOCK
         factor.failures = 0
         events.record(
             session, "factor.locked", account_id=factor.account_id, data={"kind": factor.kind}
@@ -145,7 +145,7 @@ def note_success(session: Session, factor: SecondFactor) -> None:
     """A code was right: reset the count, remember the use."""
     factor.failures = 0
     factor.locked_until = None
-    factor.last_used_at = clock.now()
+    factor.last_used_at = clock.now(session)
     events.record(
         session,
         "factor.used",

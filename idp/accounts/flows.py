@@ -20,7 +20,12 @@ _FLOWS = Flow.__table__
 
 
 def live(
-    flow: Flow | None, kind: str, *, account_id: int | None = None, owned: bool = False
+    session: Session,
+    flow: Flow | None,
+    kind: str,
+    *,
+    account_id: int | None = None,
+    owned: bool = False,
 ) -> Flow | None:
     """``flow`` if it is a live flow of ``kind`` (and, with ``account_id``, that account's;
     with ``owned``, one that belongs to some account), else None."""
@@ -30,13 +35,13 @@ def live(
         return None
     if owned and flow.account_id is None:
         return None
-    return flow if clock.now() < flow.expires_at else None
+    return flow if clock.now(session) < flow.expires_at else None
 
 
 def claim(session: Session, flow: Flow) -> bool:
     """Complete the live ``flow`` now; False if another request completed it first (or it
     expired meanwhile)."""
-    now = clock.now()
+    now = clock.now(session)
     result = session.execute(
         update(_FLOWS)
         .where(

@@ -21,6 +21,7 @@ from functools import partial
 
 from sqlalchemy.orm import Session
 
+from idp import clock
 from idp.accounts import sessions, throttle
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import InvalidEmail, LoginBlocked, LoginFailed
@@ -138,7 +139,8 @@ async def begin(
         [
             (found.email_counter, found.email_blocked_until),
             (found.ip_counter, found.ip_blocked_until),
-        ]
+        ],
+        clock.now(database),
     )
     if not wait:
         try:

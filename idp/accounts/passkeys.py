@@ -66,7 +66,7 @@ def _descriptor(factor: SecondFactor) -> PublicKeyCredentialDescriptor:
 
 
 def _start(session: Session, account: Account, kind: str, challenge: bytes) -> str:
-    now = clock.now()
+    now = clock.now(session)
     flow = Flow(
         id=secrets.token_urlsafe(16),
         kind=kind,
@@ -82,7 +82,7 @@ def _start(session: Session, account: Account, kind: str, challenge: bytes) -> s
 def _challenge(session: Session, account: Account, kind: str, flow_id: str) -> bytes:
     """The open ceremony's challenge, closing the flow (a challenge is used once)."""
     flow = session.get(Flow, flow_id, with_for_update=True)
-    if flows.live(flow, kind, account_id=account.id) is None:
+    if flows.live(session, flow, kind, account_id=account.id) is None:
         raise FactorError("the passkey request expired; please try again")
     if not flows.claim(session, flow):
         raise FactorError("the passkey request expired; please try again")
@@ -139,7 +139,7 @@ def finish_registration(
             "label": (label.strip() or "Passkey")[:64],
             "binding": binding,
             "amr": PASSKEY_AMR,
-            "created_at": clock.now(),
+            "created_at": clock.now(session),
             "failures": 0,
             "credential_id": verified.credential_id,
             "public_key": verified.credential_public_key,

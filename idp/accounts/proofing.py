@@ -39,7 +39,7 @@ def record_proofing(
     identity.txn = identity.txn or secrets.token_urlsafe(16)
     session.add(identity)
     account.proofing_level = "high"
-    account.updated_at = clock.now()
+    account.updated_at = clock.now(session)
     bound = factors.bind_at_proofing(session, account.id, proven_factors)
     events.record(
         session,

@@ -31,7 +31,7 @@ def needed(
 ) -> str | None:
     """What the citizen must confirm before changing a factor now: :data:`FACTOR` (one of
     their second factors), :data:`PASSWORD` (they have none), or None (recent enough)."""
-    since = clock.now() - timedelta(minutes=settings.reauth_minutes)
+    since = clock.now(session) - timedelta(minutes=settings.reauth_minutes)
     has_factor = bool(factors.enrolled_bindings(session, account.id))
     for entry in login.methods:
         if datetime.fromisoformat(entry["at"]) < since:

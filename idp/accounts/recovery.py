@@ -45,7 +45,7 @@ def request_reset(
         raise TooManyFlows(admission.retry_after)
     account = session.scalar(select(Account).where(Account.email == email))
     usable = account is not None and account.disabled_at is None
-    now = clock.now()
+    now = clock.now(session)
     flow_id, token = secrets.token_urlsafe(16), secrets.token_urlsafe(32)
     queued = enqueue(
         session,
@@ -79,7 +79,7 @@ def request_reset(
 def open_reset(session: Session, flow_id: str | None, token: str | None) -> tuple[Flow, Account]:
     """The reset flow and account a link stands for; raise ResetInvalid."""
     flow = session.get(Flow, flow_id, with_for_update=True) if flow_id else None
-    if flows.live(flow, KIND, owned=True) is None or not matches(
+    if flows.live(session, flow, KIND, owned=True) is None or not matches(
         token, flow.state.get("token_digest")
     ):
         raise ResetInvalid("reset.invalid")
@@ -103,7 +103,7 @@ def reset_password(
     password = check_password(password, account.email, settings)
     if not flows.claim(session, flow):  # the same link used by a concurrent request
         raise ResetInvalid("reset.invalid")
-    now = clock.now()
+    now = clock.now(session)
     account.password_hash = passwords_for(settings).hash(password)
     account.updated_at = now
     session.execute(

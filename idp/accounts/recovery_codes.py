@@ -48,7 +48,7 @@ def generate(session: Session, account: Account, binding: str, digests: CodeDige
         label="Recovery codes",
         binding=binding,
         amr="otp",
-        created_at=clock.now(),
+        created_at=clock.now(session),
         failures=0,
     )
     raws = ["".join(secrets.choice(ALPHABET) for _ in range(LENGTH)) for _ in range(COUNT)]
@@ -84,7 +84,9 @@ def use(session: Session, account: Account, code: str, digests: CodeDigests) -> 
     if not sets:
         return None
     (factor,) = sets
-    if not store.spend_code(session, factor.id, _digest(digests, normalise(code)), clock.now()):
+    if not store.spend_code(
+        session, factor.id, _digest(digests, normalise(code)), clock.now(session)
+    ):
         factors.note_failure(session, factor)
         return None
     factors.note_success(session, factor)

@@ -123,7 +123,7 @@ def _new_flow(
     browser: str | None,
     return_to: str | None,
 ) -> Flow:
-    now = clock.now()
+    now = clock.now(session)
     flow = Flow(
         id=flow_id,
         kind=KIND,
@@ -146,7 +146,7 @@ def _new_flow(
 def _new_code(session: Session, flow: Flow, stored: dict[str, str], settings: Settings) -> None:
     """Make ``stored`` (just mailed) the flow's link and code; the new code gets its tries."""
     flow.state = {**flow.state, **stored}
-    flow.expires_at = clock.now() + timedelta(hours=settings.email_verification_hours)
+    flow.expires_at = clock.now(session) + timedelta(hours=settings.email_verification_hours)
     counters.forget(session, _code_tries(flow.id))
 
 
@@ -168,7 +168,7 @@ def _live_flow(session: Session, account_id: int) -> Flow | None:
             Flow.kind == KIND,
             Flow.account_id == account_id,
             Flow.completed_at.is_(None),
-            Flow.expires_at > clock.now(),
+            Flow.expires_at > clock.now(session),
         )
         .order_by(Flow.created_at.desc())
         .limit(1)
@@ -204,7 +204,7 @@ def register(
     admission = rate_limits.admit_flow(session, ip, settings.flows_per_ip_minute)
     if not admission.admitted:
         raise TooManyFlows(admission.retry_after)
-    now = clock.now()
+    now = clock.now(session)
     account: Account | None = None
     if session.scalar(select(Account.id).where(Account.email == email)) is None:
         account = Account(
@@ -260,7 +260,7 @@ def create_account(
         raise FormInvalid(problems)
     if session.scalar(select(Account.id).where(Account.email == email)) is not None:
         raise AccountExists("account.exists")
-    now = clock.now()
+    now = clock.now(session)
     account = Account(
         subject=str(uuid.uuid4()),
         email=email,
@@ -318,7 +318,7 @@ def start_verification(
 def open_flow(session: Session, flow_id: str | None) -> Flow:
     """The unfinished, unexpired verification flow ``flow_id``; raise VerificationFailed."""
     flow = session.get(Flow, flow_id, with_for_update=True) if flow_id else None
-    if flows.live(flow, KIND) is None:
+    if flows.live(session, flow, KIND) is None:
         raise VerificationFailed("verify.invalid")
     return flow
 
@@ -363,7 +363,7 @@ def verify(
         ok = digests.matches(CODE_PURPOSE, typed, bytes.fromhex(state["code_digest"]))
     if not ok or flow.account_id is None:
         raise VerificationFailed("verify.wrong_code" if code is not None else "verify.invalid")
-    now = clock.now()
+    now = clock.now(session)
     finished = session.execute(
         update(Flow)
         .where(Flow.id == flow.id, Flow.completed_at.is_(None))

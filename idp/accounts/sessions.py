@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from idp import clock
 from idp.accounts.realms import Realm
@@ -61,7 +61,7 @@ def load_session(
     row = login_sessions.by_token_digest(session, token_digest(token))
     if row is None or row.ended_at is not None or row.kind != realm.kind:
         return None
-    now = clock.now()
+    now = clock.now(session)
     if now >= row.expires_at:
         end_session(session, row, "expired")
         return None
@@ -77,13 +77,14 @@ def load_session(
 def add_method(
     row: LoginSession, method: str, *, binding: str | None = None, factor: int | None = None
 ) -> None:
-    """Record a further authentication (step-up, re-authentication) in this session, now.
+    """Record a further authentication (step-up, re-authentication) in this session, now
+    (on the clock of the unit of work ``row`` belongs to).
 
     ``binding`` is how a second factor was bound (proofing, high_session, low_session),
     which the assurance policy needs; ``factor`` is its id (proofing binds the factors
     used in its session, and re-authentication asks which were used when).
     """
-    now = clock.now()
+    now = clock.now(object_session(row))
     row.methods = [*row.methods, method_entry(method, now, binding=binding, factor=factor)]
     row.last_seen_at = now
 
@@ -112,7 +113,7 @@ def end_all_sessions(session: Session, account_id: int, reason: str) -> int:
 
 
 def _end(session: Session, rows: Sequence[LoginSession], reason: str) -> None:
-    now = clock.now()
+    now = clock.now(session)
     for row in rows:
         row.ended_at = now
         row.end_reason = reason

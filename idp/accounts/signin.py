@@ -84,7 +84,7 @@ def open_login_session(
         if replacing.kind != realm.kind:
             raise WrongRealm(f"a {replacing.kind} session cannot be replaced by a {realm.kind} one")
         sessions.end_session(uow, replacing, "replaced")
-    now = clock.now()
+    now = clock.now(uow)
     token = secrets.token_urlsafe(32)
     sid = secrets.token_urlsafe(16)
     opened = login_sessions.open(

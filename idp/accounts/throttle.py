@@ -53,11 +53,10 @@ def ip_key(realm: Realm, ip: str | None) -> str | None:
     return f"{realm.throttle_prefix}ip:{ip}"[:96] if ip else None
 
 
-def summarise(rows: Iterable[tuple[str | None, datetime | None]]) -> int:
+def summarise(rows: Iterable[tuple[str | None, datetime | None]], now: datetime) -> int:
     """How long the citizen must wait before the next try (0: may try now), from
-    (key, blocked_until) pairs (a key of None: no counter). The login reads them joined
-    to its account lookup (idp.db.throttles.login_lookup): one statement, not two."""
-    now = clock.now()
+    (key, blocked_until) pairs (a key of None: no counter), ``now``. The login reads them
+    joined to its account lookup (idp.db.throttles.login_lookup): one statement, not two."""
     waits = [
         (blocked_until - now).total_seconds()
         for key, blocked_until in rows
@@ -128,7 +127,7 @@ async def reserve(
     counters = [(email_key, partial(_email_wait, settings))]
     if ip_key is not None:
         counters.append((ip_key, partial(_ip_wait, settings)))
-    now = clock.now()
+    now = clock.now(database)
     try:
         positions = await database.run_sync(
             partial(
@@ -160,7 +159,7 @@ def release_on_success(session: Session, reservation: Reservation, settings: Set
         reservation.email_key,
         lockout=settings.login_lockout_attempts,
         position=reservation.email_position,
-    ) and throttles.blocked_now(session, reservation.email_key, clock.now()):
+    ) and throttles.blocked_now(session, reservation.email_key, clock.now(session)):
         return False
     if reservation.ip_key is not None:
         throttles.take_back_one(session, reservation.ip_key)

@@ -14,7 +14,7 @@ import base64
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import pyotp
@@ -63,7 +63,7 @@ def begin(session: Session, account: Account, box: SecretBox, issuer: str) -> En
     """Start enrolling a TOTP app for ``account``; ``issuer`` names the service in the app."""
     secret = pyotp.random_base32()
     label = urlsplit(issuer).netloc
-    now = clock.now()
+    now = clock.now(session)
     flow = Flow(
         id=secrets.token_urlsafe(16),
         kind="totp_enrolment",
@@ -89,16 +89,17 @@ def pending(session: Session, account: Account, flow_id: str, box: SecretBox) ->
 
 
 def _flow(session: Session, account: Account, flow_id: str) -> Flow | None:
-    return flows.live(session.get(Flow, flow_id), "totp_enrolment", account_id=account.id)
+    return flows.live(session, session.get(Flow, flow_id), "totp_enrolment", account_id=account.id)
 
 
-def _matching_step(secret: str, code: str, after: int | None) -> int | None:
-    """The time step (now or one either side) whose code is ``code`` and is newer than ``after``."""
+def _matching_step(secret: str, code: str, after: int | None, now: datetime) -> int | None:
+    """The time step (``now``'s or one either side) whose code is ``code`` and is newer than
+    ``after``."""
     code = _normalise(code)
     if len(code) != DIGITS or not code.isdigit():
         return None
     totp = pyotp.TOTP(secret, digits=DIGITS, interval=STEP)
-    current = int(clock.now().timestamp()) // STEP
+    current = int(now.timestamp()) // STEP
     for step in (current - 1, current, current + 1):
         if after is not None and step <= after:
             continue
@@ -122,7 +123,7 @@ def confirm(
         raise FactorError("enrolment expired")
     sealed = base64.b64decode(flow.state["sealed"])
     secret = box.open(sealed, _owner(account.id)).decode()
-    step = _matching_step(secret, code, None)
+    step = _matching_step(secret, code, None, clock.now(session))
     if step is None:
         raise FactorError("wrong code")
     if not flows.claim(session, flow):
@@ -133,7 +134,7 @@ def confirm(
         label=(label.strip() or "Authenticator")[:64],
         binding=binding,
         amr="otp",
-        created_at=clock.now(),
+        created_at=clock.now(session),
         failures=0,
         totp_secret=sealed,
         totp_last_step=step,
@@ -159,7 +160,7 @@ def verify(session: Session, account: Account, code: str, box: SecretBox) -> Sec
         return None
     for factor in candidates:
         secret = box.open(factor.totp_secret or b"", _owner(account.id)).decode()
-        step = _matching_step(secret, code, factor.totp_last_step)
+        step = _matching_step(secret, code, factor.totp_last_step, clock.now(session))
         if step is not None:
             factor.totp_last_step = step
             for other in candidates:  # a right code ends the run of wrong ones

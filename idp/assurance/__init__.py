@@ -9,7 +9,7 @@ Use from the authorization flow::
     requirement = requested_acr(request.acr_values, request.claims,
                                 client.default_acr_values, client.minimum_acr)
     facts = session_facts(account.proofing_level, login_session.methods,
-                          enrolled_bindings, clock.now())
+                          enrolled_bindings, clock.now(session))
     decision = evaluate(requirement, facts, policy)
     # decision.status == "met"     -> ID token acr = decision.acr, amr = amr(facts)
     # decision.status == "step_up" -> /step-up?return_to=...&acr=<wanted>

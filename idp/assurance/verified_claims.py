@@ -56,8 +56,9 @@ CHECK_METHODS = {"eid": "vcrypt", "pipp": "vpip"}
 # eIDAS levels, as the trust framework `eidas` names them.
 TRUST_FRAMEWORKS = {"eidas": ("low", "substantial", "high")}
 # Documents a clerk checks, or whose chip the eID reads (identity card, eID card of a
-# residence permit); a passport has no eID function, but is checked in person.
-DOCUMENT_TYPES = ("idcard", "passport", "residence_permit")
+# residence permit, eID card for EU and EEA citizens); a passport has no eID function,
+# but is checked in person.
+DOCUMENT_TYPES = ("idcard", "passport", "residence_permit", "union_citizen_card")
 EVIDENCE_TYPES = ("document",)
 
 

@@ -1,71 +1,45 @@
-"""Append-only audit trail whose events form a SHA-256 hash chain.
+"""Append-only audit trail whose events form a SHA-256 hash chain, with personal data
+kept out of what the chain covers so that it can be erased.
 
-Each event's hash covers the previous hash and the event's canonical JSON,
-so deleting or editing a row breaks the chain, which :func:`verify` finds.
-Appending locks the chain's head row, so concurrent writers stay ordered.
+Each event's hash covers the previous hash and the event's canonical JSON, so
+deleting or editing a row breaks the chain, which :func:`verify` finds. The
+canonical JSON holds what happened (time, event, actor, client, ``data``) and a
+seal of the event's personal fields (the account, the client address, ``personal``
+details such as an email address): an HMAC-SHA256 of them under a random key of
+the event's own, stored beside them. While the key is there the seal binds the
+fields (an edited address no longer matches); :func:`erase_personal_data` clears
+an account's fields and keys, leaving seals that reveal nothing, and records the
+erasure in the chain. ``data`` is for what is not personal.
 
-Appending is Core statements, not ORM objects: an event is written on every
-login, and the unit of work's flush machinery cost more than the statements
-themselves. On PostgreSQL one statement locks the head, inserts the event with
-the hash computed by the database and moves the head (one round trip, not
-three). On SQLite two: the insert reads the head and hashes (a function of the
-connection's, idp.db.engine.SHA256_SQL) in the write transaction, which the
-process's writer queue and SQLite's write lock give to one writer at a time; then
-the head moves. Elsewhere three statements do it (lock and read the head, insert
-the event, move the head), and the head read under the lock is remembered for the
-rest of the transaction, so a request that records several events (consent,
-then the code) reads it once.
+The rows and statements are idp.db.audit's; this module decides what is recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from collections.abc import Callable
+import secrets
 from typing import Any
 
-from sqlalchemy import String, bindparam, func, insert, select, update
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.db.engine import SHA256_SQL, Database, Prebuilt
-from idp.db.models import AuditEvent, AuditHead
+from idp.db import audit as store
+from idp.db.models import AuditEvent
 
-GENESIS = b"\x00" * 32
+GENESIS = store.GENESIS  # the previous hash of the first event
 # Session.info key: the events recorded in the open transaction, counted by
 # idp.metrics when it commits.
 RECORDED = "idp.audit_recorded"
-_EVENTS = AuditEvent.__table__
-_HEAD = AuditHead.__table__
-# PostgreSQL locks the row; SQLite has no row locks, and a plain SELECT there runs before
-# the write transaction begins (it may read a head another writer is about to move): a
-# no-op UPDATE takes the database's write lock and reads the head under it.
-# Built once, run on the cursor (idp.db.engine.Prebuilt); each append passes its values as
-# parameters: building and executing them through SQLAlchemy per event cost more than the
-# database spends running them.
-_LOCK_HEAD = Prebuilt(select(_HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update())
-_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1)
-_LOCK_HEAD_SQLITE = Prebuilt(
-    _MOVE_HEAD.values(last_id=_HEAD.c.last_id).returning(_HEAD.c.last_hash)
-)
-_INSERT_EVENT = Prebuilt(insert(_EVENTS).returning(_EVENTS.c.id))
-_MOVE_HEAD_TO = Prebuilt(_MOVE_HEAD)
-_START_HEAD = Prebuilt(insert(_HEAD).values(id=1, last_id=0, last_hash=GENESIS))
-_HASHED = ("at", "event", "actor", "account_id", "client_id", "ip", "data")
-_HELD = "idp.audit_head"  # Session.info: (transaction, last hash) while the lock is held
-# Database.info key: who is told of events committed outside a unit of work.
-_LISTENERS = "idp.audit_listeners"
-
-
-def _canonical(event: AuditEvent | dict[str, Any]) -> str:
-    """The event's canonical JSON, which its hash covers after the previous hash."""
-    fields = event if isinstance(event, dict) else {k: getattr(event, k) for k in _HASHED}
-    body = {**fields, "at": fields["at"].isoformat()}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _digest(prev_hash: bytes, event: AuditEvent | dict[str, Any]) -> bytes:
-    return hashlib.sha256(prev_hash + _canonical(event).encode()).digest()
+# The event an erasure records: how many events lost their personal fields (no account).
+ERASED = "audit.erased"
+# The event that chained the trail again when the seals came (migration 0005): it names
+# the first event that did not fit the chain before, if one did not.
+RECHAINED = "audit.rechained"
+# The fields the chain covers, beside the seal of the personal ones.
+_CHAINED = ("event", "actor", "client_id", "data")
+_KEY_BYTES = 16
 
 
 def record(
@@ -77,62 +51,29 @@ def record(
     client_id: str | None = None,
     ip: str | None = None,
     data: dict[str, Any] | None = None,
+    personal: dict[str, Any] | None = None,
 ) -> int:
-    """Append one event in the caller's transaction; return its id."""
-    session.info.setdefault(RECORDED, []).append(event)
-    values = _values(event, actor, account_id, client_id, ip, data)
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        appended = _APPEND_POSTGRESQL.execute(session, {**values, "canonical": _canonical(values)})
-        if appended:
-            return appended[0].last_id
-    elif dialect == "sqlite":
-        inserted = _APPEND_SQLITE.execute(session, {**values, "canonical": _canonical(values)})
-        if inserted:
-            (event_id, digest) = inserted[0]
-            _MOVE_HEAD_TO.execute(session, {"last_id": event_id, "last_hash": digest})
-            return event_id
-    # no head row yet (a database set up without it), or another database
-    prev_hash = _locked_head(session)
-    digest = _digest(prev_hash, values)
-    (inserted,) = _INSERT_EVENT.execute(session, {**values, "prev_hash": prev_hash, "hash": digest})
-    _MOVE_HEAD_TO.execute(session, {"last_id": inserted.id, "last_hash": digest})
-    session.info[_HELD] = (_transaction(session), digest)
-    return inserted.id
+    """Append one event in the caller's transaction; return its id.
 
-
-def _values(
-    event: str,
-    actor: str | None,
-    account_id: int | None,
-    client_id: str | None,
-    ip: str | None,
-    data: dict[str, Any] | None,
-) -> dict[str, Any]:
-    return {
-        "at": clock.now().replace(microsecond=0),
-        "event": event,
-        "actor": actor,
-        "account_id": account_id,
-        "client_id": client_id,
-        "ip": ip,
-        "data": data or {},
-    }
-
-
-def appending(*statements: Any) -> Any:
-    """PostgreSQL: one statement that appends an event and runs ``statements`` (data-modifying
-    CTEs) in the same transaction: one round trip for a request's whole write.
-
-    Its parameters are :func:`append_parameters` and those of ``statements``; it returns
-    the new event's id, or no row when the head row is missing (then nothing was
-    appended, and :func:`record` appends in a unit of work). All its parts run whatever
-    that answer: PostgreSQL runs every data-modifying CTE of a statement.
+    ``data`` must hold nothing personal (the chain keeps it for good); personal details
+    of the account (an email address, a name) go in ``personal``, erased with it.
     """
-    return _append_postgresql().add_cte(*statements)
+    session.info.setdefault(RECORDED, []).append(event)
+    row = append_parameters(
+        session,
+        event,
+        actor=actor,
+        account_id=account_id,
+        client_id=client_id,
+        ip=ip,
+        data=data,
+        personal=personal,
+    )
+    return store.append(session, row)
 
 
 def append_parameters(
+    session: Session,
     event: str,
     *,
     actor: str | None = None,
@@ -140,120 +81,105 @@ def append_parameters(
     client_id: str | None = None,
     ip: str | None = None,
     data: dict[str, Any] | None = None,
+    personal: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The parameters of an :func:`appending` statement for one event."""
-    values = _values(event, actor, account_id, client_id, ip, data)
-    return {**values, "canonical": _canonical(values)}
+    """One event as the parameters of an append (idp.db.audit), sealed and with the
+    canonical text its hash covers; what :func:`record` writes."""
+    row = {
+        "at": clock.now(session).replace(microsecond=0),
+        "event": event,
+        "actor": actor,
+        "client_id": client_id,
+        "data": data or {},
+        "account_id": account_id,
+        "ip": ip,
+        "personal": personal or None,
+        "seal_key": None,
+        "seal": None,
+    }
+    if account_id is not None or ip is not None or personal:
+        row["seal_key"] = secrets.token_bytes(_KEY_BYTES)
+        row["seal"] = _seal(row["seal_key"], row)
+    row["canonical"] = _canonical(row)
+    return row
 
 
-def append_on(database: Database, connection: Any, parameters: dict[str, Any]) -> int:
-    """SQLite: append an event (:func:`append_parameters`) on a DB-API connection of
-    ``database.dbapi_connection()``, in its transaction, as :func:`record` does in a unit of
-    work; its id. A database without the head row gets it first (the chain's genesis)."""
-    inserted = _APPEND_SQLITE.execute_on(database, connection, parameters)
-    if not inserted:
-        _START_HEAD.execute_on(database, connection, {})
-        inserted = _APPEND_SQLITE.execute_on(database, connection, parameters)
-    (event_id, digest) = inserted[0]
-    _MOVE_HEAD_TO.execute_on(database, connection, {"last_id": event_id, "last_hash": digest})
-    return event_id
-
-
-def listen_outside_units(database: Database, listener: Callable[[list[str]], None]) -> None:
-    """Tell ``listener`` the names of the events committed outside a unit of work
-    (:func:`appending`, :func:`append_on`; a unit of work's are in its ``info[RECORDED]``
-    when it commits)."""
-    database.info.setdefault(_LISTENERS, []).append(listener)
-
-
-def committed_outside_units(database: Database, names: list[str]) -> None:
-    """These events were committed outside a unit of work: tell the listeners."""
-    for listener in database.info.get(_LISTENERS, ()):
-        listener(names)
-
-
-def _append_postgresql() -> Any:
-    """PostgreSQL: lock the head, insert the event and move the head in one statement.
-
-    The same chain in one round trip instead of three: PostgreSQL computes the hash
-    (``sha256(previous hash || canonical JSON)``, as :func:`_digest` does) from the head
-    it has just locked. No row comes back when the head row is missing.
-    """
-    head = select(_HEAD.c.last_hash).where(_HEAD.c.id == 1).with_for_update().cte("head")
-    canonical = func.convert_to(bindparam("canonical", type_=String()), "UTF8")
-    rows = select(
-        *(bindparam(name, type_=_EVENTS.c[name].type) for name in _HASHED),
-        head.c.last_hash,
-        func.sha256(head.c.last_hash.op("||")(canonical)),
-    )
-    appended = (
-        insert(_EVENTS)
-        .from_select([*_HASHED, "prev_hash", "hash"], rows)
-        .returning(_EVENTS.c.id, _EVENTS.c.hash)
-        .cte("appended")
-    )
-    return (
-        update(_HEAD)
-        .where(_HEAD.c.id == 1)
-        .values(
-            last_id=select(appended.c.id).scalar_subquery(),
-            last_hash=select(appended.c.hash).scalar_subquery(),
-        )
-        .returning(_HEAD.c.last_id)
-    )
-
-
-_APPEND_POSTGRESQL = Prebuilt(_append_postgresql())
-
-
-def _append_sqlite() -> Any:
-    """SQLite: insert the event with the hash of the head it reads (no row without one)."""
-    rows = select(
-        *(bindparam(name, type_=_EVENTS.c[name].type) for name in _HASHED),
-        _HEAD.c.last_hash,
-        getattr(func, SHA256_SQL)(_HEAD.c.last_hash, bindparam("canonical", type_=String())),
-    ).where(_HEAD.c.id == 1)
-    return (
-        insert(_EVENTS)
-        .from_select([*_HASHED, "prev_hash", "hash"], rows)
-        .returning(_EVENTS.c.id, _EVENTS.c.hash)
-    )
-
-
-_APPEND_SQLITE = Prebuilt(_append_sqlite())
-
-
-def _transaction(session: Session) -> SessionTransaction | None:
-    """The innermost transaction: a savepoint rolled back must not leave a stale head."""
-    return session.get_nested_transaction() or session.get_transaction()
-
-
-def _locked_head(session: Session) -> bytes:
-    """The chain's last hash, its row locked until the transaction ends.
-
-    Read once per transaction: after this transaction's own append the head is
-    what it wrote, and no one else can move it while the lock is held.
-    """
-    held = session.info.get(_HELD)
-    if held is not None and held[0] is _transaction(session) and held[0] is not None:
-        return held[1]
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    locked = (_LOCK_HEAD_SQLITE if sqlite else _LOCK_HEAD).execute(session, {})
-    last_hash = locked[0].last_hash if locked else None
-    if last_hash is None:  # a database set up without the head row
-        _START_HEAD.execute(session, {})
-        last_hash = GENESIS
-    return last_hash
+def erase_personal_data(session: Session, account_id: int, *, actor: str | None = None) -> int:
+    """Make the trail's personal data of ``account_id`` unrecoverable: clear the account,
+    address and personal details of its events and the keys of their seals. The chain
+    still verifies; the erasure is recorded (:data:`ERASED`, with the number of events
+    and no account). Returns that number."""
+    erased = store.clear_personal_fields(session, account_id)
+    record(session, ERASED, actor=actor, data={"events": erased})
+    return erased
 
 
 def verify(session: Session) -> int | None:
-    """Walk the chain; return the id of the first event that does not fit, or None."""
+    """Walk the chain; return the id of the first event that does not fit, or None.
+
+    An event fits when it links to the one before, its hash covers it, and its personal
+    fields match their seal or, erased, are all gone; the head names an event of the
+    chain and its hash. Erased events must be as many as the recorded erasures say:
+    when more have lost their fields, the last of them is returned. A chain that did not
+    verify when it was chained again (:data:`RECHAINED`) goes on reporting the event
+    that did not fit. Events appended while it runs come after the head it read first.
+    """
+    head = store.head(session)
+    reached_head = head is None or (head.last_id, head.last_hash) == (0, GENESIS)
     prev = GENESIS
-    for row in session.scalars(select(AuditEvent).order_by(AuditEvent.id)).yield_per(1000):
-        if row.prev_hash != prev or _digest(prev, row) != row.hash:
+    erased: list[int] = []
+    recorded_erased = 0
+    for row in store.chain(session):
+        if row.prev_hash != prev or store.link(prev, _canonical(row)) != row.hash:
             return row.id
+        if not _fields_fit(row):
+            return row.id
+        if head is not None and row.id == head.last_id:
+            if row.hash != head.last_hash:
+                return row.id
+            reached_head = True
+        if row.seal is not None and row.seal_key is None:
+            erased.append(row.id)
+        if row.event == RECHAINED and row.data.get("broken_at") is not None:
+            return int(row.data["broken_at"])
+        if row.event == ERASED:
+            recorded_erased += int(row.data.get("events", 0))
+            if len(erased) < recorded_erased:  # an erasure counts only the events before it
+                return row.id
         prev = row.hash
-    head = session.get(AuditHead, 1)
-    if head is not None and head.last_hash != prev:
+    if not reached_head:
         return head.last_id
+    if len(erased) > recorded_erased:
+        return erased[-1]
     return None
+
+
+def _fields_fit(row: AuditEvent) -> bool:
+    """Whether the personal fields are those sealed, or were erased (no key, no fields)."""
+    if row.seal_key is not None:
+        return row.seal is not None and hmac.compare_digest(_seal(row.seal_key, row), row.seal)
+    return row.account_id is None and row.ip is None and not row.personal
+
+
+def _seal(key: bytes, event: AuditEvent | dict[str, Any]) -> bytes:
+    """HMAC-SHA256 of the event's personal fields under its own key."""
+    fields = _fields(event, ("account_id", "ip", "personal"))
+    body = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hmac.new(key, body.encode(), hashlib.sha256).digest()
+
+
+def _canonical(event: AuditEvent | dict[str, Any]) -> str:
+    """The event's canonical JSON, which its hash covers after the previous hash."""
+    body = _fields(event, _CHAINED)
+    body["at"] = _field(event, "at").isoformat()
+    seal = _field(event, "seal")
+    body["seal"] = seal.hex() if seal is not None else None
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _fields(event: AuditEvent | dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    return {name: _field(event, name) for name in names}
+
+
+def _field(event: AuditEvent | dict[str, Any], name: str) -> Any:
+    return event[name] if isinstance(event, dict) else getattr(event, name)

@@ -24,7 +24,7 @@ from idp.db.models import LoginThrottle
 
 def take(session: Session, key: str, *, limit: int, window: timedelta) -> bool:
     """Count one use of ``key`` if its window has had fewer than ``limit``; False if not."""
-    now = clock.now()
+    now = clock.now(session)
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     # A new counter starts with its window already over, so the update below opens one.
     session.execute(
@@ -52,7 +52,7 @@ def take(session: Session, key: str, *, limit: int, window: timedelta) -> bool:
 def wait(session: Session, key: str) -> int:
     """Seconds until ``key``'s current window ends (0 if none is open)."""
     ends = session.scalar(select(LoginThrottle.blocked_until).where(LoginThrottle.key == key))
-    left = (ends - clock.now()).total_seconds() if ends is not None else 0
+    left = (ends - clock.now(session)).total_seconds() if ends is not None else 0
     return max(0, math.ceil(left))
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sqlite3
 import threading
@@ -20,6 +19,8 @@ from sqlalchemy.engine import Compiled, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session, make_transient_to_detached, sessionmaker
 
+from idp.clock import KEY as CLOCK
+from idp.clock import SYSTEM, Clock
 from idp.db.awaited import AwaitedStatements
 from idp.db.timeouts import DEFAULT_TIMEOUTS, MIGRATION_TIMEOUTS, Timeouts, postgresql_options
 
@@ -47,18 +48,6 @@ def _sqlite_pragmas(
     if not commits_checkpoint:
         cursor.execute("PRAGMA wal_autocheckpoint=0")  # Database.checkpoint does it
     cursor.close()
-    dbapi_connection.create_function(SHA256_SQL, 2, _sha256_of, deterministic=True)
-
-
-# SQLite's name for SHA-256 over a BLOB followed by a TEXT's UTF-8 bytes (PostgreSQL:
-# ``sha256(blob || convert_to(text, 'UTF8'))``), so a statement can hash what it reads.
-SHA256_SQL = "idp_sha256"
-
-
-def _sha256_of(first: bytes | None, second: str | None) -> bytes | None:
-    if first is None or second is None:
-        return None
-    return hashlib.sha256(bytes(first) + second.encode()).digest()
 
 
 # WAL pages beyond which Database.checkpoint copies the WAL into the database file
@@ -520,7 +509,8 @@ class LazyUnitOfWork:
 
 
 class Database:
-    """Owns the engine; hands out units of work (one transaction each)."""
+    """Owns the engine; hands out units of work (one transaction each), each carrying the
+    database's clock (idp.clock)."""
 
     def __init__(
         self,
@@ -528,20 +518,23 @@ class Database:
         *,
         background_checkpoints: bool = False,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        clock: Clock = SYSTEM,
     ) -> None:
         """``background_checkpoints`` (SQLite): commits never checkpoint the WAL; the owner
-        calls :meth:`checkpoint` from a background thread instead (the server does)."""
+        calls :meth:`checkpoint` from a background thread instead (the server does).
+        ``clock``: the time every unit of work of this database goes by."""
         self.url = database_url
         self.timeouts = timeouts
+        self.clock = clock
         self.engine, self._writer = _make_engine(database_url, not background_checkpoints, timeouts)
         self._checkpointer: Any = None
         # Held while the checkpointer's connection is in use or closed: closing an SQLite
         # connection another thread is running a statement on crashes the process.
         self._checkpoint_lock = threading.Lock()
         self._disposed = False
-        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False, info={CLOCK: clock})
         # What other modules keep with this database, as SQLAlchemy's ``info`` dicts.
-        self.info: dict[str, Any] = {}
+        self.info: dict[str, Any] = {CLOCK: clock}
         # PostgreSQL: no BEGIN and COMMIT around reads (two round trips of three). SQLite's
         # driver starts no transaction for a SELECT anyway.
         self._reads = (
@@ -557,12 +550,15 @@ class Database:
         )
 
     @classmethod
-    def of(cls, settings: Settings, *, background_checkpoints: bool = False) -> Database:
-        """The database of ``settings``, with its timeouts."""
+    def of(
+        cls, settings: Settings, *, background_checkpoints: bool = False, clock: Clock = SYSTEM
+    ) -> Database:
+        """The database of ``settings``, with its timeouts, going by ``clock``."""
         return cls(
             settings.database_url,
             background_checkpoints=background_checkpoints,
             timeouts=Timeouts.of(settings),
+            clock=clock,
         )
 
     @property

@@ -40,7 +40,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            raise ValueError("naive datetime given; use idp.clock.now()")
+            raise ValueError("naive datetime given; use idp.clock")
         value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
@@ -88,7 +88,13 @@ class CacheVersion(Base):
 
 
 class AuditEvent(Base):
-    """Append-only, hash-chained record of a security-relevant event."""
+    """Append-only, hash-chained record of a security-relevant event.
+
+    The chain covers what happened (``at``, ``event``, ``actor``, ``client_id``,
+    ``data``) and ``seal``, an HMAC of the personal fields (``account_id``, ``ip``,
+    ``personal``) under the event's own random ``seal_key``. Erasing an account's
+    personal data clears those four columns: the chain still verifies (idp.audit).
+    """
 
     __tablename__ = "audit_events"
 
@@ -100,6 +106,9 @@ class AuditEvent(Base):
     client_id: Mapped[str | None] = mapped_column(String(255))
     ip: Mapped[str | None] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    personal: Mapped[dict[str, Any] | None]
+    seal: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    seal_key: Mapped[bytes | None] = mapped_column(LargeBinary(16))
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
 

@@ -187,7 +187,7 @@ class KeyStore(versions.VersionedCache):
     def ensure(self) -> list[str]:
         """Create an active and a next key for every algorithm lacking them; return new kids."""
         created: list[str] = []
-        now = clock.now()
+        now = clock.now(self.db)
         with self.db.unit_of_work() as session:
             rows = session.scalars(select(SigningKey).where(SigningKey.state != "removed")).all()
             for alg in ALGORITHMS:
@@ -208,7 +208,7 @@ class KeyStore(versions.VersionedCache):
         made at least ``JWKS_MAX_AGE`` plus ``poll_seconds`` (how late the servers publish
         it, IDP_CACHE_POLL_SECONDS) ago; ``force`` rotates anyway (a key compromised)."""
         activated: list[str] = []
-        now = clock.now()
+        now = clock.now(self.db)
         published_since = None if force else now - timedelta(seconds=JWKS_MAX_AGE + poll_seconds)
         with self.db.unit_of_work() as session:
             for algorithm in [alg] if alg else list(ALGORITHMS):
@@ -249,7 +249,7 @@ class KeyStore(versions.VersionedCache):
     def retire(self, kid: str) -> str:
         """Take a key out of use: active or next -> retired (the algorithm rotates past it);
         retired -> removed (no longer published, file deleted). Returns the new state."""
-        now = clock.now()
+        now = clock.now(self.db)
         with self.db.unit_of_work() as session:
             row = session.get(SigningKey, kid, with_for_update=True)
             if row is None or row.state == "removed":

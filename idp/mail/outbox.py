@@ -75,7 +75,7 @@ def enqueue(
         window=timedelta(seconds=settings.email_resend_seconds),
     ):
         return None
-    now = clock.now()
+    now = clock.now(session)
     message = MailMessage(
         created_at=now,
         recipient=to,
@@ -114,7 +114,7 @@ def _claim_next(db: Database, after: int, ignore_backoff: bool) -> MailMessage |
     later than any earlier one, so it also tells our claim from any other.
     """
     while True:
-        now = clock.now()
+        now = clock.now(db)
         with db.unit_of_work() as session:
             query = select(MailMessage).where(
                 MailMessage.id > after,
@@ -156,7 +156,7 @@ def _mark_sent(db: Database, message: MailMessage) -> bool:
             .where(MailMessage.id == message.id, MailMessage.status == "pending")
             .values(
                 status="sent",
-                sent_at=clock.now(),
+                sent_at=clock.now(db),
                 attempts=MailMessage.attempts + 1,
                 claimed_until=None,
                 context={},  # links and codes are secrets: gone once delivered
@@ -228,7 +228,7 @@ def _failed(db: Database, settings: Settings, message: MailMessage, exc: Excepti
             .values(
                 status="failed" if gave_up else "pending",
                 attempts=attempts,
-                next_attempt_at=clock.now() + backoff(attempts),
+                next_attempt_at=clock.now(db) + backoff(attempts),
                 claimed_until=None,
                 last_error=error,
             )
@@ -242,7 +242,7 @@ def retry_failed(db: Database) -> int:
         result = session.execute(
             update(MailMessage)
             .where(MailMessage.status == "failed")
-            .values(status="pending", attempts=0, next_attempt_at=clock.now(), claimed_until=None)
+            .values(status="pending", attempts=0, next_attempt_at=clock.now(db), claimed_until=None)
         )
     return result.rowcount
 

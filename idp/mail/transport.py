@@ -10,11 +10,11 @@ import smtplib
 import socket
 import ssl
 import threading
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
 
-from idp import clock
 from idp.settings import Settings
 
 log = logging.getLogger("idp.mail")
@@ -107,7 +107,8 @@ class FileTransport:
 
     def deliver(self, email: EmailMessage) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        stamp = clock.now().strftime("%Y%m%dT%H%M%S%f")
+        # The machine's time, not the service's clock: it names files apart, in order.
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         path = self.folder / f"{stamp}.eml"
         path.write_bytes(email.as_bytes())
         links = re.findall(r"https?://\S+", email.get_content())

@@ -301,7 +301,7 @@ def resume(
 def open_flow(uow: Session, flow_id: str) -> Flow | None:
     """A live, unfinished authorization flow."""
     flow = FLOW.get(uow, id=flow_id) if flow_id and len(flow_id) <= 64 else None
-    return flows.live(flow, FLOW_KIND)
+    return flows.live(uow, flow, FLOW_KIND)
 
 
 def flow_request(
@@ -330,7 +330,7 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
     params = request.payload.data
     client = request.client
     login_session = request.login_session
-    now = clock.now()
+    now = clock.now(uow)
     scopes = frozenset((request.scope or "").split())
     prompts = frozenset(params.get("prompt", "").split())
     consented_in_flow = bool(flow and flow.state.get("consented"))
@@ -424,7 +424,7 @@ def start_flow(uow: Session, request: ProtocolRequest, per_minute: int) -> str:
     admission = rate_limits.admit_flow(uow, request.ip, per_minute)
     if not admission.admitted:
         raise FlowLimitReached(admission.retry_after)
-    now = clock.now()
+    now = clock.now(uow)
     data = request.payload.data
     params = [[key, data[key]] for key in KEPT_PARAMETERS if key in data]
     flow_id = secrets.token_urlsafe(16)
@@ -540,7 +540,7 @@ def consent_decision(
         return _error(provider, error)
     client_id = request.client.client_id
     if not allow:
-        flow.completed_at = clock.now()
+        flow.completed_at = clock.now(uow)
         record(uow, "oidc.consent_denied", account_id=flow.account_id, client_id=client_id, ip=ip)
         denied = AccessDenied(
             "The citizen did not allow access.",

@@ -67,7 +67,7 @@ def session_ended(uow: Session, provider: Provider, login_session: LoginSession)
     """Queue logout tokens for the clients of an ended session; return how many."""
     grants = uow.scalars(select(Grant).where(Grant.login_session_id == login_session.id)).all()
     account = uow.get(Account, login_session.account_id)
-    now = clock.now()
+    now = clock.now(uow)
     queued = 0
     notified: set[str] = set()
     for grant in grants:
@@ -85,7 +85,7 @@ def session_ended(uow: Session, provider: Provider, login_session: LoginSession)
 def signed_out(uow: Session, provider: Provider, account_id: int, reason: str) -> int:
     """Revoke every live grant of an account signed out everywhere; tell their clients not
     told yet in this unit of work. Return how many grants were revoked."""
-    now = clock.now()
+    now = clock.now(uow)
     grants = uow.scalars(
         select(Grant).where(
             Grant.account_id == account_id, Grant.revoked_at.is_(None), Grant.expires_at > now
@@ -177,7 +177,7 @@ def _claim(db: Database, now: datetime) -> list[BackchannelLogout]:
 
 def deliver_due(db: Database, max_attempts: int, http: httpx.Client | None = None) -> int:
     """POST every due logout token once; return how many were delivered."""
-    due = _claim(db, clock.now())
+    due = _claim(db, clock.now(db))
     if not due:
         return 0
     delivered = 0
@@ -191,7 +191,7 @@ def deliver_due(db: Database, max_attempts: int, http: httpx.Client | None = Non
                     continue
                 current.attempts += 1
                 if error is None:
-                    current.delivered_at = clock.now()
+                    current.delivered_at = clock.now(db)
                     current.next_attempt_at = None
                     current.last_error = None
                     delivered += 1
@@ -201,7 +201,7 @@ def deliver_due(db: Database, max_attempts: int, http: httpx.Client | None = Non
                     current.last_error = error
                     event = "oidc.backchannel_logout_failed"
                 else:
-                    current.next_attempt_at = clock.now() + _backoff(current.attempts)
+                    current.next_attempt_at = clock.now(db) + _backoff(current.attempts)
                     current.last_error = error
                     continue
                 record(

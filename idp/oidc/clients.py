@@ -268,7 +268,7 @@ def add_client(
     session: Session, *, actor: str | None = None, **fields: Any
 ) -> tuple[Client, str | None]:
     """Register a client; return the row and its secret (None for public/private_key_jwt)."""
-    now = clock.now()
+    now = clock.now(session)
     client_id = fields.pop("client_id", None) or new_client_id()
     if not CLIENT_ID_FORM.fullmatch(client_id):
         raise ClientConfigurationError(
@@ -306,7 +306,7 @@ def update_client(
     secret = None
     if new_secret or row.token_endpoint_auth_method != method_before:
         secret = _apply_secret(row)
-    row.updated_at = clock.now()
+    row.updated_at = clock.now(session)
     versions.bump(session, CACHE_NAME)
     record(
         session,

@@ -94,7 +94,7 @@ def give_consent(
             "account_id": account_id,
             "client_id": client_id,
             "scopes": sorted(scopes),
-            "granted_at": clock.now(),
+            "granted_at": clock.now(uow),
         },
     )
     record(
@@ -127,7 +127,7 @@ class App:
 def live_grants_of(uow: Session, account_id: int, idle: timedelta) -> list[Grant]:
     """The account's grants that still give an app access: unrevoked, unexpired, and with a
     live refresh token or a login session that has not ended, expired or idled out."""
-    now = clock.now()
+    now = clock.now(uow)
     live_refresh = exists().where(
         RefreshToken.grant_id == Grant.id,
         RefreshToken.used_at.is_(None),

@@ -97,7 +97,7 @@ class AuthorizationCodeGrant(_Issuing, grants.AuthorizationCodeGrant):
 
     def save_authorization_code(self, code: str, request: ProtocolRequest) -> None:
         user: Authenticated = request.user
-        now = clock.now()
+        now = clock.now(request.uow)
         data = request.payload.data
         _SAVE_CODE.execute(
             request.uow,
@@ -136,7 +136,7 @@ class AuthorizationCodeGrant(_Issuing, grants.AuthorizationCodeGrant):
         """The code, consumed now; a code used before revokes what it issued (RFC 6749 4.1.2)."""
         uow = self.request.uow
         digest = tokens.digest(code)
-        now = clock.now()
+        now = clock.now(uow)
         # One statement consumes the client's unused code and returns it.
         row = _CONSUME_CODE.get(uow, digest=digest, for_client=client.client_id, now=now)
         if row is None:
@@ -277,6 +277,7 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
                 scope,
                 successor=successor,
                 key=self.server.successor_key,
+                now=self.server.clock.now(),
             )
             if request.awaits:
                 raise Awaiting(partial(self.server.refresh_rotation.rotate_awaited, pending))
@@ -284,7 +285,7 @@ class RefreshTokenGrant(_Issuing, grants.RefreshTokenGrant):
             request.uow, self.server.refresh_rotation, pending, self.server.refresh_reuse_grace
         )
         return tokens.with_current_acr(
-            refreshed, self.server.assurance_policy, self.server.settings
+            refreshed, self.server.assurance_policy, self.server.settings, pending.now
         )
 
     def authenticate_user(self, refresh_token: tokens.Refreshed) -> Authenticated:

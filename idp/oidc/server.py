@@ -20,7 +20,6 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from idp import clock
 from idp.assurance import Policy
 from idp.assurance.verified_claims import (
     acr_allows_identity,
@@ -28,6 +27,7 @@ from idp.assurance.verified_claims import (
     identity_claims,
     needs_identity,
 )
+from idp.clock import Clock
 from idp.db.engine import Database
 from idp.db.models import Account, ClientAssertionJti
 from idp.db.refresh_rotation import RefreshRotation
@@ -78,17 +78,18 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
 
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
-    def __init__(self, issuer: str, remote: RemoteKeySets, max_seconds: int) -> None:
+    def __init__(self, issuer: str, remote: RemoteKeySets, max_seconds: int, clock: Clock) -> None:
         # The jti is checked below, where the request's unit of work is at hand.
         super().__init__(validate_jti=False)
         self.audiences = [issuer, f"{issuer}/token", f"{issuer}/introspect", f"{issuer}/revoke"]
         self.remote = remote
         self.max_seconds = max_seconds
+        self.clock = clock
 
     def verify_claims(self, claims: Any) -> None:
         super().verify_claims(claims)
         exp = claims["exp"]
-        if not isinstance(exp, int) or exp - tokens.timestamp(clock.now()) > self.max_seconds:
+        if not isinstance(exp, int) or exp - tokens.timestamp(self.clock.now()) > self.max_seconds:
             raise InvalidClient(
                 description=f"The client assertion's lifetime exceeds {self.max_seconds} seconds."
             )
@@ -144,7 +145,8 @@ class Provider(rfc6749.AuthorizationServer):
         self.assurance_policy = assurance_policy
         self.pairwise_key = pairwise_key
         self.database = database
-        self.tokens = tokens.TokenService(settings, keys)
+        self.clock = database.clock
+        self.tokens = tokens.TokenService(settings, keys, database.clock)
         self.refresh_rotation = RefreshRotation(database)
         # A refresh token's successor is derived under this key (tokens.successor_of); a
         # retry within the grace period is answered with it again.
@@ -155,7 +157,12 @@ class Provider(rfc6749.AuthorizationServer):
         self.register_grant(grants.ClientCredentialsGrant)
         self.register_client_auth_method(
             "private_key_jwt",
-            PrivateKeyJwt(settings.issuer, RemoteKeySets(), settings.client_assertion_max_seconds),
+            PrivateKeyJwt(
+                settings.issuer,
+                RemoteKeySets(),
+                settings.client_assertion_max_seconds,
+                database.clock,
+            ),
         )
         self.register_endpoint(Revocation)
         self.register_endpoint(Introspection)

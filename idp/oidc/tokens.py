@@ -18,7 +18,7 @@ import hashlib
 import logging
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from authlib.oidc.core.util import create_half_hash
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from idp import clock
 from idp.assurance.policy import Policy, refreshed_acr, session_facts
 from idp.audit.events import record
+from idp.clock import Clock
 from idp.db.engine import Database, Prebuilt, read_row, read_row_awaited
 from idp.db.models import (
     Account,
@@ -66,9 +67,10 @@ def timestamp(moment: datetime) -> int:
 class TokenService:
     """Signs and verifies the service's own JWTs; remembers verified ones per key version."""
 
-    def __init__(self, settings: Settings, keys: KeyStore) -> None:
+    def __init__(self, settings: Settings, keys: KeyStore, clock: Clock) -> None:
         self.settings = settings
         self.keys = keys
+        self.clock = clock
         self._verified: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._verified_version = -2
 
@@ -83,7 +85,7 @@ class TokenService:
         grant: Grant | Rotated | StartedGrant | None = None,
     ) -> tuple[str, int]:
         """A signed RFC 9068 access token and its lifetime in seconds."""
-        now = timestamp(clock.now())
+        now = timestamp(self.clock.now())
         lifetime = self.settings.access_token_seconds
         claims: dict[str, Any] = {
             "iss": self.settings.issuer,
@@ -121,7 +123,7 @@ class TokenService:
         if claims.get("iss") != self.settings.issuer:
             return None
         exp = claims.get("exp")
-        if not isinstance(exp, int) or (not allow_expired and exp <= timestamp(clock.now())):
+        if not isinstance(exp, int) or (not allow_expired and exp <= timestamp(self.clock.now())):
             return None
         return dict(claims)
 
@@ -168,7 +170,7 @@ class TokenService:
         extra: dict[str, Any] | None = None,
     ) -> str:
         """An ID token for ``client`` signed with its algorithm (OIDC Core 2, 3.1.3.6)."""
-        now = timestamp(clock.now())
+        now = timestamp(self.clock.now())
         alg = client.id_token_signed_response_alg
         claims: dict[str, Any] = dict(extra or {})
         claims.update(
@@ -229,7 +231,7 @@ def start_grant(
     session: Session, settings: Settings, client_id: str, scope: str, context: GrantContext
 ) -> StartedGrant:
     """Record a new grant (token family) for a redeemed code."""
-    now = clock.now()
+    now = clock.now(session)
     grant = StartedGrant(
         id=new_id(),
         auth_time=context.auth_time,
@@ -278,7 +280,7 @@ def issue_refresh_token(session: Session, grant: StartedGrant) -> str:
         {
             "token_digest": token_digest,
             "grant_id": grant.id,
-            "created_at": clock.now(),
+            "created_at": clock.now(session),
             "expires_at": grant.expires_at,
         },
     )
@@ -292,7 +294,7 @@ def revoke_grant(session: Session, grant_id: str | None, reason: str) -> bool:
     result = session.execute(
         update(Grant)
         .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
-        .values(revoked_at=clock.now(), revoke_reason=reason)
+        .values(revoked_at=clock.now(session), revoke_reason=reason)
     )
     if result.rowcount:
         grant = session.get(Grant, grant_id)
@@ -340,10 +342,10 @@ def successor_of(token: str, key: bytes) -> str:
 
 
 def pending_rotation(
-    token: str, client_id: str, scope: str | None, *, successor: bool, key: bytes
+    token: str, client_id: str, scope: str | None, *, successor: bool, key: bytes, now: datetime
 ) -> PendingRotation:
-    """A rotation of ``token`` for ``client_id``, its successor (derived under ``key``)
-    stored only if one is due.
+    """A rotation of ``token`` for ``client_id`` at ``now``, its successor (derived under
+    ``key``) stored only if one is due.
 
     ``scope`` narrows the grant's scope (RFC 6749 section 6).
     """
@@ -353,7 +355,7 @@ def pending_rotation(
         token_digest=digest(token),
         client_id=client_id,
         scopes=scope.split() if scope else [],
-        now=clock.now(),
+        now=now,
         successor=derived if successor else None,
         successor_digest=derived_digest if successor else None,
         derived_digest=derived_digest,
@@ -382,12 +384,13 @@ def rotate_refresh_token(
     return Refreshed(rotated, account, pending.successor)
 
 
-def with_current_acr(refreshed: Refreshed, policy: Policy, settings: Settings) -> Refreshed:
+def with_current_acr(
+    refreshed: Refreshed, policy: Policy, settings: Settings, now: datetime
+) -> Refreshed:
     """The refreshed grant with the acr its new access token carries: what its login session
-    has now if alive, else the grant's aged by the policy's maximum ages (never higher than
-    the grant's; see :func:`idp.assurance.policy.refreshed_acr`)."""
+    has ``now`` if alive, else the grant's aged by the policy's maximum ages (never higher
+    than the grant's; see :func:`idp.assurance.policy.refreshed_acr`)."""
     grant = refreshed.grant
-    now = clock.now()
     facts, alive = None, False
     if grant.session_methods is not None:
         facts = session_facts(grant.proofing, grant.session_methods, (), now)
@@ -496,8 +499,8 @@ def revoke_access_token(session: Session, claims: dict[str, Any]) -> None:
         dialect.insert(RevokedAccessToken)
         .values(
             jti=jti,
-            revoked_at=clock.now(),
-            expires_at=datetime.fromtimestamp(claims["exp"], clock.now().tzinfo),
+            revoked_at=clock.now(session),
+            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
         )
         .on_conflict_do_nothing(index_elements=["jti"])
     )
@@ -564,7 +567,7 @@ class PresentedToken:
         return self.scope
 
     def is_expired(self) -> bool:
-        now = clock.now()
+        now = clock.now(self.uow)
         if self.type == "access_token":
             return False  # verification already refused expired ones
         assert self.refresh is not None and self.grant is not None

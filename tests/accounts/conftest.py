@@ -123,16 +123,18 @@ def account_settings(db, keys_dir, mailbox, tmp_path) -> Settings:
 
 
 @pytest.fixture
-def app_client(account_settings) -> Iterator[TestClient]:
-    """The app with its mail sender running, delivering to ``mailbox``."""
-    with TestClient(create_app(account_settings), base_url=account_settings.issuer) as client:
+def app_client(account_settings, clock) -> Iterator[TestClient]:
+    """The app with its mail sender running, delivering to ``mailbox``, on the test's clock."""
+    app = create_app(account_settings, clock=clock)
+    with TestClient(app, base_url=account_settings.issuer) as client:
         yield client
 
 
 @pytest.fixture
-def live_mail_server(db, keys_dir, mailbox, tmp_path) -> Iterator[LiveServer]:
-    """The app on a free loopback port (``idp serve``'s server), delivering mail to ``mailbox``."""
-    with LiveServer(served_settings(db, keys_dir, mailbox, tmp_path)) as live:
+def live_mail_server(db, keys_dir, mailbox, tmp_path, clock) -> Iterator[LiveServer]:
+    """The app on a free loopback port (``idp serve``'s server), delivering mail to ``mailbox``,
+    on the test's clock."""
+    with LiveServer(served_settings(db, keys_dir, mailbox, tmp_path), clock) as live:
         yield live
 
 

@@ -27,7 +27,7 @@ def _client(db, keys_dir, tmp_path) -> TestClient:
     settings = make_settings(
         db.url, keys_dir, flows_per_ip_minute=LIMIT, mail_dir=tmp_path / "mail", **FAST_HASH
     )
-    return TestClient(create_app(settings), base_url=settings.issuer)
+    return TestClient(create_app(settings, clock=db.clock), base_url=settings.issuer)
 
 
 def test_reset_requests_for_unknown_addresses_are_limited_per_address(db, keys_dir, tmp_path):
@@ -61,7 +61,7 @@ def test_registrations_are_limited_per_address(db, keys_dir, tmp_path):
     assert _flows(db) == LIMIT
 
 
-def test_the_reset_limit_holds_for_requests_at_once(db, keys_dir, tmp_path):
+def test_the_reset_limit_holds_for_requests_at_once(db, keys_dir, tmp_path, clock):
     port = free_port()
     settings = make_settings(
         db.url,
@@ -72,7 +72,10 @@ def test_the_reset_limit_holds_for_requests_at_once(db, keys_dir, tmp_path):
         mail_dir=tmp_path / "mail",
     )
     fired = 10
-    with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=15) as http:
+    with (
+        LiveServer(settings, clock) as server,
+        httpx.Client(base_url=server.url, timeout=15) as http,
+    ):
         token = csrf_token(http.get("/password/forgot").text)
         barrier = threading.Barrier(fired)
 

@@ -12,7 +12,6 @@ from datetime import timedelta
 from litestar.testing import TestClient
 from sqlalchemy import delete, select
 
-from idp import clock
 from idp.accounts.passwords import Passwords
 from idp.accounts.registration import create_account
 from idp.app import create_app
@@ -52,7 +51,9 @@ def test_login_opens_a_new_session_and_redirects_to_return_to(app_client, accoun
     assert len(_events(db, "login.success")) == 2
 
 
-def test_a_login_keeps_its_time_its_browser_and_an_audit_event(app_client, account_settings, db):
+def test_a_login_keeps_its_time_its_browser_and_an_audit_event(
+    app_client, account_settings, db, clock
+):
     account_id = _create(db, account_settings)
     before = clock.now()
     response = submit(
@@ -183,7 +184,9 @@ def test_hashing_stays_in_the_hashers_own_threads_whoever_asks():
     assert all(name.startswith("argon2id") for name in hashing_threads)
 
 
-def test_a_disabled_account_cannot_log_in_with_its_own_password(app_client, account_settings, db):
+def test_a_disabled_account_cannot_log_in_with_its_own_password(
+    app_client, account_settings, db, clock
+):
     account_id = _create(db, account_settings)
     with db.unit_of_work() as session:
         session.get(Account, account_id).disabled_at = clock.now()
@@ -214,22 +217,28 @@ def test_defaults_meet_owasps_argon2id_recommendation():
     assert settings.argon2_memory_kib >= 19456 and settings.argon2_time_cost >= 2
 
 
-def test_twenty_wrong_passwords_lock_the_account_across_two_app_instances(account_settings, db):
+def test_twenty_wrong_passwords_lock_the_account_across_two_app_instances(
+    account_settings, db, clock
+):
     _create(db, account_settings)
     # Two app instances on one database, like two nodes behind a load balancer.
     with (
-        TestClient(create_app(account_settings), base_url=account_settings.issuer) as one,
-        TestClient(create_app(account_settings), base_url=account_settings.issuer) as two,
+        TestClient(
+            create_app(account_settings, clock=clock), base_url=account_settings.issuer
+        ) as one,
+        TestClient(
+            create_app(account_settings, clock=clock), base_url=account_settings.issuer
+        ) as two,
     ):
         for attempt in range(19):
             response = login(one if attempt % 2 else two, "paula@example.de", "falsch falsch")
             assert response.status_code in (400, 429)
             if response.status_code == 429:
-                clock.travel(timedelta(minutes=16))
+                clock.advance(timedelta(minutes=16))
                 response = login(one if attempt % 2 else two, "paula@example.de", "falsch falsch")
             assert response.status_code == 400, attempt
             # wait out the doubling back-off before the next try
-            clock.travel(timedelta(minutes=16))
+            clock.advance(timedelta(minutes=16))
         locked = login(one, "paula@example.de", "falsch falsch")
         assert locked.status_code == 429
         assert "für 15 Minuten gesperrt" in locked.text
@@ -238,7 +247,7 @@ def test_twenty_wrong_passwords_lock_the_account_across_two_app_instances(accoun
         assert refused.status_code == 429
         assert "Bitte warten Sie" in refused.text
         assert _events(db, "login.lockout")
-        clock.travel(timedelta(minutes=16))
+        clock.advance(timedelta(minutes=16))
         assert login(two, "paula@example.de").status_code == 303
 
 
@@ -281,7 +290,7 @@ def test_a_login_clears_the_failures_counted_before_it(app_client, account_setti
     assert email_counter.failures == account_settings.login_free_attempts - 1
 
 
-def test_concurrent_logins_keep_the_audit_trail_one_chain(account_settings, db):
+def test_concurrent_logins_keep_the_audit_trail_one_chain(account_settings, db, clock):
     for n in range(4):
         _create(db, account_settings, f"person{n}@example.de")
 
@@ -289,7 +298,7 @@ def test_concurrent_logins_keep_the_audit_trail_one_chain(account_settings, db):
     # pydantic plugin with an import that fails when pydantic is absent, and four threads
     # importing the same missing module at once can see it half made (an ImportError that
     # is not the MissingDependencyException litestar expects). CI hit that once.
-    apps = [create_app(account_settings) for _ in range(4)]
+    apps = [create_app(account_settings, clock=clock) for _ in range(4)]
 
     def attempts(n: int) -> None:
         with TestClient(apps[n], base_url=account_settings.issuer) as client:

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
-from idp import clock
 from idp.accounts import login, throttle
 from idp.accounts.errors import LoginBlocked, LoginFailed
 from idp.accounts.realms import CITIZEN
@@ -111,7 +110,9 @@ def test_a_burst_of_wrong_passwords_without_a_right_one_checks_at_most_the_locko
     assert refused.status_code == 429, (refused.status_code, [e.data for e in failures])
 
 
-def test_a_right_password_is_refused_when_the_email_was_locked_while_it_was_checked(db, keys_dir):
+def test_a_right_password_is_refused_when_the_email_was_locked_while_it_was_checked(
+    db, keys_dir, clock
+):
     settings = make_settings(db.url, keys_dir, **FAST_HASH)
     _account(db, keys_dir, "paula@example.de")
 
@@ -145,7 +146,7 @@ def test_a_right_password_is_refused_when_the_email_was_locked_while_it_was_chec
     assert not _events(db, "login.success")
 
 
-def test_a_long_run_of_failures_waits_at_most_the_lockout_time_and_never_fails(db, keys_dir):
+def test_a_long_run_of_failures_waits_at_most_the_lockout_time_and_never_fails(db, keys_dir, clock):
     settings = make_settings(db.url, keys_dir, login_lockout_attempts=1000, **FAST_HASH)
     # 200 failures counted: doubling from one second would overflow a timedelta.
     assert throttle.backoff(200, 5, timedelta(minutes=15)) == timedelta(minutes=15)
@@ -169,7 +170,7 @@ def test_a_long_run_of_failures_waits_at_most_the_lockout_time_and_never_fails(d
 
 
 def test_one_address_failing_many_logins_makes_another_citizen_wait_seconds_not_minutes(
-    db, keys_dir
+    db, keys_dir, clock
 ):
     settings = make_settings(db.url, keys_dir, **FAST_HASH)
     _account(db, keys_dir, "paula@example.de")
@@ -182,12 +183,12 @@ def test_one_address_failing_many_logins_makes_another_citizen_wait_seconds_not_
                     db, settings, CITIZEN, email=f"someone{n}@example.de", ip=office
                 )
             except LoginBlocked:
-                clock.travel(timedelta(seconds=settings.login_ip_max_wait_seconds))
+                clock.advance(timedelta(seconds=settings.login_ip_max_wait_seconds))
                 continue
             with pytest.raises(LoginFailed), db.unit_of_work() as session:
                 login.conclude(session, settings, attempt, matched=False, ip=office)
         # Another citizen behind the same address: at most the short IP wait.
-        clock.travel(timedelta(seconds=settings.login_ip_max_wait_seconds))
+        clock.advance(timedelta(seconds=settings.login_ip_max_wait_seconds))
         opened = await login.password_login(
             db,
             settings,

@@ -70,9 +70,9 @@ def range_server() -> Iterator[RangeServer]:
     server.close()
 
 
-def _client(account_settings, hibp_url: str) -> TestClient:
+def _client(account_settings, hibp_url: str, clock) -> TestClient:
     settings = dataclasses.replace(account_settings, hibp_enabled=True, hibp_url=hibp_url)
-    return TestClient(create_app(settings), base_url=settings.issuer)
+    return TestClient(create_app(settings, clock=clock), base_url=settings.issuer)
 
 
 def _account(db, address):
@@ -80,8 +80,8 @@ def _account(db, address):
         return session.scalar(select(Account).where(Account.email == address))
 
 
-def test_a_password_the_range_api_knows_is_refused(account_settings, range_server, db):
-    with _client(account_settings, range_server.url) as client:
+def test_a_password_the_range_api_knows_is_refused(account_settings, range_server, db, clock):
+    with _client(account_settings, range_server.url, clock) as client:
         response = register(client, "ida@example.de", BREACHED)
     assert response.status_code == 400
     assert "in bekannt gewordenen Datenlecks enthalten" in response.text
@@ -89,10 +89,10 @@ def test_a_password_the_range_api_knows_is_refused(account_settings, range_serve
 
 
 def test_only_the_five_character_prefix_of_the_sha1_leaves_the_service(
-    account_settings, range_server, db
+    account_settings, range_server, db, clock
 ):
     digest = _sha1(BREACHED)
-    with _client(account_settings, range_server.url) as client:
+    with _client(account_settings, range_server.url, clock) as client:
         register(client, "ida@example.de", BREACHED)
     assert [path for path, _headers in range_server.requests] == [f"/range/{digest[:5]}"]
     path, headers = range_server.requests[0]
@@ -103,9 +103,9 @@ def test_only_the_five_character_prefix_of_the_sha1_leaves_the_service(
 
 
 def test_a_password_under_a_known_prefix_but_another_suffix_is_accepted(
-    account_settings, range_server, db
+    account_settings, range_server, db, clock
 ):
-    with _client(account_settings, range_server.url) as client:
+    with _client(account_settings, range_server.url, clock) as client:
         assert register(client, "jan@example.de", STRONG).status_code == 303
     assert range_server.requests[0][0] == f"/range/{_sha1(STRONG)[:5]}"
     assert _account(db, "jan@example.de") is not None
@@ -127,8 +127,10 @@ def broken_api(request) -> Iterator[str]:
     server.close()
 
 
-def test_when_the_range_api_fails_the_bundled_list_still_applies(account_settings, broken_api, db):
-    with _client(account_settings, broken_api) as client:
+def test_when_the_range_api_fails_the_bundled_list_still_applies(
+    account_settings, broken_api, db, clock
+):
+    with _client(account_settings, broken_api, clock) as client:
         common = register(client, "lea@example.de", "passwort")
         assert common.status_code == 400
         assert "sehr verbreitet" in common.text

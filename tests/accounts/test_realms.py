@@ -9,7 +9,6 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from idp import clock
 from idp.accounts import factors, login, throttle, totp
 from idp.accounts.errors import LoginBlocked, LoginFailed
 from idp.accounts.realms import CITIZEN, STAFF, of_kind
@@ -137,12 +136,12 @@ def test_a_staff_login_finds_only_staff_accounts_and_opens_a_staff_session(db, s
     assert events[-1] == "staff.login.success"
 
 
-def test_a_staff_session_ends_after_the_staff_idle_time_a_citizens_lives_on(db, settings):
+def test_a_staff_session_ends_after_the_staff_idle_time_a_citizens_lives_on(db, settings, clock):
     assert settings.staff_session_idle_minutes < settings.session_idle_minutes
     staff_token = _open(db, settings, STAFF, _account(db, settings, CLERK, "staff"))
     citizen_token = _open(db, settings, CITIZEN, _account(db, settings, CITIZEN_EMAIL))
 
-    clock.travel(timedelta(minutes=settings.staff_session_idle_minutes + 1))
+    clock.advance(timedelta(minutes=settings.staff_session_idle_minutes + 1))
 
     with db.unit_of_work() as session:
         assert load_session(session, staff_token, STAFF, settings) is None
@@ -194,12 +193,9 @@ def test_throttles_for_one_email_in_the_two_realms_count_apart(db, keys_dir):
     assert opened.token
 
 
-def test_second_factors_work_alike_for_a_staff_account(db, settings):
+def test_second_factors_work_alike_for_a_staff_account(db, settings, clock):
     clerk_id = _account(db, settings, CLERK, "staff")
     box = secret_box(settings)
-    # At a time step's start, so that the code after the enrolment's is that of the
-    # same step all through the test.
-    clock.travel(timedelta(seconds=totp.STEP - clock.now().timestamp() % totp.STEP))
     with db.unit_of_work() as session:
         clerk = session.get_one(Account, clerk_id)
         enrolment = totp.begin(session, clerk, box, settings.issuer)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from idp import clock
+import idp.clock
 from idp.accounts.realms import CITIZEN
 from idp.accounts.sessions import add_method, end_all_sessions, load_session
 from idp.accounts.signin import PASSWORD, open_login_session
@@ -14,7 +14,7 @@ from idp.db.models import Account, LoginSession
 
 
 def _account(session) -> Account:
-    now = clock.now()
+    now = idp.clock.now(session)
     account = Account(subject="s1", email="a@example.de", created_at=now, updated_at=now)
     session.add(account)
     session.flush()
@@ -48,20 +48,20 @@ def test_only_the_tokens_digest_is_stored(db, settings):
         assert load_session(session, token + "x", CITIZEN, settings) is None
 
 
-def test_a_session_idle_longer_than_allowed_ends(db, settings):
+def test_a_session_idle_longer_than_allowed_ends(db, settings, clock):
     with db.unit_of_work() as session:
         token, _ = start_session(session, _account(session), settings)
-    clock.travel(timedelta(minutes=settings.session_idle_minutes + 1))
+    clock.advance(timedelta(minutes=settings.session_idle_minutes + 1))
     with db.unit_of_work() as session:
         assert load_session(session, token, CITIZEN, settings) is None
         assert session.scalars(select(LoginSession)).one().end_reason == "idle"
 
 
-def test_an_active_session_still_ends_at_its_absolute_limit(db, settings):
+def test_an_active_session_still_ends_at_its_absolute_limit(db, settings, clock):
     with db.unit_of_work() as session:
         token, _ = start_session(session, _account(session), settings)
     for _ in range(settings.session_max_hours * 4):
-        clock.travel(timedelta(minutes=15))
+        clock.advance(timedelta(minutes=15))
         with db.unit_of_work() as session:
             if load_session(session, token, CITIZEN, settings) is None:
                 break
@@ -69,10 +69,10 @@ def test_an_active_session_still_ends_at_its_absolute_limit(db, settings):
         assert session.scalars(select(LoginSession)).one().end_reason == "expired"
 
 
-def test_step_up_methods_are_recorded_with_their_times(db, settings):
+def test_step_up_methods_are_recorded_with_their_times(db, settings, clock):
     with db.unit_of_work() as session:
         token, row = start_session(session, _account(session), settings)
-        clock.travel(timedelta(minutes=2))
+        clock.advance(timedelta(minutes=2))
         add_method(row, "otp")
     with db.unit_of_work() as session:
         times = method_times(load_session(session, token, CITIZEN, settings))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -24,7 +23,7 @@ from tests.oidc import factories as oidc_factories
 
 def account(session: Session, proofing: str = "low", email: str | None = None) -> Account:
     """An account with a verified email at ``proofing`` level."""
-    now = clock.now()
+    now = clock.now(session)
     row = Account(
         subject=secrets.token_urlsafe(16),
         email=email or f"{secrets.token_hex(4)}@example.de",
@@ -55,8 +54,9 @@ def login(
     return opened.token, session.get_one(LoginSession, opened.id)
 
 
-def verified_identity(method: str = "pipp", **values) -> VerifiedIdentity:
-    """A verified identity as a clerk would record it (Erika Mustermann, the test-card person)."""
+def verified_identity(session: Session, method: str = "pipp", **values) -> VerifiedIdentity:
+    """A verified identity as a clerk would record it now (Erika Mustermann, the test-card
+    person)."""
 
     fields = {
         "given_name": "Erika",
@@ -71,7 +71,7 @@ def verified_identity(method: str = "pipp", **values) -> VerifiedIdentity:
         "country": "DEU",
         "nationalities": ["DEU"],
         "evidence_method": method,
-        "verified_at": clock.now(),
+        "verified_at": clock.now(session),
         "verifier": "Bürgerbüro Mitte" if method == "pipp" else "eID-Service",
         "document_type": "idcard",
         "document_issuer_country": "DEU",
@@ -117,18 +117,15 @@ def citizen(db: Database, settings: Settings, *, proofed: bool, with_totp: bool)
             box = secret_box(settings)
             enrolment = totp.begin(session, owner, box, settings.issuer)
             # The first code from the previous time step, so that the current one is
-            # still unused when the test computes it. Not in a step's last second: were the
-            # step to end before confirm checks it, that code would be two steps old (CI
-            # hit this once).
-            left = totp.STEP - clock.now().timestamp() % totp.STEP
-            if left < 1:
-                time.sleep(left)
-            earlier = clock.now() - timedelta(seconds=totp.STEP)
+            # still unused when the test computes it (the test's clock stands still).
+            earlier = clock.now(session) - timedelta(seconds=totp.STEP)
             first = pyotp.TOTP(enrolment.secret).at(earlier)
             factor = totp.confirm(session, owner, enrolment.flow_id, first, box, "low_session")
             secret = enrolment.secret
             proven.append(factor.id)
         if proofed:
             # The citizen confirmed the app at the counter: it is the factor proofing binds.
-            proofing.record_proofing(session, owner, verified_identity(), proven_factors=proven)
+            proofing.record_proofing(
+                session, owner, verified_identity(session), proven_factors=proven
+            )
         return Citizen(owner.id, email, password, secret)

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import pyotp
 from sqlalchemy import select
 
-from idp import assurance, clock
+from idp import assurance
 from idp.accounts import factors, proofing, recovery_codes
 from idp.accounts.passwords import passwords_for
 from idp.db.models import Account, LoginSession, MailMessage, SecondFactor
@@ -43,7 +43,7 @@ def _browser(client, db, settings, owner_id: int):
     return client
 
 
-def _enrol_totp(client) -> tuple[str, object]:
+def _enrol_totp(client, clock) -> tuple[str, object]:
     """Add an authenticator app through the security pages; (its secret, the answer)."""
     page = client.get("/account/security/totp")
     assert page.status_code == 200, page.headers.get("location")
@@ -76,22 +76,24 @@ def _mails(db, owner_id: int) -> list[MailMessage]:
 
 
 def test_a_factor_planted_with_the_password_alone_never_reaches_high_after_identification(
-    client, db, settings
+    client, db, settings, clock
 ):
     owner_id = _account(db, settings)
     # Someone with the stolen password adds an authenticator app of their own.
     attacker = _browser(client, db, settings, owner_id)
-    secret, answer = _enrol_totp(attacker)
+    secret, answer = _enrol_totp(attacker, clock)
     assert answer.status_code == 303
     # The citizen is identified at a city office, confirming none of the account's factors.
     with db.unit_of_work() as session:
         owner = session.get(Account, owner_id)
-        proofing.record_proofing(session, owner, factories.verified_identity(), proven_factors=[])
+        proofing.record_proofing(
+            session, owner, factories.verified_identity(session), proven_factors=[]
+        )
         assert factors.enrolled_bindings(session, owner_id) == {"low_session"}
 
     # The stolen password and the planted app do not make a high session.
     attacker = _browser(client, db, settings, owner_id)
-    clock.travel(timedelta(seconds=30))
+    clock.advance(timedelta(seconds=30))
     page = attacker.get("/step-up", params={"return_to": "/account", "acr": HIGH})
     assert 'value="totp"' not in page.text  # only the ways to identification are offered
     refused = attacker.post(
@@ -116,11 +118,11 @@ def test_a_factor_planted_with_the_password_alone_never_reaches_high_after_ident
 
 
 def test_adding_a_factor_in_a_password_session_left_open_asks_for_the_password_again(
-    client, db, settings
+    client, db, settings, clock
 ):
     owner_id = _account(db, settings)
     browser = _browser(client, db, settings, owner_id)
-    clock.travel(timedelta(minutes=settings.reauth_minutes + 1))
+    clock.advance(timedelta(minutes=settings.reauth_minutes + 1))
     asked = browser.get("/account/security/totp", follow_redirects=False)
     assert asked.status_code == 303
     target = urlsplit(asked.headers["location"])
@@ -153,14 +155,16 @@ def test_adding_a_factor_in_a_password_session_left_open_asks_for_the_password_a
     )
     assert right.status_code == 303
     assert right.headers["location"] == "/account/security/totp"
-    _, answer = _enrol_totp(browser)
+    _, answer = _enrol_totp(browser, clock)
     assert answer.status_code == 303
 
 
-def test_with_a_factor_enrolled_a_change_needs_that_factor_not_the_password(client, db, settings):
+def test_with_a_factor_enrolled_a_change_needs_that_factor_not_the_password(
+    client, db, settings, clock
+):
     owner_id = _account(db, settings)
     browser = _browser(client, db, settings, owner_id)
-    secret, _ = _enrol_totp(browser)
+    secret, _ = _enrol_totp(browser, clock)
     # A fresh password login is not enough now that the account has a factor.
     browser = _browser(client, db, settings, owner_id)
     asked = browser.get("/account/security/passkey", follow_redirects=False)
@@ -180,7 +184,7 @@ def test_with_a_factor_enrolled_a_change_needs_that_factor_not_the_password(clie
     assert by_password.status_code == 200  # the page again: the password does not count
     assert browser.get("/account/security/passkey", follow_redirects=False).status_code == 303
 
-    clock.travel(timedelta(seconds=30))
+    clock.advance(timedelta(seconds=30))
     confirmed = browser.post(
         "/account/confirm",
         data={
@@ -195,17 +199,19 @@ def test_with_a_factor_enrolled_a_change_needs_that_factor_not_the_password(clie
     assert browser.get("/account/security/passkey").status_code == 200
 
 
-def test_removing_a_factor_needs_a_recent_confirmation_and_mails_the_citizen(client, db, settings):
+def test_removing_a_factor_needs_a_recent_confirmation_and_mails_the_citizen(
+    client, db, settings, clock
+):
     owner_id = _account(db, settings)
     browser = _browser(client, db, settings, owner_id)
-    secret, _ = _enrol_totp(browser)
+    secret, _ = _enrol_totp(browser, clock)
     assert [m.context["change"] for m in _mails(db, owner_id)] == ["added"]
     with db.unit_of_work() as session:
         factor_id = session.scalars(
             select(SecondFactor.id).where(SecondFactor.account_id == owner_id)
         ).one()
 
-    clock.travel(timedelta(minutes=settings.reauth_minutes + 1))
+    clock.advance(timedelta(minutes=settings.reauth_minutes + 1))
     page = browser.get("/account/security")
     remove = f"/account/security/factors/{factor_id}/remove"
     asked = browser.post(remove, data={"csrf_token": _csrf(page.text)}, follow_redirects=False)

@@ -9,7 +9,8 @@ import pyotp
 import pytest
 from sqlalchemy import select
 
-from idp import assurance, clock
+import idp.clock
+from idp import assurance
 from idp.accounts import factors, passkeys, recovery_codes, sessions, totp
 from idp.accounts.factors import FactorError, TooManyAttempts
 from idp.db.models import Account, RecoveryCode, SecondFactor
@@ -25,14 +26,14 @@ DIGESTS = CodeDigests(secrets.token_bytes(32))
 
 def _enrol_totp(session, owner, binding="low_session"):
     enrolment = totp.begin(session, owner, BOX, ISSUER)
-    code = pyotp.TOTP(enrolment.secret).now()
+    code = pyotp.TOTP(enrolment.secret).at(idp.clock.now(session))
     factor = totp.confirm(session, owner, enrolment.flow_id, code, BOX, binding)
     return enrolment.secret, factor
 
 
-def _next_code(secret: str) -> str:
+def _next_code(secret: str, clock) -> str:
     """The code of the next time step (the current one was spent at enrolment)."""
-    clock.travel(timedelta(seconds=totp.STEP))
+    clock.advance(timedelta(seconds=totp.STEP))
     return pyotp.TOTP(secret).at(clock.now())
 
 
@@ -44,11 +45,11 @@ def test_totp_enrolment_offers_a_qr_code_and_the_key_to_type(db):
     assert f"secret={enrolment.secret}" in enrolment.uri
 
 
-def test_totp_enrolment_needs_a_right_first_code(db):
+def test_totp_enrolment_needs_a_right_first_code(db, clock):
     with db.unit_of_work() as session:
         owner = factories.account(session)
         enrolment = totp.begin(session, owner, BOX, ISSUER)
-        wrong = f"{(int(pyotp.TOTP(enrolment.secret).now()) + 1) % 1000000:06d}"
+        wrong = f"{(int(pyotp.TOTP(enrolment.secret).at(clock.now())) + 1) % 1000000:06d}"
         with pytest.raises(FactorError):
             totp.confirm(session, owner, enrolment.flow_id, wrong, BOX, "low_session")
         assert factors.factors(session, owner.id) == []
@@ -65,40 +66,40 @@ def test_the_totp_seed_is_stored_only_sealed_and_only_for_its_account(db):
         BOX.open(sealed, f"totp:{owner_id + 1}")
 
 
-def test_a_totp_code_is_accepted_once_and_its_replay_refused(db):
+def test_a_totp_code_is_accepted_once_and_its_replay_refused(db, clock):
     with db.unit_of_work() as session:
         owner = factories.account(session)
         secret, _ = _enrol_totp(session, owner)
-        code = _next_code(secret)
+        code = _next_code(secret, clock)
         assert totp.verify(session, owner, code, BOX) is not None
         assert totp.verify(session, owner, code, BOX) is None
 
 
-def test_the_code_used_at_enrolment_cannot_be_replayed(db):
+def test_the_code_used_at_enrolment_cannot_be_replayed(db, clock):
     with db.unit_of_work() as session:
         owner = factories.account(session)
         enrolment = totp.begin(session, owner, BOX, ISSUER)
-        code = pyotp.TOTP(enrolment.secret).now()
+        code = pyotp.TOTP(enrolment.secret).at(clock.now())
         totp.confirm(session, owner, enrolment.flow_id, code, BOX, "low_session")
         assert totp.verify(session, owner, code, BOX) is None
 
 
-def _wrong(secret: str) -> str:
+def _wrong(secret: str, clock) -> str:
     """A code that matches no time step in the accepted window."""
     valid = {pyotp.TOTP(secret).at(clock.now() + timedelta(seconds=d)) for d in (-30, 0, 30)}
     return next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
 
 
-def test_five_wrong_totp_codes_pause_the_factor(db):
+def test_five_wrong_totp_codes_pause_the_factor(db, clock):
     with db.unit_of_work() as session:
         owner = factories.account(session)
         secret, _ = _enrol_totp(session, owner)
         for _ in range(factors.MAX_FAILURES):
-            assert totp.verify(session, owner, _wrong(secret), BOX) is None
+            assert totp.verify(session, owner, _wrong(secret, clock), BOX) is None
         with pytest.raises(TooManyAttempts):
-            totp.verify(session, owner, _next_code(secret), BOX)
-        clock.travel(factors.LOCK)
-        assert totp.verify(session, owner, _next_code(secret), BOX) is not None
+            totp.verify(session, owner, _next_code(secret, clock), BOX)
+        clock.advance(factors.LOCK)
+        assert totp.verify(session, owner, _next_code(secret, clock), BOX) is not None
 
 
 def test_recovery_codes_are_ten_single_use_digests(db):
@@ -226,12 +227,14 @@ def test_proofing_binds_the_factors_proven_during_it_and_no_other(db):
         assert factors.enrolled_bindings(session, owner.id) == {"proofing", "low_session"}
 
 
-def test_the_factors_used_in_a_session_since_a_moment_are_those_proofing_may_bind(db, settings):
+def test_the_factors_used_in_a_session_since_a_moment_are_those_proofing_may_bind(
+    db, settings, clock
+):
     with db.unit_of_work() as session:
         owner = factories.account(session)
         _, login = factories.login(session, owner, settings)
         sessions.add_method(login, "otp", binding="low_session", factor=7)
-        clock.travel(timedelta(minutes=1))
+        clock.advance(timedelta(minutes=1))
         since = clock.now()
         sessions.add_method(login, "hwk", binding="low_session", factor=9)
         assert factors.used_in_session(login, since) == [9]

@@ -88,12 +88,14 @@ def test_a_password_only_login_of_an_identified_citizen_gets_no_verified_identit
     assert "verified_claims" not in app.introspect(token["access_token"])
 
 
-def test_after_a_step_up_to_high_the_same_app_gets_the_verified_identity(live_server, db, app):
+def test_after_a_step_up_to_high_the_same_app_gets_the_verified_identity(
+    live_server, db, app, clock
+):
     person = _identified(live_server, db)
     browser = oidc_factories.Browser(live_server.url)
     app.redeem(browser.open(app.authorization_url(), credentials=(person.email, person.password)))
     page = browser.open(app.authorization_url(acr_values=HIGH, claims=json.dumps(ASK_FOR_IDENTITY)))
-    claims, _ = app.redeem(answer_with_totp(browser, page, person.totp_secret))
+    claims, _ = app.redeem(answer_with_totp(browser, page, person.totp_secret, clock))
     assert claims["acr"] == HIGH
     assert claims["birthdate"] == "1964-08-12"
     assert claims["verified_claims"]["verification"]["trust_framework"] == "eidas"
@@ -102,7 +104,7 @@ def test_after_a_step_up_to_high_the_same_app_gets_the_verified_identity(live_se
     assert userinfo["address"]["locality"] == "Köln"
 
 
-def test_substantial_is_enough_by_default(live_server, db, app):
+def test_substantial_is_enough_by_default(live_server, db, app, clock):
     person = _identified(live_server, db)
     with db.unit_of_work() as session:
         session.get(Account, person.account_id).proofing_level = "substantial"
@@ -110,7 +112,7 @@ def test_substantial_is_enough_by_default(live_server, db, app):
     page = browser.open(
         app.authorization_url(acr_values=SUBSTANTIAL), credentials=(person.email, person.password)
     )
-    claims, _ = app.redeem(answer_with_totp(browser, page, person.totp_secret))
+    claims, _ = app.redeem(answer_with_totp(browser, page, person.totp_secret, clock))
     assert claims["acr"] == SUBSTANTIAL
     assert "verified_claims" in app.userinfo()
 

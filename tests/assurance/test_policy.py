@@ -354,8 +354,7 @@ def test_the_default_maximum_ages_come_from_settings():
     assert load_policy(Settings.from_env({})).max_age[HIGH] == timedelta(minutes=60)
 
 
-def test_a_step_up_recorded_in_a_login_session_lifts_its_level(db, settings):
-    from idp import clock
+def test_a_step_up_recorded_in_a_login_session_lifts_its_level(db, settings, clock):
     from idp.accounts.realms import CITIZEN
     from idp.accounts.sessions import add_method
     from idp.accounts.signin import PASSWORD, open_login_session

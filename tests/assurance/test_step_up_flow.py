@@ -20,7 +20,8 @@ import pytest
 from authlib.common.security import generate_token
 from authlib.integrations.httpx_client import OAuth2Client
 
-from idp import assurance, clock
+from idp import assurance
+from idp.clock import FrozenClock
 from tests.assurance import factories
 from tests.conftest import free_port, make_settings
 from tests.oidc import factories as oidc_factories
@@ -116,16 +117,18 @@ def cancel_link(page: httpx.Response) -> str:
 
 
 def answer_with_totp(
-    browser: oidc_factories.Browser, page: httpx.Response, secret: str
+    browser: oidc_factories.Browser, page: httpx.Response, secret: str, clock: FrozenClock
 ) -> httpx.Response:
     """The citizen types the app's current code; the browser follows on to the app."""
-    fields = {**step_up_form(page, "totp"), "code": pyotp.TOTP(secret).now()}
+    fields = {**step_up_form(page, "totp"), "code": pyotp.TOTP(secret).at(clock.now())}
     answered = browser.http.post("/step-up", data=fields)
     assert answered.status_code == 303, answered.text[:500]
     return browser.open(urljoin(browser.base_url, answered.headers["location"]))
 
 
-def test_an_rp_asking_for_high_gets_a_step_up_and_then_high_for_the_same_sub(live_server, db, rp):
+def test_an_rp_asking_for_high_gets_a_step_up_and_then_high_for_the_same_sub(
+    live_server, db, rp, clock
+):
     person = factories.citizen(db, live_server.settings, proofed=True, with_totp=True)
     assert HIGH in rp.metadata["acr_values_supported"]
     assert {"acr", "amr"} <= set(rp.metadata["claims_supported"])
@@ -138,7 +141,7 @@ def test_an_rp_asking_for_high_gets_a_step_up_and_then_high_for_the_same_sub(liv
     page = browser.open(rp.authorization_url(acr_values=HIGH))
     assert page.status_code == 200
     assert 'name="code"' in page.text, "the page asks for the authenticator app's code"
-    claims, _ = rp.redeem(answer_with_totp(browser, page, person.totp_secret))
+    claims, _ = rp.redeem(answer_with_totp(browser, page, person.totp_secret, clock))
     assert claims["acr"] == HIGH
     assert claims["amr"] == ["pwd", "otp", "mfa"]
     assert claims["sub"] == first["sub"]
@@ -200,7 +203,7 @@ def test_a_voluntary_high_for_an_unproofed_account_ends_in_low(live_server, db, 
     assert (claims["acr"], claims["amr"]) == (LOW, ["pwd"])
 
 
-def test_a_stork_alias_is_stepped_up_to_and_answered_in_its_own_terms(live_server, db, rp):
+def test_a_stork_alias_is_stepped_up_to_and_answered_in_its_own_terms(live_server, db, rp, clock):
     person = factories.citizen(db, live_server.settings, proofed=True, with_totp=True)
     assert "STORK-QAA-Level-4" in rp.metadata["acr_values_supported"]
     browser = oidc_factories.Browser(live_server.url)
@@ -209,17 +212,18 @@ def test_a_stork_alias_is_stepped_up_to_and_answered_in_its_own_terms(live_serve
         credentials=(person.email, person.password),
     )
     assert parse_qs(urlsplit(str(page.url)).query)["acr"] == [HIGH]
-    claims, _ = rp.redeem(answer_with_totp(browser, page, person.totp_secret))
+    claims, _ = rp.redeem(answer_with_totp(browser, page, person.totp_secret, clock))
     assert claims["acr"] == "STORK-QAA-Level-4"
 
 
-def test_prompt_login_asks_for_the_password_and_the_second_factor_again(live_server, db, rp):
+def test_prompt_login_asks_for_the_password_and_the_second_factor_again(live_server, db, rp, clock):
     person = factories.citizen(db, live_server.settings, proofed=True, with_totp=True)
     browser = oidc_factories.Browser(live_server.url)
     credentials = (person.email, person.password)
     page = browser.open(rp.authorization_url(acr_values=HIGH), credentials=credentials)
-    first, _ = rp.redeem(answer_with_totp(browser, page, person.totp_secret))
+    first, _ = rp.redeem(answer_with_totp(browser, page, person.totp_secret, clock))
 
+    clock.advance(timedelta(seconds=1))  # the app asks again a moment later
     browser.pages.clear()
     page = browser.open(
         rp.authorization_url(acr_values=HIGH, prompt="login"), credentials=credentials
@@ -240,32 +244,32 @@ def test_prompt_login_asks_for_the_password_and_the_second_factor_again(live_ser
     assert claims["sid"] != first["sid"], "logging in again opened a new session"
 
 
-def test_max_age_sends_a_high_session_back_to_the_login_page(live_server, db, rp):
+def test_max_age_sends_a_high_session_back_to_the_login_page(live_server, db, rp, clock):
     person = factories.citizen(db, live_server.settings, proofed=True, with_totp=True)
     browser = oidc_factories.Browser(live_server.url)
     page = browser.open(
         rp.authorization_url(acr_values=HIGH), credentials=(person.email, person.password)
     )
-    rp.redeem(answer_with_totp(browser, page, person.totp_secret))
-    clock.travel(timedelta(seconds=5))
+    rp.redeem(answer_with_totp(browser, page, person.totp_secret, clock))
+    clock.advance(timedelta(seconds=5))
     response = browser.http.get(rp.authorization_url(acr_values=HIGH, max_age="2"))
     assert response.status_code == 303
     assert urlsplit(response.headers["location"]).path == "/login"
 
 
 def test_a_high_level_older_than_its_maximum_age_asks_for_the_second_factor_again(
-    live_server, db, rp
+    live_server, db, rp, clock
 ):
     person = factories.citizen(db, live_server.settings, proofed=True, with_totp=True)
     browser = oidc_factories.Browser(live_server.url)
     page = browser.open(
         rp.authorization_url(acr_values=HIGH), credentials=(person.email, person.password)
     )
-    rp.redeem(answer_with_totp(browser, page, person.totp_secret))
+    rp.redeem(answer_with_totp(browser, page, person.totp_secret, clock))
     assert browser.http.get(rp.authorization_url(acr_values=HIGH)).status_code == 302, (
         "fresh: straight back to the app"
     )
-    clock.travel(timedelta(minutes=HIGH_MAX_AGE_MINUTES + 1))
+    clock.advance(timedelta(minutes=HIGH_MAX_AGE_MINUTES + 1))
     response = browser.http.get(rp.authorization_url(acr_values=HIGH))
     assert response.status_code == 303
     assert urlsplit(response.headers["location"]).path == "/step-up"

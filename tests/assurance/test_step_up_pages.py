@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 import pyotp
 from sqlalchemy import select
 
-from idp import assurance, clock
+from idp import assurance
 from idp.accounts import recovery_codes, totp
 from idp.db.models import Account, LoginSession, RecoveryCode, SecondFactor
 from idp.web.csrf import token_for
@@ -39,9 +39,9 @@ def _totp_factor(db, services, owner_id, binding):
     with db.unit_of_work() as session:
         owner = session.get(Account, owner_id)
         enrolment = totp.begin(session, owner, services.secret_box, services.settings.issuer)
-        code = pyotp.TOTP(enrolment.secret).now()
+        code = pyotp.TOTP(enrolment.secret).at(db.clock.now())
         totp.confirm(session, owner, enrolment.flow_id, code, services.secret_box, binding)
-    clock.travel(timedelta(seconds=totp.STEP))
+    db.clock.advance(timedelta(seconds=totp.STEP))
     return enrolment.secret
 
 
@@ -62,7 +62,7 @@ def test_step_up_without_a_session_sends_the_browser_to_login(client):
 
 
 def test_step_up_asks_for_the_bound_totp_and_a_right_code_raises_the_session(
-    client, db, settings, services
+    client, db, settings, services, clock
 ):
     owner_id = _signed_in(client, db, settings)
     secret = _totp_factor(db, services, owner_id, "proofing")
@@ -90,7 +90,7 @@ def test_step_up_asks_for_the_bound_totp_and_a_right_code_raises_the_session(
 
 
 def test_a_wrong_code_shows_the_error_and_leaves_the_session_as_it_was(
-    client, db, settings, services
+    client, db, settings, services, clock
 ):
     owner_id = _signed_in(client, db, settings)
     secret = _totp_factor(db, services, owner_id, "proofing")
@@ -163,7 +163,9 @@ def test_a_recovery_code_bound_at_proofing_steps_up(client, db, settings):
     assert _methods(db, owner_id) == ["pwd", "otp"]
 
 
-def test_totp_enrolment_through_the_security_pages_binds_to_a_low_session(client, db, settings):
+def test_totp_enrolment_through_the_security_pages_binds_to_a_low_session(
+    client, db, settings, clock
+):
     owner_id = _signed_in(client, db, settings)
     page = client.get("/account/security/totp")
     assert page.status_code == 200 and "<svg" in page.text
@@ -175,7 +177,7 @@ def test_totp_enrolment_through_the_security_pages_binds_to_a_low_session(client
             "csrf_token": _csrf(client),
             "flow": flow,
             "label": "Telefon",
-            "code": pyotp.TOTP(secret).now(),
+            "code": pyotp.TOTP(secret).at(clock.now()),
         },
         follow_redirects=False,
     )
@@ -187,7 +189,7 @@ def test_totp_enrolment_through_the_security_pages_binds_to_a_low_session(client
         assert (factor.account_id, factor.binding) == (owner_id, "low_session")
 
 
-def test_removing_a_strong_factor_needs_a_high_session(client, db, settings, services):
+def test_removing_a_strong_factor_needs_a_high_session(client, db, settings, services, clock):
     owner_id = _signed_in(client, db, settings)
     secret = _totp_factor(db, services, owner_id, "proofing")
     with db.unit_of_work() as session:

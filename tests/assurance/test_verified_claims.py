@@ -7,7 +7,7 @@ from datetime import timedelta
 import pyotp
 import pytest
 
-from idp import assurance, clock
+from idp import assurance
 from idp.accounts import factors, proofing, totp
 from idp.assurance.verified_claims import current_identity, identity_claims
 from idp.db.models import Account
@@ -28,7 +28,7 @@ def _proofed(session, method="pipp", **values):
     owner = factories.account(session)
     owner.given_name = "Selbst"  # self-asserted, must never appear as verified
     proofing.record_proofing(
-        session, owner, factories.verified_identity(method, **values), proven_factors=[]
+        session, owner, factories.verified_identity(session, method, **values), proven_factors=[]
     )
     session.flush()
     return owner
@@ -112,7 +112,7 @@ def test_self_asserted_data_is_never_presented_as_verified(db):
         assert identity_claims(None, ["identity"], REQUEST, target="userinfo") == {}
 
 
-def test_a_revoked_verification_is_no_longer_released(db):
+def test_a_revoked_verification_is_no_longer_released(db, clock):
     with db.unit_of_work() as session:
         owner = _proofed(session)
         current_identity(session, owner.id).revoked_at = clock.now()
@@ -120,7 +120,9 @@ def test_a_revoked_verification_is_no_longer_released(db):
         assert current_identity(session, owner.id) is None
 
 
-def test_proofing_raises_the_account_and_binds_only_the_factor_proven_during_it(db, settings):
+def test_proofing_raises_the_account_and_binds_only_the_factor_proven_during_it(
+    db, settings, clock
+):
     box = SecretBox(b"k" * 32)
     with db.unit_of_work() as session:
         owner = factories.account(session)
@@ -132,15 +134,15 @@ def test_proofing_raises_the_account_and_binds_only_the_factor_proven_during_it(
                     session,
                     owner,
                     enrolment.flow_id,
-                    pyotp.TOTP(enrolment.secret).now(),
+                    pyotp.TOTP(enrolment.secret).at(clock.now()),
                     box,
                     "low_session",
                     label,
                 )
             )
-        clock.travel(timedelta(seconds=1))
+        clock.advance(timedelta(seconds=1))
         proofing.record_proofing(
-            session, owner, factories.verified_identity(), proven_factors=[apps[0].id]
+            session, owner, factories.verified_identity(session), proven_factors=[apps[0].id]
         )
         assert owner.proofing_level == "high"
         assert [(f.label, f.binding) for f in factors.factors(session, owner.id)] == [
@@ -187,7 +189,7 @@ def test_evidence_that_discovery_does_not_name_is_never_recorded(db, values):
         owner = factories.account(session)
         with pytest.raises(ValueError, match="unsupported"):
             proofing.record_proofing(
-                session, owner, factories.verified_identity(**values), proven_factors=[]
+                session, owner, factories.verified_identity(session, **values), proven_factors=[]
             )
         assert owner.proofing_level == "low"
 
@@ -195,7 +197,7 @@ def test_evidence_that_discovery_does_not_name_is_never_recorded(db, values):
 def _access_token(services, db, owner_id, scope, acr=assurance.HIGH):
     """An access token of a login's grant at ``acr``, as the code exchange issues it."""
     info = oidc_factories.client(db, scopes=["openid", "profile", "identity"])
-    context = tokens.GrantContext(owner_id, None, None, clock.now(), acr, ["pwd", "otp"], None)
+    context = tokens.GrantContext(owner_id, None, None, db.clock.now(), acr, ["pwd", "otp"], None)
     with db.unit_of_work() as session:
         grant = tokens.start_grant(session, services.settings, info.client_id, scope, context)
         account = session.get(Account, owner_id)

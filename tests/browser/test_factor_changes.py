@@ -12,7 +12,6 @@ from datetime import timedelta
 import pyotp
 import pytest
 
-from idp import clock
 from idp.accounts.registration import create_account
 from idp.db.engine import Database
 from tests.browser.conftest import arrive
@@ -25,9 +24,9 @@ PASSWORD = "Laternen am Domplatz leuchten"
 
 
 def test_adding_an_app_in_a_session_left_open_asks_for_the_password_and_mails_a_notice(
-    page, server, mailbox
+    page, server, mailbox, clock
 ):
-    db = Database(server.settings.database_url)
+    db = Database(server.settings.database_url, clock=clock)
     try:
         with db.unit_of_work() as session:
             create_account(session, server.settings, email=EMAIL, password=PASSWORD, verified=True)
@@ -41,7 +40,7 @@ def test_adding_an_app_in_a_session_left_open_asks_for_the_password_and_mails_a_
     page.click("button[type=submit]")
     arrive(page, "**/account")
 
-    clock.travel(timedelta(minutes=server.settings.reauth_minutes + 1))
+    clock.advance(timedelta(minutes=server.settings.reauth_minutes + 1))
     page.goto(f"{base}/account/security")
     page.click("text=Authenticator-App einrichten")
     arrive(page, "**/account/confirm?*")

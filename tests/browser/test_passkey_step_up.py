@@ -47,7 +47,7 @@ def localhost_server(db, keys_dir) -> Iterator[LiveServer]:
     settings = make_settings(
         db.url, keys_dir, issuer=f"http://localhost:{port}", port=port, **FAST_HASH
     )
-    with LiveServer(settings) as live:
+    with LiveServer(settings, db.clock) as live:
         yield live
 
 
@@ -89,7 +89,7 @@ def test_a_passkey_is_enrolled_and_then_steps_a_login_up_to_high(page, localhost
         proofing.record_proofing(
             session,
             session.get(Account, person.account_id),
-            factories.verified_identity(),
+            factories.verified_identity(session),
             proven_factors=[key.id],
         )
 

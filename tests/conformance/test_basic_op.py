@@ -9,7 +9,6 @@ from datetime import timedelta
 import httpx
 from joserfc import jwt
 
-from idp import clock
 from tests.conformance.conftest import OP, OTHER_REDIRECT_URI, s256
 from tests.oidc import factories
 from tests.oidc.factories import callback_params
@@ -141,10 +140,10 @@ def test_display_popup(op: OP):
     assert "code" in op.flow(display="popup").params
 
 
-def test_prompt_login(op: OP):
+def test_prompt_login(op: OP, clock):
     """oidcc-prompt-login: a second login happens and auth_time moves."""
     first = op.flow()
-    clock.travel(timedelta(seconds=2))
+    clock.advance(timedelta(seconds=2))
     op.browser.pages.clear()
     second = op.flow(prompt="login")
     assert any("/login" in page for page in op.browser.pages)
@@ -167,10 +166,10 @@ def test_prompt_none_logged_in(op: OP):
     assert second.id_token["sub"] == first.id_token["sub"]
 
 
-def test_max_age_1(op: OP):
+def test_max_age_1(op: OP, clock):
     """oidcc-max-age-1: an older login is redone; auth_time is returned and fresh."""
     first = op.flow()
-    clock.travel(timedelta(seconds=2))
+    clock.advance(timedelta(seconds=2))
     op.browser.pages.clear()
     second = op.flow(max_age="1")
     assert any("/login" in page for page in op.browser.pages)
@@ -236,12 +235,12 @@ def test_code_reuse(op: OP):
     assert op.userinfo(first.json()["access_token"]).status_code == 401
 
 
-def test_code_reuse_after_30_seconds(op: OP):
+def test_code_reuse_after_30_seconds(op: OP, clock):
     """oidcc-codereuse-30seconds."""
     result = op.authorize(nonce="n")
     first = op.redeem(result)
     assert first.status_code == 200
-    clock.travel(timedelta(seconds=30))
+    clock.advance(timedelta(seconds=30))
     again = op.redeem(result)
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
     assert op.userinfo(first.json()["access_token"]).status_code == 401
@@ -301,7 +300,7 @@ def test_essential_claims(op: OP):
     assert "email" in op.userinfo(result.tokens["access_token"]).json()
 
 
-def test_refresh_token(op: OP):
+def test_refresh_token(op: OP, clock):
     """oidcc-refresh-token: offline_access gives a refresh token that works once."""
     result = op.flow(scope="openid offline_access", prompt="consent")
     refresh = result.tokens["refresh_token"]
@@ -311,7 +310,7 @@ def test_refresh_token(op: OP):
     assert first.status_code == 200
     assert op.userinfo(first.json()["access_token"]).status_code == 200
     # A second use within IDP_REFRESH_REUSE_GRACE_SECONDS is taken for a retry.
-    clock.travel(timedelta(seconds=op.server.settings.refresh_reuse_grace_seconds + 1))
+    clock.advance(timedelta(seconds=op.server.settings.refresh_reuse_grace_seconds + 1))
     reused = httpx.post(op.metadata["token_endpoint"], data=data, auth=auth)
     assert reused.status_code == 400 and reused.json()["error"] == "invalid_grant"
 

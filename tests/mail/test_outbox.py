@@ -14,18 +14,19 @@ from datetime import timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
+from click.testing import CliRunner
 from litestar.testing import TestClient
 from sqlalchemy import event, select
 
-from idp import clock
 from idp.app import create_app
+from idp.cli import main
+from idp.clock import FrozenClock
 from idp.db.engine import Database
 from idp.db.models import MailMessage
 from idp.mail.outbox import LEASE, enqueue, pending_count, send_pending
 from idp.mail.transport import DEADLINE
 from idp.settings import Settings
 from tests.conftest import free_port, make_settings
-from tests.test_cli import run
 from tests.test_metrics import TOKEN, counter
 
 
@@ -34,7 +35,8 @@ class SlowRelay:
     it waits ``real`` seconds and moves the clock on by ``seconds``, so a relay slower than
     the outbox's lease costs the test a fraction of a second per mail."""
 
-    def __init__(self, seconds: float = 0, real: float = 0) -> None:
+    def __init__(self, clock: FrozenClock, seconds: float = 0, real: float = 0) -> None:
+        self.clock = clock
         self.seconds = seconds
         self.real = real
         self.recipients: list[str] = []
@@ -43,14 +45,14 @@ class SlowRelay:
     async def handle_DATA(self, server, session, envelope) -> str:
         await asyncio.sleep(self.real)
         with self._lock:
-            clock.travel(timedelta(seconds=self.seconds))
+            self.clock.advance(timedelta(seconds=self.seconds))
             self.recipients.extend(envelope.rcpt_tos)
         return "250 OK"
 
 
 @pytest.fixture
-def relay() -> Iterator[SlowRelay]:
-    relay = SlowRelay()
+def relay(clock) -> Iterator[SlowRelay]:
+    relay = SlowRelay(clock)
     controller = Controller(relay, hostname="127.0.0.1", port=free_port())
     controller.start()
     relay.port = controller.port
@@ -95,7 +97,7 @@ def test_two_senders_deliver_every_mail_exactly_once_through_a_relay_slower_than
     errors: list[BaseException] = []
 
     def sender() -> None:
-        own = Database(db.url)  # a worker of its own, with its own connections
+        own = Database(db.url, clock=db.clock)  # a worker of its own, with its own connections
         try:
             deadline = time.monotonic() + 60
             while pending_count(own) and time.monotonic() < deadline:
@@ -145,7 +147,7 @@ def refusing(db) -> Iterator:
 
 
 def test_a_database_error_marking_one_mail_sent_neither_stops_the_round_nor_resends(
-    db, keys_dir, relay, refusing
+    db, keys_dir, relay, refusing, clock
 ):
     settings = smtp_settings(db, keys_dir, relay.port)
     recipients = queue(db, settings, 3)
@@ -156,7 +158,7 @@ def test_a_database_error_marking_one_mail_sent_neither_stops_the_round_nor_rese
     assert sorted(relay.recipients) == recipients
     assert statuses(db) == {"sent": 3}
 
-    clock.travel(timedelta(minutes=5))  # every claim has run out: nothing is sent again
+    clock.advance(timedelta(minutes=5))  # every claim has run out: nothing is sent again
     assert send_pending(db, settings) == 0
     assert sorted(relay.recipients) == recipients
 
@@ -175,7 +177,7 @@ def test_a_mail_that_cannot_be_marked_sent_for_its_whole_lease_does_not_hold_up_
 
 
 def test_mails_given_up_on_are_counted_and_queued_again_by_retry_failed(
-    db, keys_dir, relay, tmp_path
+    db, keys_dir, relay, tmp_path, clock
 ):
     nowhere = smtp_settings(db, keys_dir, free_port(), mail_max_attempts=2)
     recipients = queue(db, nowhere, 2)
@@ -189,13 +191,16 @@ def test_mails_given_up_on_are_counted_and_queued_again_by_retry_failed(
         db.url, keys_dir, metrics_token=TOKEN, mail_poll_seconds=3600, mail_dir=tmp_path
     )
     auth = {"Authorization": f"Bearer {TOKEN}"}
-    with TestClient(create_app(metrics_settings), base_url=metrics_settings.issuer) as client:
+    with TestClient(
+        create_app(metrics_settings, clock=clock), base_url=metrics_settings.issuer
+    ) as client:
         text = client.get("/metrics", headers=auth).text
         assert counter(text, 'idp_mail_outbox_messages{status="failed"}') == 2
 
         env = {"IDP_DATABASE_URL": db.url, "IDP_KEYS_DIR": str(keys_dir)}
-        result = run("mail", "retry-failed", "--json", env=env)
-        assert result.returncode == 0, result.stderr
+        # In this process, on the test's clock: the mails are queued again as due now.
+        result = CliRunner().invoke(main, ["mail", "retry-failed", "--json"], env=env, obj=clock)
+        assert result.exit_code == 0, result.stderr
         assert json.loads(result.stdout) == {"requeued": 2, "pending": 2}
 
         text = client.get("/metrics", headers=auth).text

@@ -56,7 +56,7 @@ def account(
     proofing: str = "low",
 ) -> int:
     """An account; returns its id."""
-    now = clock.now()
+    now = clock.now(db)
     with db.unit_of_work() as session:
         row = Account(
             subject=secrets.token_urlsafe(16),

@@ -37,7 +37,7 @@ def test_running_idp_demo_again_keeps_one_client_and_one_account(db, keys_dir):
         assert session.scalar(select(func.count()).select_from(Account)) == 1
 
 
-def test_there_is_no_demo_app_in_production(db, keys_dir):
+def test_there_is_no_demo_app_in_production(db, keys_dir, clock):
     settings = make_settings(
         db.url,
         keys_dir,
@@ -45,5 +45,5 @@ def test_there_is_no_demo_app_in_production(db, keys_dir):
         issuer="https://id.example.de",
         smtp_host="mail.example.de",
     )
-    with TestClient(create_app(settings), base_url=settings.issuer) as client:
+    with TestClient(create_app(settings, clock=clock), base_url=settings.issuer) as client:
         assert client.get("/demo").status_code == 404

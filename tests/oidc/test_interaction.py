@@ -9,7 +9,7 @@ import httpx
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from idp import assurance, clock
+from idp import assurance
 from idp.oidc.interaction import POLICY
 from tests.oidc import factories
 from tests.oidc.test_negative import authorize_url, redeem
@@ -179,12 +179,15 @@ def test_prompt_create_sends_the_browser_to_registration(live_server, db):
     assert response.headers["location"].startswith("/register?")
 
 
-def test_an_id_token_hint_for_someone_else_with_prompt_none_is_login_required(live_server, db):
+def test_an_id_token_hint_for_someone_else_with_prompt_none_is_login_required(
+    live_server, db, clock
+):
     info = factories.client(db, first_party=True)
     first, _ = signed_in(live_server, db)
     code = factories.callback_params(first.open(authorize_url(live_server, info)))["code"]
     hint = redeem(live_server, info, code).json()["id_token"]
     second, _ = signed_in(live_server, db)
+    clock.advance(timedelta(seconds=1))  # the app asks after that login, not during it
     params = factories.callback_params(
         second.http.get(authorize_url(live_server, info, prompt="none", id_token_hint=hint))
     )
@@ -228,7 +231,9 @@ def test_a_first_party_apps_grant_is_listed_and_withdrawing_it_revokes_it(live_s
     assert "Stadtbibliothek" not in browser.http.get("/account/apps").text
 
 
-def test_an_apps_grant_without_offline_access_is_listed_while_its_session_lives(live_server, db):
+def test_an_apps_grant_without_offline_access_is_listed_while_its_session_lives(
+    live_server, db, clock
+):
     info = factories.client(db, name="Stadtbibliothek", first_party=True)
     browser, account_id = signed_in(live_server, db)
     code = factories.callback_params(
@@ -238,7 +243,7 @@ def test_an_apps_grant_without_offline_access_is_listed_while_its_session_lives(
     assert "Stadtbibliothek" in browser.http.get("/account/apps").text
     # The session idles out (nothing is announced, the grant stays unrevoked): the app
     # holds nothing any more.
-    clock.travel(timedelta(minutes=live_server.settings.session_idle_minutes + 1))
+    clock.advance(timedelta(minutes=live_server.settings.session_idle_minutes + 1))
     later = factories.Browser(live_server.url)
     later.log_in(factories.login_token(db, account_id, live_server.settings))
     assert "Stadtbibliothek" not in later.http.get("/account/apps").text

@@ -5,6 +5,7 @@ as every login replaces the session), over a real server with real mail."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -33,11 +34,13 @@ def test_prompt_create_while_logged_in_registers_and_continues_with_the_new_acco
     server,
     db,
     mailbox,  # noqa: F811
+    clock,
 ):
     info = factories.client(db)
     old_id = factories.account(db, "alt@example.de")
     browser = factories.Browser(server.url)
     browser.log_in(factories.login_token(db, old_id, server.settings))
+    clock.advance(timedelta(seconds=1))  # that login came before this authorization
 
     page = browser.open(authorize_url(server, info, prompt="create"))
     assert (page.status_code, urlsplit(str(page.url)).path) == (200, "/register")
@@ -71,12 +74,15 @@ def test_prompt_create_while_logged_in_registers_and_continues_with_the_new_acco
         assert old.ended_at is not None, "registering and logging in replaced the old session"
 
 
-def test_prompt_create_while_logged_in_can_continue_with_an_existing_account_instead(server, db):
+def test_prompt_create_while_logged_in_can_continue_with_an_existing_account_instead(
+    server, db, clock
+):
     info = factories.client(db)
     old_id = factories.account(db, "alt@example.de")
     email, password = factories.password_account(db, server.settings, "da@example.de")
     browser = factories.Browser(server.url)
     browser.log_in(factories.login_token(db, old_id, server.settings))
+    clock.advance(timedelta(seconds=1))  # that login came before this authorization
 
     page = browser.open(authorize_url(server, info, prompt="create"))
     assert urlsplit(str(page.url)).path == "/register"

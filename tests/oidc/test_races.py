@@ -54,7 +54,7 @@ def test_one_account_consenting_in_several_tabs_at_once(live_server, db):
             assert "code" in factories.callback_params(again)
 
 
-def test_a_client_revoking_one_access_token_on_two_nodes_at_once(live_server, db):
+def test_a_client_revoking_one_access_token_on_two_nodes_at_once(live_server, db, clock):
     # Revocation runs on the event loop, so one node takes its requests in turn; two
     # nodes on one database (two workers, two machines) overlap.
     info = factories.client(
@@ -63,7 +63,7 @@ def test_a_client_revoking_one_access_token_on_two_nodes_at_once(live_server, db
     auth = (info.client_id, info.client_secret)
     port = free_port()
     other = make_settings(db.url, live_server.settings.keys_dir, issuer=live_server.url, port=port)
-    with LiveServer(other):
+    with LiveServer(other, clock):
         nodes = [
             httpx.Client(base_url=url, timeout=10)
             for url in (live_server.url, f"http://127.0.0.1:{port}")

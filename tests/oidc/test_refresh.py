@@ -13,7 +13,6 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 from sqlalchemy import select, text, update
 
-from idp import clock
 from idp.db.awaited import APPLICATION_NAME
 from idp.db.models import Account, AuditEvent, Grant
 from tests.oidc import factories
@@ -101,12 +100,12 @@ def test_each_refresh_token_works_once_along_a_rotation_chain(world):
         token = response.json()["refresh_token"]
 
 
-def test_a_reused_refresh_token_is_audited_and_revokes_the_access_tokens(world, db):
+def test_a_reused_refresh_token_is_audited_and_revokes_the_access_tokens(world, db, clock):
     server, info, _, _ = world
     first = login(world)
     rotated = refresh(server, info, first["refresh_token"]).json()
     # Within IDP_REFRESH_REUSE_GRACE_SECONDS a second use is a retry (test_refresh_grace.py).
-    clock.travel(timedelta(seconds=server.settings.refresh_reuse_grace_seconds + 1))
+    clock.advance(timedelta(seconds=server.settings.refresh_reuse_grace_seconds + 1))
     reuse = refresh(server, info, first["refresh_token"])
     assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
     userinfo = httpx.get(
@@ -134,10 +133,10 @@ def test_an_unknown_refresh_token_is_refused(world):
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
 
-def test_an_expired_refresh_token_is_refused(world):
+def test_an_expired_refresh_token_is_refused(world, clock):
     server, info, _, _ = world
     token = login(world)["refresh_token"]
-    clock.travel(timedelta(days=server.settings.refresh_token_days, seconds=1))
+    clock.advance(timedelta(days=server.settings.refresh_token_days, seconds=1))
     response = refresh(server, info, token)
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
@@ -155,7 +154,7 @@ def test_a_refresh_token_of_a_revoked_grant_is_refused(world):
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
 
-def test_a_disabled_accounts_refresh_token_is_refused_and_its_grant_revoked(world, db):
+def test_a_disabled_accounts_refresh_token_is_refused_and_its_grant_revoked(world, db, clock):
     server, info, _, account_id = world
     token = login(world)["refresh_token"]
     with db.unit_of_work() as session:
@@ -192,7 +191,7 @@ def test_a_narrowing_beyond_the_grant_is_invalid_scope_and_keeps_the_token(world
     assert refresh(server, info, token).status_code == 200
 
 
-def test_a_private_key_jwt_client_refreshes(live_server, db):
+def test_a_private_key_jwt_client_refreshes(live_server, db, clock):
     """Its assertion's jti is written before the rotation: both in one request."""
     key = ECKey.generate_key("P-256", parameters={"kid": "k1"}, private=True)
     info = factories.client(
@@ -227,7 +226,7 @@ def test_a_private_key_jwt_client_refreshes(live_server, db):
     retried = httpx.post(f"{live_server.url}/token", data={**data, **assertion()}, timeout=30)
     assert retried.status_code == 200, retried.text
     assert retried.json()["refresh_token"] == rotated.json()["refresh_token"]
-    clock.travel(timedelta(seconds=live_server.settings.refresh_reuse_grace_seconds + 1))
+    clock.advance(timedelta(seconds=live_server.settings.refresh_reuse_grace_seconds + 1))
     again = httpx.post(f"{live_server.url}/token", data={**data, **assertion()})
     assert again.json()["error"] == "invalid_grant"
 

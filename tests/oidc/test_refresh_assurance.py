@@ -11,7 +11,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import delete
 
-from idp import assurance, clock
+from idp import assurance
 from idp.db.models import LoginSession
 from tests.assurance import factories
 from tests.assurance.test_identity_release import IdentityApp
@@ -53,7 +53,7 @@ def _high_login(live_server, db, app):
         app.authorization_url(acr_values=HIGH, scope=SCOPE),
         credentials=(person.email, person.password),
     )
-    claims, tokens = app.redeem(answer_with_totp(browser, page, person.totp_secret))
+    claims, tokens = app.redeem(answer_with_totp(browser, page, person.totp_secret, db.clock))
     assert claims["acr"] == HIGH and "refresh_token" in tokens
     return browser, tokens
 
@@ -82,37 +82,37 @@ class Refresher:
         return httpx.get(f"{self.server.url}/userinfo", headers=bearer).json()
 
 
-def test_a_refresh_carries_the_acr_the_live_login_session_has_now(live_server, db, app):
+def test_a_refresh_carries_the_acr_the_live_login_session_has_now(live_server, db, app, clock):
     # Refreshed access tokens kept `high` for the family's 30 days.
     browser, tokens = _high_login(live_server, db, app)
     refresher = Refresher(live_server, app, tokens)
     assert refresher.acr() == HIGH
-    clock.travel(timedelta(minutes=HIGH_MINUTES + 1))
+    clock.advance(timedelta(minutes=HIGH_MINUTES + 1))
     assert browser.http.get("/account").status_code == 200, "the session is alive"
     assert refresher.acr() == SUBSTANTIAL
     assert "verified_claims" in refresher.userinfo(), "substantial is the default minimum"
 
 
 def test_after_logout_the_grant_keeps_its_level_only_as_long_as_the_policy_allows(
-    live_server, db, app
+    live_server, db, app, clock
 ):
     browser, tokens = _high_login(live_server, db, app)
     logout = browser.http.get("/end-session", params={"id_token_hint": tokens["id_token"]})
     assert logout.status_code == 200
     refresher = Refresher(live_server, app, tokens)
     assert refresher.acr() == HIGH, "offline access outlives the session, its level ages"
-    clock.travel(timedelta(minutes=HIGH_MINUTES + 1))
+    clock.advance(timedelta(minutes=HIGH_MINUTES + 1))
     assert refresher.acr() == SUBSTANTIAL
-    clock.travel(timedelta(minutes=SUBSTANTIAL_MINUTES))
+    clock.advance(timedelta(minutes=SUBSTANTIAL_MINUTES))
     assert refresher.acr() == LOW
     assert "verified_claims" not in refresher.userinfo()
 
 
-def test_without_the_session_row_the_level_ages_from_the_login(live_server, db, app):
+def test_without_the_session_row_the_level_ages_from_the_login(live_server, db, app, clock):
     _, tokens = _high_login(live_server, db, app)
     with db.unit_of_work() as session:
         session.execute(delete(LoginSession))
     refresher = Refresher(live_server, app, tokens)
     assert refresher.acr() == HIGH
-    clock.travel(timedelta(minutes=HIGH_MINUTES + 1))
+    clock.advance(timedelta(minutes=HIGH_MINUTES + 1))
     assert refresher.acr() == SUBSTANTIAL

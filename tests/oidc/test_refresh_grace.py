@@ -20,7 +20,6 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from idp import clock
 from idp.db.models import Grant
 from idp.oidc.tokens import digest
 from tests.conftest import LiveServer, free_port, make_settings, together
@@ -54,12 +53,14 @@ def grant_revoked(db, grant_id: str) -> str | None:
         return session.scalar(select(Grant.revoke_reason).where(Grant.id == grant_id))
 
 
-def test_a_retry_within_the_grace_period_gets_the_same_successor_and_keeps_the_family(world, db):
+def test_a_retry_within_the_grace_period_gets_the_same_successor_and_keeps_the_family(
+    world, db, clock
+):
     server, info, _, _ = world
     first = login(world)
     answered = refresh(server, info, first["refresh_token"])  # the answer the client lost
     assert answered.status_code == 200
-    clock.travel(grace(server) - timedelta(seconds=2))
+    clock.advance(grace(server) - timedelta(seconds=2))
     retried = refresh(server, info, first["refresh_token"])
     assert retried.status_code == 200, retried.text
     body = retried.json()
@@ -89,11 +90,11 @@ def test_another_client_within_the_grace_period_is_refused_and_revokes_nothing(w
     assert refresh(server, info, answered["refresh_token"]).status_code == 200
 
 
-def test_reuse_after_the_grace_period_revokes_the_family_with_a_reason(world, db, caplog):
+def test_reuse_after_the_grace_period_revokes_the_family_with_a_reason(world, db, caplog, clock):
     server, info, _, _ = world
     first = login(world)
     rotated = refresh(server, info, first["refresh_token"]).json()
-    clock.travel(grace(server) + timedelta(seconds=1))
+    clock.advance(grace(server) + timedelta(seconds=1))
     with caplog.at_level(logging.WARNING, logger="idp.oidc.tokens"):
         reuse = refresh(server, info, first["refresh_token"])
     assert reuse.status_code == 400
@@ -131,7 +132,7 @@ def test_a_retried_narrowed_refresh_without_offline_access_answers_again(world):
         assert userinfo(server, answer.json()["access_token"]) == 200
 
 
-def test_without_a_grace_period_a_second_presentation_revokes(live_server, db, keys_dir):
+def test_without_a_grace_period_a_second_presentation_revokes(live_server, db, keys_dir, clock):
     port = free_port()
     settings = make_settings(
         db.url,
@@ -140,7 +141,7 @@ def test_without_a_grace_period_a_second_presentation_revokes(live_server, db, k
         port=port,
         refresh_reuse_grace_seconds=0,
     )
-    with LiveServer(settings) as server:
+    with LiveServer(settings, clock) as server:
         info = factories.client(db)
         account_id = factories.account(db)
         browser = factories.Browser(server.url)
@@ -154,7 +155,7 @@ def test_without_a_grace_period_a_second_presentation_revokes(live_server, db, k
 
 
 def test_two_presentations_of_one_token_at_once_both_succeed_and_keep_one_chain(
-    world, db, keys_dir
+    world, db, keys_dir, clock
 ):
     """Both get the same successor (so one chain stays live), round after round, through
     two servers on one database as two nodes would."""
@@ -162,7 +163,7 @@ def test_two_presentations_of_one_token_at_once_both_succeed_and_keep_one_chain(
     token = login(world)["refresh_token"]
     port = free_port()
     other = make_settings(db.url, keys_dir, issuer=f"http://127.0.0.1:{port}", port=port)
-    with LiveServer(other) as second:
+    with LiveServer(other, clock) as second:
         for round_ in range(ROUNDS):
             answers = together(
                 [lambda s=s, t=token: refresh(s, info, t) for s in (server, second, server)]

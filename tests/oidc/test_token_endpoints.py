@@ -14,7 +14,6 @@ from joserfc.jwk import ECKey
 from litestar.testing import TestClient
 from sqlalchemy import func, select
 
-from idp import clock
 from idp.app import create_app
 from idp.db.models import Grant, RefreshToken
 from tests.conftest import make_settings
@@ -206,19 +205,19 @@ def test_a_token_with_changed_claims_or_a_foreign_signature_is_inactive(client, 
         assert _introspect(client, info, f"{other_alg}.{payload}.{sig}") == {"active": False}
 
 
-def test_a_remembered_token_still_expires(client, db, settings):
+def test_a_remembered_token_still_expires(client, db, settings, clock):
     info = service_client(db)
     token = _cc_token(client, info)
     assert _introspect(client, info, token)["active"] is True
-    clock.travel(timedelta(seconds=settings.access_token_seconds + 1))
+    clock.advance(timedelta(seconds=settings.access_token_seconds + 1))
     assert _introspect(client, info, token) == {"active": False}
 
 
-def test_tokens_of_a_removed_key_no_longer_verify(db, keys_dir, tmp_path):
+def test_tokens_of_a_removed_key_no_longer_verify(db, keys_dir, tmp_path, clock):
     # Removing a key deletes its file: this test works on a copy of the key folder.
     shutil.copytree(keys_dir, tmp_path / "keys")
     settings = make_settings(db.url, tmp_path / "keys")
-    with TestClient(create_app(settings), base_url=settings.issuer) as client:
+    with TestClient(create_app(settings, clock=clock), base_url=settings.issuer) as client:
         _removed_key_test(client, db, client.app.state.services)
 
 

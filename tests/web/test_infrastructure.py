@@ -63,9 +63,9 @@ def test_every_page_carries_the_security_headers(web):
     assert web.get("/healthz").headers["x-frame-options"] == "DENY"
 
 
-def test_https_issuers_get_hsts_and_host_prefixed_cookies(db, keys_dir):
+def test_https_issuers_get_hsts_and_host_prefixed_cookies(db, keys_dir, clock):
     settings = make_settings(db.url, keys_dir, issuer="https://id.example.de")
-    with TestClient(create_app(settings), base_url=settings.issuer) as client:
+    with TestClient(create_app(settings, clock=clock), base_url=settings.issuer) as client:
         response = client.get("/privacy")
     assert response.headers["strict-transport-security"].startswith("max-age=")
     assert "__Host-idp_csrf=" in response.headers["set-cookie"]

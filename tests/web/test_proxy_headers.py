@@ -18,7 +18,10 @@ CLAIMED = "203.0.113.9"
 def _failed_login_ip(db, settings: Settings) -> str | None:
     """Fail a login through a live server, claiming another client address; the address
     the audit event recorded."""
-    with LiveServer(settings) as server, httpx.Client(base_url=server.url, timeout=10) as http:
+    with (
+        LiveServer(settings, db.clock) as server,
+        httpx.Client(base_url=server.url, timeout=10) as http,
+    ):
         token = csrf_token(http.get("/login").text)
         response = http.post(
             "/login",
