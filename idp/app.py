@@ -38,6 +38,7 @@ from idp.web import (
     ops,
     pages,
     protocol,
+    protocol_adapter,
     reauthentication,
     security,
     step_up,
@@ -124,6 +125,7 @@ def build_services(settings: Settings) -> Services:
             derive_key(secret, "pairwise-subjects"),
             db,
             derive_key(secret, "refresh-successors"),
+            protocol_adapter.PAGES,
         ),
         metrics=ProcessMetrics(settings.metrics_dir),
     )

@@ -25,8 +25,8 @@ from idp.db.loads import ACCOUNT
 from idp.db.models import Account, AuthorizationCode, LoginSession
 from idp.oidc import claims as claims_module
 from idp.oidc import tokens
-from idp.oidc.adapter import Awaiting, ProtocolRequest
 from idp.oidc.errors import InvalidRequest, InvalidScope
+from idp.oidc.requests import Awaiting, ProtocolRequest
 
 if TYPE_CHECKING:
     from idp.oidc.server import Provider

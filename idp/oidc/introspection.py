@@ -9,8 +9,8 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from idp.db.models import Account
 from idp.oidc import tokens
-from idp.oidc.adapter import Awaiting, ProtocolRequest
 from idp.oidc.clients import RegisteredClient
+from idp.oidc.requests import Awaiting, ProtocolRequest
 
 BEARER = {"token_type": "Bearer"}
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]

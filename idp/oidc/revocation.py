@@ -10,8 +10,8 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 
 from idp.audit.events import record
 from idp.oidc import tokens
-from idp.oidc.adapter import ProtocolRequest
 from idp.oidc.clients import RegisteredClient
+from idp.oidc.requests import ProtocolRequest
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 

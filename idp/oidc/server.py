@@ -1,8 +1,9 @@
 """The provider: authlib's AuthorizationServer wired to our clients, keys and storage.
 
 Built once per process. Framework-free: it takes :class:`ProtocolRequest`s
-(idp/oidc/adapter.py) and answers :class:`ProtocolResponse`s, which the web
-layer turns into HTTP responses.
+(idp/oidc/requests.py) and answers :class:`ProtocolResponse`s, which the web
+layer (idp/web/protocol_adapter.py) turns into HTTP responses; the addresses of
+the pages it sends a citizen to are the web layer's, given when it is built.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from idp.db.refresh_rotation import RefreshRotation
 from idp.keys.store import KeyStore
 from idp.oidc import claims as claims_module
 from idp.oidc import grants, tokens
-from idp.oidc.adapter import ProtocolRequest, ProtocolResponse
 from idp.oidc.clients import ClientRegistry, RegisteredClient
 from idp.oidc.end_session import EndSession
 from idp.oidc.errors import InvalidClient
+from idp.oidc.interaction import InteractionPages
 from idp.oidc.introspection import Introspection
+from idp.oidc.requests import ProtocolRequest, ProtocolResponse
 from idp.oidc.revocation import Revocation
 from idp.settings import Settings
 
@@ -136,6 +138,7 @@ class Provider(rfc6749.AuthorizationServer):
         pairwise_key: bytes,
         database: Database,
         successor_key: bytes,
+        pages: InteractionPages,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -144,6 +147,7 @@ class Provider(rfc6749.AuthorizationServer):
         self.assurance_policy = assurance_policy
         self.pairwise_key = pairwise_key
         self.database = database
+        self.pages = pages
         self.tokens = tokens.TokenService(settings, keys)
         self.refresh_rotation = RefreshRotation(database)
         # A refresh token's successor is derived under this key (tokens.successor_of); a

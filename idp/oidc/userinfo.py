@@ -22,8 +22,8 @@ from idp.assurance.verified_claims import (
 from idp.db.engine import Database, Prebuilt, read_row_awaited
 from idp.db.models import Account, Grant, RevokedAccessToken
 from idp.oidc import claims as claims_module
-from idp.oidc.adapter import ProtocolResponse
 from idp.oidc.errors import InvalidRequest, InvalidToken, OAuth2Error
+from idp.oidc.requests import ProtocolResponse
 from idp.oidc.server import Provider
 
 CORS = ("Access-Control-Allow-Origin", "*")
