@@ -30,14 +30,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from idp import assurance, clock
 from idp.accounts import factors
 from idp.audit.events import record
-from idp.db import rate_limits
-from idp.db.engine import Prebuilt
+from idp.db import consents, flows, rate_limits
 from idp.db.loads import ACCOUNT, FLOW
 from idp.db.models import Account, Flow, LoginSession
 from idp.oidc import consent
@@ -349,7 +347,7 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
             provider, uow, params, client, login_session, account
         )
         consented_scopes = (
-            consent.consented_scopes(uow, account.id, client.client_id)
+            consents.scopes_of(uow, account.id, client.client_id)
             if account is not None and not client.first_party and not consented_in_flow
             else frozenset()
         )
@@ -417,11 +415,6 @@ def assess_acr(
     return decision, assurance.amr(facts), wanted
 
 
-# Built once: GET /authorize opens a flow for nearly every citizen, and an ORM object
-# added and flushed for it cost more than the insert itself.
-_OPEN_FLOW = Prebuilt(insert(Flow.__table__))
-
-
 def start_flow(provider: Provider, request: ProtocolRequest) -> str:
     """Keep the validated request while the citizen interacts; return the flow's id.
 
@@ -436,18 +429,14 @@ def start_flow(provider: Provider, request: ProtocolRequest) -> str:
     data = request.payload.data
     params = [[key, data[key]] for key in KEPT_PARAMETERS if key in data]
     flow_id = secrets.token_urlsafe(16)
-    _OPEN_FLOW.execute(
+    flows.start(
         uow,
-        {
-            "id": flow_id,
-            "kind": FLOW_KIND,
-            "state": {"params": params, "consented": False},
-            "account_id": None,
-            "return_to": provider.pages.resume_at(flow_id),
-            "created_at": now,
-            "expires_at": now + FLOW_LIFETIME,
-            "completed_at": None,
-        },
+        flow_id,
+        kind=FLOW_KIND,
+        state={"params": params, "consented": False},
+        return_to=provider.pages.resume_at(flow_id),
+        now=now,
+        expires_at=now + FLOW_LIFETIME,
     )
     return flow_id
 

@@ -31,7 +31,7 @@ from authlib.oauth2.rfc6749.requests import OAuth2Payload
 from sqlalchemy.orm import Session
 
 from idp.db.models import Grant, LoginSession
-from idp.db.refresh_rotation import PendingRotation
+from idp.db.refresh_tokens import PendingRotation
 from idp.oidc.errors import InvalidClient, InvalidRequest
 
 if TYPE_CHECKING:

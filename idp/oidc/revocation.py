@@ -26,7 +26,9 @@ class Revocation(RevocationEndpoint):
     ) -> tokens.PresentedToken | None:
         # authlib's version, with the request's unit of work (endpoints are shared by threads).
         self.check_params(request, client)
-        token = tokens.presented_token(request.uow, self.server.tokens, request.form["token"])
+        token = tokens.presented_token(
+            request.uow, self.server.tokens, request.form["token"], client.client_id
+        )
         if token is None or not token.check_client(client):
             return None
         return token

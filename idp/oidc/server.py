@@ -17,8 +17,6 @@ import httpx
 from authlib.oauth2 import rfc6749
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc.jwk import KeySet
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from idp import clock
@@ -29,9 +27,10 @@ from idp.assurance.verified_claims import (
     identity_claims,
     needs_identity,
 )
+from idp.db import client_assertions
 from idp.db.engine import Database
-from idp.db.models import Account, ClientAssertionJti
-from idp.db.refresh_rotation import RefreshRotation
+from idp.db.models import Account
+from idp.db.refresh_tokens import RefreshRotation
 from idp.keys.store import KeyStore
 from idp.oidc import claims as claims_module
 from idp.oidc import grants, tokens
@@ -114,15 +113,8 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         if not isinstance(jti, str) or not jti or len(jti) > 255:
             raise InvalidClient(description="The client assertion needs a 'jti'.")
         expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
-        try:
-            with request.uow.begin_nested():
-                request.uow.execute(
-                    insert(ClientAssertionJti).values(
-                        client_id=client.client_id, jti=jti, expires_at=expires
-                    )
-                )
-        except IntegrityError:
-            raise InvalidClient(description="The client assertion was used before.") from None
+        if not client_assertions.first_use(request.uow, client.client_id, jti, expires):
+            raise InvalidClient(description="The client assertion was used before.")
         return client
 
 
@@ -242,10 +234,4 @@ class Provider(rfc6749.AuthorizationServer):
             sid=sid,
             access_token=access_token,
             extra=extra,
-        )
-
-    def account_for(self, request: ProtocolRequest, account_id: int) -> Account | None:
-        """A live (not disabled) account."""
-        return request.uow.scalar(
-            select(Account).where(Account.id == account_id, Account.disabled_at.is_(None))
         )
