@@ -402,11 +402,12 @@ class Refusal:
     error: type[OAuth2Error] = InvalidGrant
 
 
+_NOT_KNOWN = "unknown refresh token"
 REFUSALS: dict[str, Refusal] = {
-    UNKNOWN: Refusal("unknown refresh token", logging.INFO, "unknown refresh token"),
+    UNKNOWN: Refusal(_NOT_KNOWN, logging.INFO, "unknown refresh token"),
     # The same answer as for an unknown token: it must not tell that the token exists.
     refresh_tokens.WRONG_CLIENT: Refusal(
-        "unknown refresh token", logging.WARNING, "refresh token of another client: left alone"
+        _NOT_KNOWN, logging.WARNING, "refresh token of another client: left alone"
     ),
     refresh_tokens.REVOKED: Refusal(
         "refresh token revoked", logging.INFO, "refresh token of a revoked family"
