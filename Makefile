@@ -26,9 +26,11 @@ test: $(STAMP)
 faults: $(STAMP)
 	$(BIN)/python -m pytest -m faults
 
+## lint: ruff, and the layers' import contracts (pyproject.toml; tests/test_layers.py runs them too)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -43,6 +43,7 @@ from idp.web import (
 from idp.web.account import confirm as reauthentication
 from idp.web.account import security as account_security
 from idp.web.citizen import step_up
+from idp.web.protocol import adapter as protocol_adapter
 from idp.web.protocol import endpoints as protocol
 from idp.web.protocol import wellknown
 from idp.web.protocol.direct import App
@@ -132,6 +133,7 @@ def build_services(settings: Settings, clock: Clock = SYSTEM) -> Services:
             derive_key(secret, "pairwise-subjects"),
             db,
             derive_key(secret, "refresh-successors"),
+            protocol_adapter.PAGES,
         ),
         metrics=ProcessMetrics(settings.metrics_dir),
     )

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
-    from idp.db.engine import Database
+from typing import Any, Protocol
 
 # Where a database and each of its sessions keep their clock (SQLAlchemy's ``info`` dicts).
 KEY = "idp.clock"
+
+
+class Carrier(Protocol):
+    """What carries a clock in its ``info``: a database, or a session one opened."""
+
+    info: dict[str, Any]
 
 
 class Clock(Protocol):
@@ -68,11 +69,11 @@ def _utc(at: datetime) -> datetime:
 SYSTEM = SystemClock()
 
 
-def of(carrier: Session | Database) -> Clock:
+def of(carrier: Carrier) -> Clock:
     """The clock of a database, or of the database that opened a session."""
     return carrier.info[KEY]
 
 
-def now(carrier: Session | Database) -> datetime:
+def now(carrier: Carrier) -> datetime:
     """The current time on the clock of ``carrier`` (a database or one of its sessions)."""
     return carrier.info[KEY].now()

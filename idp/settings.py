@@ -201,13 +201,26 @@ def _eid_private_key_file(value: str) -> Path | None:
     raise ValueError(f"{path} must hold an RSA key (2048 bits or more) or an EC key on P-256")
 
 
+# What an eID result carries (idp.eid.connector.EidResult): the names IDP_EID_CLAIMS maps to.
+EID_ATTRIBUTES = (
+    "family_name",
+    "given_name",
+    "birth_family_name",
+    "academic_title",
+    "birthdate",
+    "place_of_birth",
+    "address",
+    "nationalities",
+    "document_type",
+    "issuing_state",
+)
+
+
 def _eid_claims(value: str) -> tuple[tuple[str, str], ...]:
     """A JSON object of the upstream's claim names to ours, as pairs (empty: the default)."""
     if not value:
         return ()
     import json
-
-    from idp.eid.connector import ATTRIBUTES
 
     try:
         table = json.loads(value)
@@ -216,8 +229,8 @@ def _eid_claims(value: str) -> tuple[tuple[str, str], ...]:
     if not isinstance(table, dict) or not table:
         raise ValueError("must be a non-empty JSON object of claim names")
     for theirs, ours in table.items():
-        if ours not in ATTRIBUTES:
-            raise ValueError(f"{theirs!r} maps to {ours!r}, not one of {', '.join(ATTRIBUTES)}")
+        if ours not in EID_ATTRIBUTES:
+            raise ValueError(f"{theirs!r} maps to {ours!r}, not one of {', '.join(EID_ATTRIBUTES)}")
     return tuple(table.items())
 
 

@@ -34,10 +34,10 @@ from webauthn.helpers.structs import (
 )
 
 from idp import clock
-from idp.accounts import flows
 from idp.accounts.factors import FactorError, note_success
 from idp.audit import events
 from idp.db import factors as store
+from idp.db import flows
 from idp.db.models import Account, Flow, SecondFactor
 
 CEREMONY_MINUTES = 5

@@ -16,14 +16,14 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.accounts import flows, realms, throttle
+from idp.accounts import realms, throttle
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import ResetInvalid, TooManyFlows
 from idp.accounts.passwords import check_password, passwords_for
 from idp.accounts.registration import digest, matches
 from idp.accounts.sessions import end_all_sessions
 from idp.audit.events import record
-from idp.db import rate_limits
+from idp.db import flows, rate_limits
 from idp.db.models import Account, Flow
 from idp.mail.outbox import enqueue
 from idp.settings import Settings

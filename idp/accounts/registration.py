@@ -32,7 +32,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.accounts import flows
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import (
     AccountError,
@@ -50,7 +49,7 @@ from idp.accounts.realms import CITIZEN
 from idp.accounts.sessions import load_session
 from idp.accounts.signin import PASSWORD, OpenedSession, open_login_session
 from idp.audit.events import record
-from idp.db import counters, rate_limits
+from idp.db import counters, flows, rate_limits
 from idp.db.models import Account, Flow
 from idp.keys.secret import CodeDigests
 from idp.mail.outbox import cool_down_left, enqueue

@@ -22,9 +22,10 @@ import segno
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.accounts import factors, flows
+from idp.accounts import factors
 from idp.accounts.factors import FactorError
 from idp.audit import events
+from idp.db import flows
 from idp.db.models import Account, Flow, SecondFactor
 from idp.keys.secretbox import SecretBox
 

@@ -29,6 +29,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from idp.keys.secret import derive_key
+from idp.settings import EID_ATTRIBUTES
 
 # Our document types (the `type` of Identity Assurance's document evidence) for the
 # documents with an online function: the German identity card, the electronic residence
@@ -38,18 +39,7 @@ RESIDENCE_PERMIT = "residence_permit"
 UNION_CITIZEN_CARD = "union_citizen_card"
 DOCUMENT_TYPES = (IDCARD, RESIDENCE_PERMIT, UNION_CITIZEN_CARD)
 # The attributes of an EidResult an upstream's claims are mapped to (idp.eid.oidc.CLAIMS).
-ATTRIBUTES = (
-    "family_name",
-    "given_name",
-    "birth_family_name",
-    "academic_title",
-    "birthdate",
-    "place_of_birth",
-    "address",
-    "nationalities",
-    "document_type",
-    "issuing_state",
-)
+ATTRIBUTES = EID_ATTRIBUTES
 
 
 @dataclass(frozen=True, slots=True)

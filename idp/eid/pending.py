@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.accounts import flows
+from idp.db import flows
 from idp.db.models import Flow
 from idp.eid.connector import PendingEid
 from idp.eid.errors import EidStateInvalid

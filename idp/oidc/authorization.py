@@ -12,7 +12,8 @@
 3. The interaction policy (idp/oidc/interaction.py) decides whether the citizen
    must log in, step up or consent. The validated request's parameters of
    :data:`KEPT_PARAMETERS` (no others) are kept as a :class:`~idp.db.models.Flow`
-   while they do, and it continues at ``/authorize/resume/<flow id>``. A client
+   while they do, and it continues at the resume page (:class:`InteractionPages`:
+   the web layer's addresses, like the login, step-up and consent pages). A client
    address opens at most ``IDP_FLOWS_PER_IP_MINUTE`` flows a minute; beyond
    that the answer is :class:`Throttled`.
 4. Otherwise authlib issues the code. Every redirect to the client carries
@@ -29,18 +30,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from idp import assurance, clock
-from idp.accounts import factors, flows
+from idp.accounts import factors
 from idp.audit.events import record
-from idp.db import rate_limits
-from idp.db.engine import Prebuilt
+from idp.db import consents, flows, rate_limits
 from idp.db.loads import ACCOUNT, FLOW
 from idp.db.models import Account, Flow, LoginSession
 from idp.oidc import consent
-from idp.oidc.adapter import ProtocolRequest, ProtocolResponse
 from idp.oidc.claims import InvalidClaimsParameter, parse_claims_parameter
 from idp.oidc.clients import RegisteredClient
 from idp.oidc.errors import (
@@ -51,7 +49,8 @@ from idp.oidc.errors import (
     RequestUriNotSupported,
 )
 from idp.oidc.grants import Authenticated
-from idp.oidc.interaction import Situation, required_interaction
+from idp.oidc.interaction import InteractionPages, Situation, required_interaction
+from idp.oidc.requests import ProtocolRequest, ProtocolResponse
 from idp.oidc.server import Provider
 
 FLOW_KIND = "authorization"
@@ -222,7 +221,7 @@ REDIRECT_PARAMETERS = ("client_id", "redirect_uri", "state")
 
 
 def check_parameters(provider: Provider, request: ProtocolRequest) -> None:
-    """Each parameter at most once and of its syntax (idp/oidc/adapter.py), before authlib
+    """Each parameter at most once and of its syntax (idp/oidc/requests.py), before authlib
     reads them: an error page while the redirect's own parameters are in doubt, else an
     error redirected to the client's registered redirect URI (RFC 6749 4.1.2.1)."""
     error = request.parameter_error(REDIRECT_PARAMETERS)
@@ -284,7 +283,7 @@ def resume(
     *,
     step_up_cancelled: bool = False,
 ) -> Outcome:
-    """/authorize/resume/<flow id>: continue after login, step-up or consent."""
+    """The resume page of ``flow_id``: continue after login, step-up or consent."""
     flow = open_flow(uow, flow_id)
     if flow is None:
         return ErrorPage(InvalidRequest("This sign-in has expired or is finished."))
@@ -344,7 +343,7 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
             provider, uow, params, client, login_session, account
         )
         consented_scopes = (
-            consent.consented_scopes(uow, account.id, client.client_id)
+            consents.scopes_of(uow, account.id, client.client_id)
             if account is not None and not client.first_party and not consented_in_flow
             else frozenset()
         )
@@ -371,9 +370,10 @@ def _decide(provider: Provider, request: ProtocolRequest, grant: Any, flow: Flow
             raise prompt.error(
                 check.message(situation), redirect_uri=grant.redirect_uri, state=params.get("state")
             )
-        limit = provider.settings.flows_per_ip_minute
-        flow_id = flow.id if flow is not None else start_flow(uow, request, limit)
-        location = _interaction_location(prompt.name, check.reason, flow_id, params, wanted_acr)
+        flow_id = flow.id if flow is not None else start_flow(provider, request)
+        location = _interaction_location(
+            provider.pages, prompt.name, check.reason, flow_id, params, wanted_acr
+        )
         return Interaction(prompt.name, check.reason, flow_id, location)
     assert login_session is not None and account is not None
     acr = decision.acr if decision is not None else None
@@ -411,35 +411,28 @@ def assess_acr(
     return decision, assurance.amr(facts), wanted
 
 
-# Built once: GET /authorize opens a flow for nearly every citizen, and an ORM object
-# added and flushed for it cost more than the insert itself.
-_OPEN_FLOW = Prebuilt(insert(Flow.__table__))
-
-
-def start_flow(uow: Session, request: ProtocolRequest, per_minute: int) -> str:
+def start_flow(provider: Provider, request: ProtocolRequest) -> str:
     """Keep the validated request while the citizen interacts; return the flow's id.
 
-    Raise FlowLimitReached beyond ``per_minute`` flows from the request's client address.
+    Raise FlowLimitReached beyond ``IDP_FLOWS_PER_IP_MINUTE`` flows from the request's
+    client address.
     """
-    admission = rate_limits.admit_flow(uow, request.ip, per_minute)
+    uow = request.uow
+    admission = rate_limits.admit_flow(uow, request.ip, provider.settings.flows_per_ip_minute)
     if not admission.admitted:
         raise FlowLimitReached(admission.retry_after)
     now = clock.now(uow)
     data = request.payload.data
     params = [[key, data[key]] for key in KEPT_PARAMETERS if key in data]
     flow_id = secrets.token_urlsafe(16)
-    _OPEN_FLOW.execute(
+    flows.start(
         uow,
-        {
-            "id": flow_id,
-            "kind": FLOW_KIND,
-            "state": {"params": params, "consented": False},
-            "account_id": None,
-            "return_to": f"/authorize/resume/{flow_id}",
-            "created_at": now,
-            "expires_at": now + FLOW_LIFETIME,
-            "completed_at": None,
-        },
+        flow_id,
+        kind=FLOW_KIND,
+        state={"params": params, "consented": False},
+        return_to=provider.pages.resume_at(flow_id),
+        now=now,
+        expires_at=now + FLOW_LIFETIME,
     )
     return flow_id
 
@@ -453,19 +446,25 @@ def _locale(params: dict[str, str]) -> str | None:
 
 
 def _interaction_location(
-    prompt: str, reason: str, flow_id: str, params: dict[str, str], wanted_acr: str | None
+    pages: InteractionPages,
+    prompt: str,
+    reason: str,
+    flow_id: str,
+    params: dict[str, str],
+    wanted_acr: str | None,
 ) -> str:
-    resume_path = f"/authorize/resume/{flow_id}"
+    resume_path = pages.resume_at(flow_id)
     if prompt == "consent":
-        return "/consent?" + urlencode({"flow": flow_id})
+        return f"{pages.consent}?{urlencode({'flow': flow_id})}"
     if prompt == "step_up":
-        return "/step-up?" + urlencode({"return_to": resume_path, "acr": wanted_acr or ""})
+        query = urlencode({"return_to": resume_path, "acr": wanted_acr or ""})
+        return f"{pages.step_up}?{query}"
     query = {"return_to": resume_path, "flow": flow_id}
     if params.get("login_hint"):
         query["login_hint"] = params["login_hint"]
     if locale := _locale(params):
         query["lang"] = locale
-    page = "/register" if reason == "prompt_create" else "/login"
+    page = pages.register if reason == "prompt_create" else pages.login
     return f"{page}?{urlencode(query)}"
 
 

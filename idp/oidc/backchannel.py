@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session
 from idp import clock
 from idp.accounts import sessions
 from idp.audit.events import record
+from idp.db import grants
 from idp.db.engine import Database
-from idp.db.models import Account, BackchannelLogout, Grant, LoginSession
+from idp.db.models import Account, BackchannelLogout, LoginSession
 from idp.oidc import tokens
 
 if TYPE_CHECKING:
@@ -65,12 +66,12 @@ def listen(db: Database, provider: Provider) -> None:
 
 def session_ended(uow: Session, provider: Provider, login_session: LoginSession) -> int:
     """Queue logout tokens for the clients of an ended session; return how many."""
-    grants = uow.scalars(select(Grant).where(Grant.login_session_id == login_session.id)).all()
+    made = grants.of_login_session(uow, login_session.id)
     account = uow.get(Account, login_session.account_id)
     now = clock.now(uow)
     queued = 0
     notified: set[str] = set()
-    for grant in grants:
+    for grant in made:
         if grant.revoked_at is None and "offline_access" not in grant.scope.split():
             tokens.revoke_grant(uow, grant.id, "logout")
         client = provider.clients.get(grant.client_id)
@@ -86,15 +87,11 @@ def signed_out(uow: Session, provider: Provider, account_id: int, reason: str) -
     """Revoke every live grant of an account signed out everywhere; tell their clients not
     told yet in this unit of work. Return how many grants were revoked."""
     now = clock.now(uow)
-    grants = uow.scalars(
-        select(Grant).where(
-            Grant.account_id == account_id, Grant.revoked_at.is_(None), Grant.expires_at > now
-        )
-    ).all()
+    live = grants.unexpired_of_account(uow, account_id, now)
     told = uow.info.get(TOLD, set())
     account = uow.get(Account, account_id)
     revoked = 0
-    for grant in grants:
+    for grant in live:
         revoked += tokens.revoke_grant(uow, grant.id, reason)
         client = provider.clients.get(grant.client_id)
         if client is None or not client.backchannel_logout_uri:

@@ -16,8 +16,8 @@ from idp.accounts.sessions import end_session
 from idp.audit.events import record
 from idp.db.models import Account
 from idp.keys.store import ALGORITHMS
-from idp.oidc.adapter import ProtocolRequest
 from idp.oidc.errors import InvalidRequest
+from idp.oidc.requests import ProtocolRequest
 
 if TYPE_CHECKING:
     from idp.oidc.server import Provider

@@ -16,36 +16,19 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode as _OpenIDCode
 from authlib.oidc.core.grants.util import is_openid_scope
-from sqlalchemy import bindparam, insert, update
 
 from idp import clock
 from idp.audit.events import record
-from idp.db.engine import Prebuilt, PrebuiltLoad
+from idp.db import codes
 from idp.db.loads import ACCOUNT
 from idp.db.models import Account, AuthorizationCode, LoginSession
 from idp.oidc import claims as claims_module
 from idp.oidc import tokens
-from idp.oidc.adapter import Awaiting, ProtocolRequest
 from idp.oidc.errors import InvalidRequest, InvalidScope
+from idp.oidc.requests import Awaiting, ProtocolRequest
 
 if TYPE_CHECKING:
     from idp.oidc.server import Provider
-
-# Built once: consume a client's unused code and return it, in one statement.
-_CODES = AuthorizationCode.__table__
-_CONSUME_CODE = PrebuiltLoad(
-    AuthorizationCode,
-    changing=update(_CODES)
-    .where(
-        _CODES.c.code_digest == bindparam("digest"),
-        _CODES.c.client_id == bindparam("for_client"),
-        _CODES.c.used_at.is_(None),
-    )
-    .values(used_at=bindparam("now")),
-)
-# Built once: every consent ends in a code; an ORM object added for it and flushed at
-# the commit cost more than the insert.
-_SAVE_CODE = Prebuilt(insert(AuthorizationCode.__table__))
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 CONFIDENTIAL_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
@@ -99,29 +82,24 @@ class AuthorizationCodeGrant(_Issuing, grants.AuthorizationCodeGrant):
         user: Authenticated = request.user
         now = clock.now(request.uow)
         data = request.payload.data
-        _SAVE_CODE.execute(
+        codes.save(
             request.uow,
-            {
-                "code_digest": tokens.digest(code),
-                "client_id": request.client.client_id,
-                "account_id": user.account.id,
-                "login_session_id": user.login_session.id if user.login_session else None,
-                "sid": user.login_session.sid if user.login_session else None,
-                "redirect_uri": request.payload.redirect_uri,
-                "scope": request.scope or "",
-                "nonce": data.get("nonce"),
-                "code_challenge": data.get("code_challenge"),
-                "code_challenge_method": data.get("code_challenge_method"),
-                "claims": claims_module.parse_claims_parameter(data.get("claims")),
-                "auth_time": user.auth_time,
-                "acr": user.acr,
-                "amr": user.amr,
-                "created_at": now,
-                "expires_at": now
-                + timedelta(seconds=self.server.settings.authorization_code_seconds),
-                "used_at": None,
-                "grant_id": None,
-            },
+            tokens.digest(code),
+            client_id=request.client.client_id,
+            account_id=user.account.id,
+            login_session_id=user.login_session.id if user.login_session else None,
+            sid=user.login_session.sid if user.login_session else None,
+            redirect_uri=request.payload.redirect_uri,
+            scope=request.scope or "",
+            nonce=data.get("nonce"),
+            code_challenge=data.get("code_challenge"),
+            code_challenge_method=data.get("code_challenge_method"),
+            claims=claims_module.parse_claims_parameter(data.get("claims")),
+            auth_time=user.auth_time,
+            acr=user.acr,
+            amr=user.amr,
+            now=now,
+            expires_at=now + timedelta(seconds=self.server.settings.authorization_code_seconds),
         )
         record(
             request.uow,
@@ -137,10 +115,9 @@ class AuthorizationCodeGrant(_Issuing, grants.AuthorizationCodeGrant):
         uow = self.request.uow
         digest = tokens.digest(code)
         now = clock.now(uow)
-        # One statement consumes the client's unused code and returns it.
-        row = _CONSUME_CODE.get(uow, digest=digest, for_client=client.client_id, now=now)
+        row = codes.consume(uow, digest, client.client_id, now)
         if row is None:
-            used = uow.get(AuthorizationCode, digest)
+            used = codes.find(uow, digest)
             if used is None or used.client_id != client.client_id:
                 return None  # unknown, or another client's (which stays usable by its own)
             record(

@@ -37,6 +37,22 @@ from idp.oidc.errors import (
 
 
 @dataclass(frozen=True, slots=True)
+class InteractionPages:
+    """Where the citizen is sent for each interaction: pages of the web layer, given to the
+    provider when it is built (the protocol core has no addresses of its own)."""
+
+    login: str
+    register: str  # logging in with ``prompt=create``: a new account first
+    step_up: str
+    consent: str
+    resume: str  # the authorization's continuation, with a ``{flow_id}`` field
+
+    def resume_at(self, flow_id: str) -> str:
+        """The address at which the authorization of ``flow_id`` continues."""
+        return self.resume.format(flow_id=flow_id)
+
+
+@dataclass(frozen=True, slots=True)
 class Situation:
     """Everything the policy looks at for one authorization request."""
 

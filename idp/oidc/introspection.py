@@ -9,8 +9,8 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from idp.db.models import Account
 from idp.oidc import tokens
-from idp.oidc.adapter import Awaiting, ProtocolRequest
 from idp.oidc.clients import RegisteredClient
+from idp.oidc.requests import Awaiting, ProtocolRequest
 
 BEARER = {"token_type": "Bearer"}
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
@@ -26,7 +26,9 @@ class Introspection(IntrospectionEndpoint):
     ) -> tokens.PresentedToken | None:
         # authlib's version, with the request's unit of work (endpoints are shared by threads).
         self.check_params(request, client)
-        token = tokens.presented_token(request.uow, self.server.tokens, request.form["token"])
+        token = tokens.presented_token(
+            request.uow, self.server.tokens, request.form["token"], client.client_id
+        )
         if not token or not self.check_permission(token, client, request):
             return None
         if token.claims is not None:
@@ -49,15 +51,16 @@ class Introspection(IntrospectionEndpoint):
             claims = token.claims
             fields = ("scope", "client_id", "sub", "aud", "iss", "exp", "iat", "jti")
             return {**BEARER, **{key: claims[key] for key in fields if key in claims}}
-        assert token.grant is not None and token.refresh is not None
+        refresh = token.refresh
+        assert refresh is not None
         client = self.server.clients.get(token.client_id)
-        account = token.uow.get(Account, token.grant.account_id)
+        account = token.uow.get(Account, refresh.account_id)
         payload = {
             "scope": token.scope,
             "client_id": token.client_id,
             "iss": self.server.settings.issuer,
-            "iat": tokens.timestamp(token.refresh.created_at),
-            "exp": tokens.timestamp(token.refresh.expires_at),
+            "iat": tokens.timestamp(refresh.created_at),
+            "exp": tokens.timestamp(refresh.expires_at),
         }
         if client is not None and account is not None:
             payload["sub"] = self.server.subject(account, client)

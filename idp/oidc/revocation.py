@@ -10,8 +10,8 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 
 from idp.audit.events import record
 from idp.oidc import tokens
-from idp.oidc.adapter import ProtocolRequest
 from idp.oidc.clients import RegisteredClient
+from idp.oidc.requests import ProtocolRequest
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"]
 
@@ -26,7 +26,9 @@ class Revocation(RevocationEndpoint):
     ) -> tokens.PresentedToken | None:
         # authlib's version, with the request's unit of work (endpoints are shared by threads).
         self.check_params(request, client)
-        token = tokens.presented_token(request.uow, self.server.tokens, request.form["token"])
+        token = tokens.presented_token(
+            request.uow, self.server.tokens, request.form["token"], client.client_id
+        )
         if token is None or not token.check_client(client):
             return None
         return token

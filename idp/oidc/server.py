@@ -1,8 +1,9 @@
 """The provider: authlib's AuthorizationServer wired to our clients, keys and storage.
 
 Built once per process. Framework-free: it takes :class:`ProtocolRequest`s
-(idp/oidc/adapter.py) and answers :class:`ProtocolResponse`s, which the web
-layer turns into HTTP responses.
+(idp/oidc/requests.py) and answers :class:`ProtocolResponse`s, which the web
+layer (idp/web/protocol/adapter.py) turns into HTTP responses; the addresses of
+the pages it sends a citizen to are the web layer's, given when it is built.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import httpx
 from authlib.oauth2 import rfc6749
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc.jwk import KeySet
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from idp.assurance import Policy
@@ -28,17 +27,19 @@ from idp.assurance.verified_claims import (
     needs_identity,
 )
 from idp.clock import Clock
+from idp.db import client_assertions
 from idp.db.engine import Database
-from idp.db.models import Account, ClientAssertionJti
-from idp.db.refresh_rotation import RefreshRotation
+from idp.db.models import Account
+from idp.db.refresh_tokens import RefreshRotation
 from idp.keys.store import KeyStore
 from idp.oidc import claims as claims_module
 from idp.oidc import grants, tokens
-from idp.oidc.adapter import ProtocolRequest, ProtocolResponse
 from idp.oidc.clients import ClientRegistry, RegisteredClient
 from idp.oidc.end_session import EndSession
 from idp.oidc.errors import InvalidClient
+from idp.oidc.interaction import InteractionPages
 from idp.oidc.introspection import Introspection
+from idp.oidc.requests import ProtocolRequest, ProtocolResponse
 from idp.oidc.revocation import Revocation
 from idp.settings import Settings
 
@@ -113,15 +114,8 @@ class PrivateKeyJwt(JWTBearerClientAssertion):
         if not isinstance(jti, str) or not jti or len(jti) > 255:
             raise InvalidClient(description="The client assertion needs a 'jti'.")
         expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
-        try:
-            with request.uow.begin_nested():
-                request.uow.execute(
-                    insert(ClientAssertionJti).values(
-                        client_id=client.client_id, jti=jti, expires_at=expires
-                    )
-                )
-        except IntegrityError:
-            raise InvalidClient(description="The client assertion was used before.") from None
+        if not client_assertions.first_use(request.uow, client.client_id, jti, expires):
+            raise InvalidClient(description="The client assertion was used before.")
         return client
 
 
@@ -137,6 +131,7 @@ class Provider(rfc6749.AuthorizationServer):
         pairwise_key: bytes,
         database: Database,
         successor_key: bytes,
+        pages: InteractionPages,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -145,6 +140,7 @@ class Provider(rfc6749.AuthorizationServer):
         self.assurance_policy = assurance_policy
         self.pairwise_key = pairwise_key
         self.database = database
+        self.pages = pages
         self.clock = database.clock
         self.tokens = tokens.TokenService(settings, keys, database.clock)
         self.refresh_rotation = RefreshRotation(database)
@@ -245,10 +241,4 @@ class Provider(rfc6749.AuthorizationServer):
             sid=sid,
             access_token=access_token,
             extra=extra,
-        )
-
-    def account_for(self, request: ProtocolRequest, account_id: int) -> Account | None:
-        """A live (not disabled) account."""
-        return request.uow.scalar(
-            select(Account).where(Account.id == account_id, Account.disabled_at.is_(None))
         )

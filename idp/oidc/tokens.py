@@ -8,6 +8,10 @@ Refresh tokens and codes are random and stored as SHA-256 digests; a refresh
 token's successor is derived from it under a key of the service secret, so a
 retried rotation can be answered with the successor it already stored (see
 :func:`rotate_refresh_token` for the grace rule).
+
+What is stored goes through idp/db's stores (grants, refresh_tokens, access_tokens).
+The rule that makes a refresh token usable is the store's (idp/db/refresh_tokens.py);
+a refused one is answered and logged with the reason (:data:`REFUSALS`).
 """
 
 from __future__ import annotations
@@ -19,28 +23,22 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from authlib.oidc.core.util import create_half_hash
-from sqlalchemy import bindparam, exists, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.assurance.policy import Policy, refreshed_acr, session_facts
 from idp.audit.events import record
 from idp.clock import Clock
-from idp.db.engine import Database, Prebuilt, read_row, read_row_awaited
-from idp.db.models import (
-    Account,
-    Grant,
-    RefreshToken,
-    RevokedAccessToken,
-)
-from idp.db.refresh_rotation import PendingRotation, RefreshRotation, Rotated
+from idp.db import access_tokens, grants, refresh_tokens
+from idp.db.engine import Database
+from idp.db.models import Grant
+from idp.db.refresh_tokens import PendingRotation, Presented, RefreshRotation, Rotated
 from idp.keys.store import KeyStore
 from idp.oidc.clients import RegisteredClient
-from idp.oidc.errors import InvalidGrant, InvalidScope
+from idp.oidc.errors import InvalidGrant, InvalidScope, OAuth2Error
 from idp.settings import Settings
 
 log = logging.getLogger("idp.oidc.tokens")
@@ -222,11 +220,6 @@ class StartedGrant:
     expires_at: datetime
 
 
-# Built once: every code exchange records a grant, and an ORM object added and flushed
-# for it cost more than the insert.
-_START_GRANT = Prebuilt(insert(Grant.__table__))
-
-
 def start_grant(
     session: Session, settings: Settings, client_id: str, scope: str, context: GrantContext
 ) -> StartedGrant:
@@ -239,31 +232,22 @@ def start_grant(
         amr=context.amr,
         expires_at=now + timedelta(days=settings.refresh_token_days),
     )
-    _START_GRANT.execute(
+    grants.start(
         session,
-        {
-            "id": grant.id,
-            "client_id": client_id,
-            "account_id": context.account_id,
-            "login_session_id": context.login_session_id,
-            "sid": context.sid,
-            "scope": scope,
-            "claims": context.claims,
-            "auth_time": grant.auth_time,
-            "acr": grant.acr,
-            "amr": grant.amr,
-            "created_at": now,
-            "expires_at": grant.expires_at,
-            "revoked_at": None,
-            "revoke_reason": None,
-        },
+        grant.id,
+        client_id=client_id,
+        account_id=context.account_id,
+        login_session_id=context.login_session_id,
+        sid=context.sid,
+        scope=scope,
+        claims=context.claims,
+        auth_time=grant.auth_time,
+        acr=grant.acr,
+        amr=grant.amr,
+        now=now,
+        expires_at=grant.expires_at,
     )
     return grant
-
-
-# Built once: SQLAlchemy spends more building a statement than SQLite spends running it.
-_GRANT = Grant.__table__
-_INSERT_REFRESH = insert(RefreshToken.__table__)
 
 
 def new_refresh_token() -> tuple[str, bytes]:
@@ -275,15 +259,7 @@ def new_refresh_token() -> tuple[str, bytes]:
 def issue_refresh_token(session: Session, grant: StartedGrant) -> str:
     """A new refresh token in ``grant``'s family; valid until the grant expires."""
     token, token_digest = new_refresh_token()
-    session.connection().execute(
-        _INSERT_REFRESH,
-        {
-            "token_digest": token_digest,
-            "grant_id": grant.id,
-            "created_at": clock.now(session),
-            "expires_at": grant.expires_at,
-        },
-    )
+    refresh_tokens.issue(session, token_digest, grant.id, clock.now(session), grant.expires_at)
     return token
 
 
@@ -291,21 +267,17 @@ def revoke_grant(session: Session, grant_id: str | None, reason: str) -> bool:
     """Revoke a grant and so every token of its family; True if it was live."""
     if grant_id is None:
         return False
-    result = session.execute(
-        update(Grant)
-        .where(Grant.id == grant_id, Grant.revoked_at.is_(None))
-        .values(revoked_at=clock.now(session), revoke_reason=reason)
+    revoked = grants.revoke(session, grant_id, reason, clock.now(session))
+    if revoked is None:
+        return False
+    record(
+        session,
+        "grant.revoked",
+        account_id=revoked.account_id,
+        client_id=revoked.client_id,
+        data={"grant_id": grant_id, "reason": reason},
     )
-    if result.rowcount:
-        grant = session.get(Grant, grant_id)
-        record(
-            session,
-            "grant.revoked",
-            account_id=grant.account_id if grant else None,
-            client_id=grant.client_id if grant else None,
-            data={"grant_id": grant_id, "reason": reason},
-        )
-    return bool(result.rowcount)
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,10 +342,11 @@ def rotate_refresh_token(
     Runs the rotation unless it already ran (awaited by the endpoint). A token this
     client rotated less than ``grace`` before it was presented (a retry after a lost
     answer, or the first request landing after its retry) is answered again with the
-    same successor, while that successor is unused. Refused: :class:`InvalidGrant`, or
-    :class:`InvalidScope` for a narrowing beyond the grant. A token used before, and
-    presented after the grace period, revokes its whole family; a token of another
-    client is refused untouched.
+    same successor, while that successor is unused. Otherwise a token that did not
+    rotate is refused (:data:`REFUSALS`): :class:`InvalidGrant` with the reason as its
+    description, or :class:`InvalidScope` for a narrowing beyond the grant. A token used
+    before, and presented after the grace period, revokes its whole family; a token of
+    another client is refused untouched.
     """
     if not pending.ran:
         rotation.rotate(uow, pending)
@@ -415,32 +388,81 @@ def with_current_acr(
     return dataclasses.replace(refreshed, grant=dataclasses.replace(grant, acr=acr))
 
 
+# Why a refresh token is refused, beyond the rule's own conditions (idp/db/refresh_tokens.py).
+UNKNOWN = "unknown"
+REUSED = "reused"
+ALREADY_ROTATED = "already_rotated"
+CHANGED = "changed"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """How one reason to refuse a refresh token is answered and logged."""
+
+    description: str | None  # the error_description (None: the error's own)
+    level: int
+    note: str  # the log line
+    error: type[OAuth2Error] = InvalidGrant
+
+
+_NOT_KNOWN = "unknown refresh token"
+REFUSALS: dict[str, Refusal] = {
+    UNKNOWN: Refusal(_NOT_KNOWN, logging.INFO, "unknown refresh token"),
+    # The same answer as for an unknown token: it must not tell that the token exists.
+    refresh_tokens.WRONG_CLIENT: Refusal(
+        _NOT_KNOWN, logging.WARNING, "refresh token of another client: left alone"
+    ),
+    refresh_tokens.REVOKED: Refusal(
+        "refresh token revoked", logging.INFO, "refresh token of a revoked family"
+    ),
+    refresh_tokens.EXPIRED: Refusal("refresh token expired", logging.INFO, "refresh token expired"),
+    REUSED: Refusal(
+        "refresh token reused", logging.WARNING, "refresh token reused: its family is revoked"
+    ),
+    ALREADY_ROTATED: Refusal(
+        "refresh token already rotated",
+        logging.WARNING,
+        "refresh token presented again after its successor was used",
+    ),
+    refresh_tokens.ACCOUNT_DISABLED: Refusal(
+        "account disabled", logging.INFO, "refresh token of a disabled account: family revoked"
+    ),
+    refresh_tokens.SCOPE_BEYOND_GRANT: Refusal(
+        None, logging.INFO, "refresh narrowed to scopes beyond its grant's", InvalidScope
+    ),
+    # Every condition holds now: the token changed while it was presented (a concurrent use).
+    CHANGED: Refusal(
+        "refresh token not usable", logging.INFO, "refresh token changed while presented"
+    ),
+}
+
+
+def _refuse(reason: str, pending: PendingRotation, grant_id: str | None = None) -> NoReturn:
+    """Log why the refresh token is refused and raise the error that says so."""
+    refusal = REFUSALS[reason]
+    facts = {"reason": reason, "client_id": pending.client_id, "grant_id": grant_id}
+    log.log(refusal.level, refusal.note, extra=facts)
+    if refusal.description is None:
+        raise refusal.error()
+    raise refusal.error(description=refusal.description)
+
+
 def _retried_or_refused(
     uow: Session, rotation: RefreshRotation, pending: PendingRotation, grace: timedelta
 ) -> Rotated:
-    """The grant of a retried rotation, answered again; otherwise why the refresh token did
-    not rotate, acting on what calls for it (the rare path)."""
-    now, client_id = pending.now, pending.client_id
-    row = uow.execute(
-        select(RefreshToken, Grant, Account.disabled_at)
-        .join(Grant, Grant.id == RefreshToken.grant_id)
-        .join(Account, Account.id == Grant.account_id)
-        .where(RefreshToken.token_digest == pending.token_digest)
-    ).first()
-    if row is None or row.Grant.client_id != client_id:
-        # Another client's token is refused as if unknown, and left alone.
-        raise InvalidGrant(description="unknown refresh token")
-    refresh, grant = row.RefreshToken, row.Grant
-    if grant.revoked_at is not None or refresh.expires_at <= now or grant.expires_at <= now:
-        raise InvalidGrant(description="refresh token expired or revoked")
-    if refresh.used_at is not None:
-        return _presented_again(uow, rotation, pending, grace, refresh, grant)
-    if row.disabled_at is not None:
-        revoke_grant(uow, grant.id, "account_disabled")
-        raise InvalidGrant(description="account disabled")
-    if not set(pending.scopes) <= set(grant.scope.split(" ")):
-        raise InvalidScope()
-    raise InvalidGrant(description="refresh token not usable")
+    """The grant of a retried rotation, answered again; otherwise the refusal, acting on
+    what calls for it (the rare path)."""
+    presented = refresh_tokens.describe(
+        uow, pending.token_digest, pending.client_id, pending.scopes, pending.now
+    )
+    if presented is None:
+        _refuse(UNKNOWN, pending)
+    reason = presented.failed[0] if presented.failed else CHANGED
+    if reason == refresh_tokens.USED:
+        return _presented_again(uow, rotation, pending, grace, presented)
+    if reason == refresh_tokens.ACCOUNT_DISABLED:
+        revoke_grant(uow, presented.grant_id, "account_disabled")
+    _refuse(reason, pending, presented.grant_id)
 
 
 def _presented_again(
@@ -448,100 +470,48 @@ def _presented_again(
     rotation: RefreshRotation,
     pending: PendingRotation,
     grace: timedelta,
-    refresh: RefreshToken,
-    grant: Grant,
+    presented: Presented,
 ) -> Rotated:
     """A used token presented again by its client: within ``grace`` of its rotation (or
     before it), a retry answered with the same successor; after it, reuse, and either
     this client or an attacker holds a copy: the family is revoked (RFC 9700 4.14.2)."""
-    facts = {"client_id": pending.client_id, "grant_id": grant.id}
-    used_at = refresh.used_at
+    used_at = presented.used_at
     assert used_at is not None
     if pending.now - used_at >= grace:
-        revoke_grant(uow, grant.id, "refresh_token_reused")
-        log.warning("refresh token reused: its family is revoked", extra=facts)
-        raise InvalidGrant(description="refresh token reused")
-    if not set(pending.scopes) <= set(grant.scope.split(" ")):
-        raise InvalidScope()
+        revoke_grant(uow, presented.grant_id, "refresh_token_reused")
+        _refuse(REUSED, pending, presented.grant_id)
+    if refresh_tokens.SCOPE_BEYOND_GRANT in presented.failed:
+        _refuse(refresh_tokens.SCOPE_BEYOND_GRANT, pending, presented.grant_id)
     rotated = rotation.retried(uow, pending, pending.now - grace)
     if rotated is None:
         # Its successor is spent (or, with another scope, it had none to give): the
         # answer would be a dead token. Within the grace period the presenter may be
         # the client's own late request, so this is no proof of theft: nothing revoked.
-        log.warning("refresh token presented again after its successor was used", extra=facts)
-        raise InvalidGrant(description="refresh token already rotated")
+        _refuse(ALREADY_ROTATED, pending, presented.grant_id)
+    facts = {"client_id": pending.client_id, "grant_id": presented.grant_id}
     log.info("refresh token presented again within the grace period: same successor", extra=facts)
     return rotated
 
 
-def find_refresh_token(session: Session, token: str) -> tuple[RefreshToken, Grant] | None:
-    """The refresh token row and its grant, whatever their state."""
-    row = session.execute(
-        select(RefreshToken, Grant)
-        .join(Grant, Grant.id == RefreshToken.grant_id)
-        .where(RefreshToken.token_digest == digest(token))
-    ).first()
-    return (row[0], row[1]) if row else None
-
-
 def revoke_access_token(session: Session, claims: dict[str, Any]) -> None:
-    """Remember a single access token as revoked until it expires (RFC 7009).
-
-    Insert-or-nothing: a client may revoke one token twice at once (a retry, two
-    nodes), and a read followed by an insert let the later request collide with the
-    earlier one's row and answer 500. Revoking a revoked token is a success.
-    """
+    """Remember a single access token as revoked until it expires (RFC 7009); revoking a
+    revoked token is a success."""
     jti = claims.get("jti")
     if not isinstance(jti, str):
         return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    session.execute(
-        dialect.insert(RevokedAccessToken)
-        .values(
-            jti=jti,
-            revoked_at=clock.now(session),
-            expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-        )
-        .on_conflict_do_nothing(index_elements=["jti"])
-    )
-
-
-_REVOKED = RevokedAccessToken.__table__
-_NOT_REVOKED = ~exists().where(_REVOKED.c.jti == bindparam("jti"))
-_TOKEN_LIVE = Prebuilt(select(_NOT_REVOKED))
-_TOKEN_AND_GRANT_LIVE = Prebuilt(
-    select(_GRANT.c.id).where(
-        _GRANT.c.id == bindparam("grant_id"), _GRANT.c.revoked_at.is_(None), _NOT_REVOKED
-    )
-)
+    now = clock.now(session)
+    expires_at = datetime.fromtimestamp(claims["exp"], UTC)
+    access_tokens.revoke(session, jti, now, expires_at)
 
 
 def access_token_live(session: Session, claims: dict[str, Any]) -> bool:
-    """Whether a verified access token is neither revoked itself nor through its grant.
-
-    Read on a raw cursor, outside the session's transaction: it sees what is committed.
-    """
-    statement, params = _liveness(claims)
-    return _live(claims, read_row(session.get_bind(), statement, params))
+    """Whether a verified access token is neither revoked itself nor through its grant."""
+    return access_tokens.live(session, claims["jti"], claims.get("grant_id"))
 
 
 async def access_token_live_awaited(database: Database, claims: dict[str, Any]) -> bool:
     """:func:`access_token_live`, its round trip awaited on PostgreSQL."""
-    statement, params = _liveness(claims)
-    return _live(claims, await read_row_awaited(database, statement, params))
-
-
-def _liveness(claims: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    grant_id = claims.get("grant_id")
-    if grant_id is None:
-        return _TOKEN_LIVE, {"jti": claims["jti"]}
-    return _TOKEN_AND_GRANT_LIVE, {"grant_id": grant_id, "jti": claims["jti"]}
-
-
-def _live(claims: dict[str, Any], row: tuple[Any, ...] | None) -> bool:
-    if claims.get("grant_id") is None:
-        return bool(row and row[0])
-    return row is not None
+    return await access_tokens.live_awaited(database, claims["jti"], claims.get("grant_id"))
 
 
 # -- tokens presented to introspection and revocation ------------------------------------
@@ -556,8 +526,7 @@ class PresentedToken:
     client_id: str
     scope: str
     claims: dict[str, Any] | None = None
-    grant: Grant | None = None
-    refresh: RefreshToken | None = None
+    refresh: Presented | None = None
     live: bool | None = None  # an access token's liveness, where it was read already
 
     def check_client(self, client: Any) -> bool:
@@ -567,32 +536,42 @@ class PresentedToken:
         return self.scope
 
     def is_expired(self) -> bool:
-        now = clock.now(self.uow)
         if self.type == "access_token":
             return False  # verification already refused expired ones
-        assert self.refresh is not None and self.grant is not None
-        return self.refresh.expires_at <= now or self.grant.expires_at <= now
+        assert self.refresh is not None
+        return refresh_tokens.EXPIRED in self.refresh.failed
 
     def is_revoked(self) -> bool:
+        """An access token revoked (itself or through its grant); a refresh token that the
+        refresh rule refuses for anything but its age."""
         if self.type == "access_token":
             assert self.claims is not None
             live = self.live if self.live is not None else access_token_live(self.uow, self.claims)
             return not live
-        assert self.refresh is not None and self.grant is not None
-        return self.grant.revoked_at is not None or self.refresh.used_at is not None
+        assert self.refresh is not None
+        return bool(set(self.refresh.failed) & REVOKED_REFRESH)
 
     def revoke(self) -> None:
         """Revoke this token: a refresh token takes its whole grant with it (RFC 7009 2.1)."""
         if self.type == "refresh_token":
-            assert self.grant is not None
-            revoke_grant(self.uow, self.grant.id, "revoked_by_client")
+            assert self.refresh is not None
+            revoke_grant(self.uow, self.refresh.grant_id, "revoked_by_client")
         else:
             assert self.claims is not None
             revoke_access_token(self.uow, self.claims)
 
 
-def presented_token(uow: Session, service: TokenService, token: str) -> PresentedToken | None:
-    """Find a presented token by its shape: JWT access token or opaque refresh token.
+# What makes a presented refresh token no longer active (RFC 7662 2.2), its age apart.
+REVOKED_REFRESH = frozenset(
+    {refresh_tokens.REVOKED, refresh_tokens.USED, refresh_tokens.ACCOUNT_DISABLED}
+)
+
+
+def presented_token(
+    uow: Session, service: TokenService, token: str, client_id: str
+) -> PresentedToken | None:
+    """Find a token ``client_id`` presented by its shape: JWT access token or opaque refresh
+    token.
 
     The ``token_type_hint`` is not needed: the two kinds cannot be confused (RFC 7009 2.1).
     """
@@ -603,8 +582,7 @@ def presented_token(uow: Session, service: TokenService, token: str) -> Presente
         return PresentedToken(
             uow, "access_token", claims.get("client_id", ""), claims.get("scope", ""), claims
         )
-    found = find_refresh_token(uow, token)
+    found = refresh_tokens.describe(uow, digest(token), client_id, [], clock.now(uow))
     if found is None:
         return None
-    refresh, grant = found
-    return PresentedToken(uow, "refresh_token", grant.client_id, grant.scope, None, grant, refresh)
+    return PresentedToken(uow, "refresh_token", found.client_id, found.scope, None, found)

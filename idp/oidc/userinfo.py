@@ -11,48 +11,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import bindparam, exists, select
-
 from idp.assurance.verified_claims import (
     IDENTITY_SCOPE,
     acr_allows_identity,
     current_identity,
     identity_claims,
 )
-from idp.db.engine import Database, Prebuilt, read_row_awaited
-from idp.db.models import Account, Grant, RevokedAccessToken
+from idp.db import access_tokens
+from idp.db.engine import Database
 from idp.oidc import claims as claims_module
-from idp.oidc.adapter import ProtocolResponse
 from idp.oidc.errors import InvalidRequest, InvalidToken, OAuth2Error
+from idp.oidc.requests import ProtocolResponse
 from idp.oidc.server import Provider
 
 CORS = ("Access-Control-Allow-Origin", "*")
 # The login's assurance, carried by the access token (idp/oidc/tokens.py).
 AUTHENTICATION_CLAIMS = ("acr", "amr", "auth_time")
-# One round trip: the live grant, its account, and that the token itself is not revoked.
-# Built once: SQLAlchemy spends more building a statement than the database running it.
-# Core columns, not the ORM entity: no identity map, and only what the claims need.
-_GRANT, _ACCOUNT, _REVOKED = Grant.__table__, Account.__table__, RevokedAccessToken.__table__
-_ACCOUNT_COLUMNS = (
-    "id",
-    "subject",
-    "email",
-    "email_verified_at",
-    "locale",
-    "given_name",
-    "family_name",
-    "updated_at",
-)
-_LIVE_GRANT_AND_ACCOUNT = Prebuilt(
-    select(_GRANT.c.claims, *(_ACCOUNT.c[name] for name in _ACCOUNT_COLUMNS))
-    .select_from(_GRANT.join(_ACCOUNT, _ACCOUNT.c.id == _GRANT.c.account_id))
-    .where(
-        _GRANT.c.id == bindparam("grant_id"),
-        _GRANT.c.revoked_at.is_(None),
-        _ACCOUNT.c.disabled_at.is_(None),
-        ~exists().where(_REVOKED.c.jti == bindparam("jti")),
-    )
-)
 
 
 def bearer_token(authorization: str | None, form: dict[str, str]) -> str | None:
@@ -105,13 +79,11 @@ async def _claims(provider: Provider, db: Database, token: str) -> dict[str, Any
     if "openid" not in scope.split() or "grant_id" not in claims:
         raise InvalidToken("The access token was not issued for OpenID Connect.")
     client = provider.clients.get(claims.get("client_id"))
-    found = await read_row_awaited(
-        db, _LIVE_GRANT_AND_ACCOUNT, {"grant_id": claims["grant_id"], "jti": claims["jti"]}
-    )
+    found = await access_tokens.live_grant_awaited(db, claims["grant_id"], claims["jti"])
     if found is None or client is None:
         raise InvalidToken("The access token was revoked.")
-    requested = (found[0] or {}).get("userinfo")
-    account = Account(**dict(zip(_ACCOUNT_COLUMNS, found[1:], strict=True)))
+    requested = (found.claims or {}).get("userinfo")
+    account = found.account
     released = claims_module.release(account, scope, by_scope=True, requested=requested)
     if IDENTITY_SCOPE in scope.split() and acr_allows_identity(
         claims.get("acr"), provider.settings.identity_minimum_acr

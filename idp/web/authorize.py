@@ -22,12 +22,13 @@ from litestar.response import Redirect
 
 from idp.db.models import Account
 from idp.oidc import authorization, consent
-from idp.oidc.adapter import ProtocolResponse, protocol_request, read_params, to_response
 from idp.oidc.authorization import ConsentRequest, ErrorPage, Interaction, Throttled
 from idp.oidc.claims import SCOPE_CLAIMS
+from idp.oidc.requests import ProtocolResponse
 from idp.web.errors import PageError, TooManyRequests
 from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post, route
+from idp.web.protocol.adapter import protocol_request, read_params, to_response
 from idp.web.rendering import render
 from idp.web.session import clear_session_cookie, current_session
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from datetime import timedelta
@@ -123,6 +124,8 @@ def test_another_clients_refresh_token_is_refused_and_left_usable(world, db):
     other = factories.client(db, name="Other")
     stolen = refresh(server, other, token)
     assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+    unknown = refresh(server, other, secrets.token_urlsafe(32))
+    assert stolen.json() == unknown.json(), "the answer must not tell that the token exists"
     assert refresh(server, info, token).status_code == 200, "the rightful client still can"
     assert family_revocations(db, "refresh_token_reused") == []
 
@@ -131,6 +134,7 @@ def test_an_unknown_refresh_token_is_refused(world):
     server, info, _, _ = world
     response = refresh(server, info, secrets.token_urlsafe(32))
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    assert response.json()["error_description"] == "unknown refresh token"
 
 
 def test_an_expired_refresh_token_is_refused(world, clock):
@@ -139,6 +143,7 @@ def test_an_expired_refresh_token_is_refused(world, clock):
     clock.advance(timedelta(days=server.settings.refresh_token_days, seconds=1))
     response = refresh(server, info, token)
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    assert response.json()["error_description"] == "refresh token expired"
 
 
 def test_a_refresh_token_of_a_revoked_grant_is_refused(world):
@@ -152,6 +157,7 @@ def test_a_refresh_token_of_a_revoked_grant_is_refused(world):
     assert revoked.status_code == 200
     response = refresh(server, info, first["refresh_token"])
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    assert response.json()["error_description"] == "refresh token revoked"
 
 
 def test_a_disabled_accounts_refresh_token_is_refused_and_its_grant_revoked(world, db, clock):
@@ -163,11 +169,81 @@ def test_a_disabled_accounts_refresh_token_is_refused_and_its_grant_revoked(worl
         )
     response = refresh(server, info, token)
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    assert response.json()["error_description"] == "account disabled"
     with db.unit_of_work() as session:
         session.execute(update(Account).where(Account.id == account_id).values(disabled_at=None))
         grant = session.scalar(select(Grant).where(Grant.account_id == account_id))
         assert grant.revoke_reason == "account_disabled"
     assert refresh(server, info, token).json()["error"] == "invalid_grant"
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [("unknown", "unknown"), ("expired", "expired"), ("another client", "wrong_client")],
+)
+def test_a_refused_refresh_logs_its_reason(world, db, caplog, clock, case, reason):
+    server, info, _, _ = world
+    token = login(world)["refresh_token"]
+    presenter = info
+    if case == "unknown":
+        token = secrets.token_urlsafe(32)
+    elif case == "expired":
+        clock.advance(timedelta(days=server.settings.refresh_token_days, seconds=1))
+    else:
+        presenter = factories.client(db, name="Other")
+    with caplog.at_level(logging.INFO, logger="idp.oidc.tokens"):
+        response = refresh(server, presenter, token)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    [record] = [r for r in caplog.records if getattr(r, "reason", None) is not None]
+    assert record.reason == reason
+    assert record.client_id == presenter.client_id
+
+
+def introspect(server, info, token: str) -> dict:
+    response = httpx.post(
+        f"{server.url}/introspect", data={"token": token}, auth=(info.client_id, info.client_secret)
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_an_introspected_refresh_token_is_active_until_rotated(world):
+    server, info, _, _ = world
+    first = login(world)
+    active = introspect(server, info, first["refresh_token"])
+    assert active["active"] is True
+    assert active["client_id"] == info.client_id
+    assert active["scope"] == "openid offline_access"
+    assert active["sub"] == access_claims(server, first["access_token"])["sub"]
+    assert active["iss"] == server.settings.issuer
+    days = timedelta(days=server.settings.refresh_token_days).total_seconds()
+    assert active["exp"] - active["iat"] == pytest.approx(days, abs=2)
+    rotated = refresh(server, info, first["refresh_token"]).json()
+    assert introspect(server, info, first["refresh_token"]) == {"active": False}
+    assert introspect(server, info, rotated["refresh_token"])["active"] is True
+
+
+@pytest.mark.parametrize("case", ["expired", "revoked", "another client", "account disabled"])
+def test_an_introspected_refresh_token_is_inactive_when_a_refresh_would_be_refused(
+    world, db, clock, case
+):
+    server, info, _, account_id = world
+    token = login(world)["refresh_token"]
+    asking = info
+    if case == "expired":
+        clock.advance(timedelta(days=server.settings.refresh_token_days, seconds=1))
+    elif case == "revoked":
+        auth = (info.client_id, info.client_secret)
+        assert httpx.post(f"{server.url}/revoke", data={"token": token}, auth=auth).is_success
+    elif case == "another client":
+        asking = factories.client(db, name="Other")
+    else:
+        with db.unit_of_work() as session:
+            session.execute(
+                update(Account).where(Account.id == account_id).values(disabled_at=clock.now())
+            )
+    assert introspect(server, asking, token) == {"active": False}
+    assert refresh(server, asking, token).json()["error"] == "invalid_grant"
 
 
 def test_a_narrowed_refresh_keeps_offline_access_only_if_asked(world):

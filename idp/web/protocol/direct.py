@@ -40,7 +40,7 @@ def error_handler(exc: Exception) -> Any:
     return next(errors.HANDLERS[kind] for kind in type(exc).__mro__ if kind in errors.HANDLERS)
 
 
-# Browser-facing protocol endpoints check their parameters themselves (idp/oidc/adapter.py)
+# Browser-facing protocol endpoints check their parameters themselves (idp/oidc/requests.py)
 # and answer as the specs say: an error page, or an error redirected to the client.
 CHECKS_OWN_QUERY = frozenset({"/authorize", "/end-session"})
 

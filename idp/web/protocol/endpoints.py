@@ -4,7 +4,7 @@ Thin: read the parameters once, call the provider (idp/oidc), answer. They are
 authenticated by client credentials or bearer tokens, not by the browser, so
 the CSRF guard does not apply.
 
-They are ASGI handlers (idp/oidc/adapter.py says why): the form comes from
+They are ASGI handlers (idp/web/protocol/adapter.py says why): the form comes from
 ``read_program_params``, the answer goes out through ``send_response``;
 errors are raised as litestar's exceptions and rendered by the one error
 handler, and the security headers are added on the way out, as everywhere.
@@ -29,18 +29,20 @@ from litestar.exceptions import MethodNotAllowedException
 from litestar.types import Receive, Scope, Send
 
 from idp.oidc import userinfo as userinfo_action
-from idp.oidc.adapter import (
+from idp.oidc.requests import (
     Awaiting,
     Payload,
     ProtocolResponse,
-    ScopeHeaders,
     credentials_error,
     parameter_error,
+)
+from idp.web.handlers import asgi
+from idp.web.protocol.adapter import (
+    ScopeHeaders,
     program_request,
     read_program_params,
     send_response,
 )
-from idp.web.handlers import asgi
 
 PROGRAMS = {"csrf": False}
 ON_LOOP_GRANTS = frozenset({"client_credentials", "refresh_token"})
@@ -118,7 +120,7 @@ async def _call_awaiting(
 
 async def _refused(scope: Scope, send: Send, params: list[tuple[str, str]]) -> bool:
     """Answer a request whose parameters or Basic credentials cannot be taken as sent
-    (idp/oidc/adapter.py says what is checked); True if it was answered so."""
+    (idp/oidc/requests.py says what is checked); True if it was answered so."""
     authorization = ScopeHeaders(scope["headers"]).get("authorization")
     error = parameter_error(Payload(params).datalist) or credentials_error(authorization)
     if error is None:
