@@ -297,6 +297,18 @@ class Settings:
     session_max_hours: int = setting(
         "IDP_SESSION_MAX_HOURS", 12, _int(1, 24 * 30), "A login session ends this long after login"
     )
+    staff_session_idle_minutes: int = setting(
+        "IDP_STAFF_SESSION_IDLE_MINUTES",
+        15,
+        _int(1, 24 * 60),
+        "A staff member's login session (clerk console) ends after this idle time",
+    )
+    staff_session_max_hours: int = setting(
+        "IDP_STAFF_SESSION_MAX_HOURS",
+        10,
+        _int(1, 24),
+        "A staff member's login session ends this long after login",
+    )
     authorization_code_seconds: int = setting(
         "IDP_AUTHORIZATION_CODE_SECONDS",
         60,

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from idp import maintenance
 from idp.accounts import sessions
+from idp.accounts.realms import CITIZEN
 from idp.db.models import (
     AuthorizationCode,
     BackchannelLogout,
@@ -147,10 +148,11 @@ def test_a_session_goes_when_idle_or_ended_and_stays_while_in_use(db, settings, 
     used, idle, ended = (factories.account(db) for _ in range(3))
     tokens = {a: factories.login_token(db, a, settings) for a in (used, idle, ended)}
     with db.unit_of_work() as session:
-        sessions.end_session(session, sessions.load_session(session, tokens[ended], settings), "x")
+        ending = sessions.load_session(session, tokens[ended], CITIZEN, settings)
+        sessions.end_session(session, ending, "x")
     clock.advance(timedelta(minutes=settings.session_idle_minutes - 1))
     with db.unit_of_work() as session:
-        sessions.load_session(session, tokens[used], settings)
+        sessions.load_session(session, tokens[used], CITIZEN, settings)
     clock.advance(timedelta(minutes=2))
 
     assert maintenance.run(db, settings)["login_sessions"] == 2

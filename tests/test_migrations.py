@@ -229,3 +229,38 @@ def test_downgrading_chains_the_events_again_as_before_the_seals(scratch_url):
         assert row["hash"] == hashlib.sha256(prev + _old_body(row)).digest()
         prev = row["hash"]
     assert last_hash == prev and len(rows) == 8
+
+
+# -- 0006: kinds of principal -------------------------------------------------------------
+
+
+def test_accounts_and_sessions_from_before_principal_kinds_are_citizens(scratch_url):
+    _upgraded_to(scratch_url, "0005").dispose()
+    engine = create_engine(scratch_url)
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO accounts (id, subject, email, proofing_level, locale, "
+                    "created_at, updated_at) VALUES (1, 's', 'a@example.de', 'low', 'de', :t, :t)"
+                ),
+                {"t": now},
+            )
+            connection.execute(
+                text(
+                    "INSERT INTO login_sessions (token_digest, sid, account_id, created_at, "
+                    "auth_time, methods, last_seen_at, expires_at) "
+                    "VALUES (:d, 'sid', 1, :t, :t, '[]', :t, :t)"
+                ),
+                {"d": b"\x01" * 32, "t": now},
+            )
+        _upgraded_to(scratch_url, "heads").dispose()
+        with engine.connect() as connection:
+            kinds = [
+                connection.execute(text("SELECT kind FROM accounts")).scalar_one(),
+                connection.execute(text("SELECT kind FROM login_sessions")).scalar_one(),
+            ]
+    finally:
+        engine.dispose()
+    assert kinds == ["citizen", "citizen"]

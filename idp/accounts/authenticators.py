@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp.accounts import passkeys, recovery_codes, totp
 from idp.accounts.factors import FactorError
+from idp.db import factors as store
 from idp.db.models import Account, SecondFactor
 from idp.keys.secret import CodeDigests
 from idp.keys.secretbox import SecretBox
@@ -95,12 +95,9 @@ class Registry:
     ) -> tuple[Authenticator, ...]:
         """The second factors the account can answer with now whose binding is one of
         ``bindings`` (None: any binding)."""
-        query = select(SecondFactor.kind, SecondFactor.binding).where(
-            SecondFactor.account_id == account_id
-        )
         kinds = {
             kind
-            for kind, binding in session.execute(query)
+            for kind, binding in store.kinds_and_bindings(session, account_id)
             if bindings is None or binding in bindings
         }
         return tuple(

@@ -7,6 +7,9 @@ citizen proved during the proofing itself, and marks only those ``proofing``.
 The assurance policy lets only ``proofing`` and ``high_session`` factors lift a
 session to high, so a stolen password cannot be turned into a high session by
 adding a factor, before or after the citizen is identified.
+
+Factors work alike for every kind of account (idp.accounts.realms); the statements
+are idp.db.factors'.
 """
 
 from __future__ import annotations
@@ -14,13 +17,12 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, exists, or_, select, update
 from sqlalchemy.orm import Session
 
 from idp import assurance, clock
 from idp.audit import events
-from idp.db.engine import Prebuilt
-from idp.db.models import Account, LoginSession, RecoveryCode, SecondFactor
+from idp.db import factors as store
+from idp.db.models import Account, LoginSession, SecondFactor
 
 # Wrong codes in a row before a factor pauses, and for how long (NIST 800-63B 5.2.2).
 MAX_FAILURES = 5
@@ -41,42 +43,12 @@ class TooManyAttempts(FactorError):
 
 def factors(session: Session, account_id: int) -> list[SecondFactor]:
     """The account's second factors, oldest first."""
-    return list(
-        session.scalars(
-            select(SecondFactor)
-            .where(SecondFactor.account_id == account_id)
-            .order_by(SecondFactor.created_at, SecondFactor.id)
-        )
-    )
-
-
-# Built once (every authorization with a session runs it, on the cursor: idp.db.engine.
-# Prebuilt); the account is a parameter.
-_ENROLLED_BINDINGS = Prebuilt(
-    select(SecondFactor.binding)
-    .where(
-        SecondFactor.account_id == bindparam("account_id"),
-        or_(
-            SecondFactor.kind != "recovery_codes",
-            exists(
-                select(RecoveryCode.id).where(
-                    RecoveryCode.factor_id == SecondFactor.id, RecoveryCode.used_at.is_(None)
-                )
-            ),
-        ),
-    )
-    .distinct()
-)
+    return store.of_account(session, account_id)
 
 
 def enrolled_bindings(session: Session, account_id: int) -> set[str]:
     """Bindings of the factors the account can use now (for the assurance policy)."""
-    if session.autoflush:
-        # As an ORM query would: a recovery code just used in this unit of work counts
-        # as used (a prebuilt statement runs on the cursor, without the autoflush).
-        session.flush()
-    rows = _ENROLLED_BINDINGS.execute(session, {"account_id": account_id})
-    return {binding for (binding,) in rows}
+    return store.usable_bindings(session, account_id)
 
 
 def facts(
@@ -107,19 +79,14 @@ def bind_at_proofing(session: Session, account_id: int, proven: Collection[int])
     session). No other factor of the account is bound: one planted with a stolen password
     must never count for high.
     """
-    result = session.execute(
-        update(SecondFactor)
-        .where(SecondFactor.account_id == account_id, SecondFactor.id.in_(list(proven)))
-        .values(binding="proofing")
-        .execution_options(synchronize_session="fetch")
-    )
+    bound = store.bind(session, account_id, proven, "proofing")
     events.record(
         session,
         "factor.bound",
         account_id=account_id,
-        data={"factors": result.rowcount, "ids": sorted(proven)},
+        data={"factors": bound, "ids": sorted(proven)},
     )
-    return result.rowcount
+    return bound
 
 
 def used_in_session(login: LoginSession, since: datetime) -> list[int]:
@@ -135,8 +102,8 @@ def used_in_session(login: LoginSession, since: datetime) -> list[int]:
 
 def remove(session: Session, account_id: int, factor_id: int) -> bool:
     """Delete one of the account's factors; False if it has no such factor."""
-    factor = session.get(SecondFactor, factor_id)
-    if factor is None or factor.account_id != account_id:
+    factor = store.one_of_account(session, account_id, factor_id)
+    if factor is None:
         return False
     session.delete(factor)
     events.record(
@@ -148,9 +115,6 @@ def remove(session: Session, account_id: int, factor_id: int) -> bool:
     return True
 
 
-_FACTORS = SecondFactor.__table__
-
-
 def reserve(session: Session, account_id: int, kind: str) -> list[SecondFactor]:
     """Count one attempt on each of the account's factors of ``kind`` before a code is
     checked; the factors, loaded afresh. Raises TooManyAttempts while any is paused.
@@ -160,26 +124,8 @@ def reserve(session: Session, account_id: int, kind: str) -> list[SecondFactor]:
     other, each on what the one before it wrote: a code is accepted once, and no more
     wrong codes are checked than :data:`MAX_FAILURES` allows.
     """
-    now = clock.now(session)
-    counted = session.execute(
-        update(_FACTORS)
-        .where(
-            _FACTORS.c.account_id == account_id,
-            _FACTORS.c.kind == kind,
-            or_(_FACTORS.c.locked_until.is_(None), _FACTORS.c.locked_until <= now),
-        )
-        .values(failures=_FACTORS.c.failures + 1)
-        .returning(_FACTORS.c.id)
-    ).all()
-    rows = list(
-        session.scalars(
-            select(SecondFactor)
-            .where(SecondFactor.account_id == account_id, SecondFactor.kind == kind)
-            .order_by(SecondFactor.id)
-            .execution_options(populate_existing=True)
-        )
-    )
-    paused = [row.locked_until for row in rows if row.id not in {id_ for (id_,) in counted}]
+    rows, counted = store.count_attempt(session, account_id, kind, clock.now(session))
+    paused = [row.locked_until for row in rows if row.id not in counted]
     if paused:
         raise TooManyAttempts(max(until for until in paused if until is not None))
     return rows

@@ -5,14 +5,13 @@ as a wrong password for a known one and gives the same message. Every
 success, failure and lockout is an audit event. A hash made with older
 argon2 parameters is replaced at the next successful login.
 
-A login is three steps: :func:`begin` reads (one statement, outside any
-transaction) and reserves the attempt on its throttling counters (compare-and-set,
-idp.accounts.throttle), :func:`check_password` hashes (awaited, in the hasher's
-threads, no transaction open meanwhile) and :func:`conclude` writes (one unit of
-work). Every login runs this, around one argon2id verify, so it reads and writes
-with Core statements (the columns it needs, no ORM objects): the unit of work's
-loading and flushing cost more than the statements, and the code after the verify
-runs with caches the hash has just swept through.
+:func:`password_login` is the whole login, in three steps: :func:`begin` reads (one
+statement, outside any transaction) and reserves the attempt on its throttling
+counters (compare-and-set, idp.accounts.throttle), :func:`check_password` hashes
+(awaited, in the hasher's threads, no transaction open meanwhile), and one unit of
+work records the outcome (:func:`conclude`) and, on a match, opens the session
+(idp.accounts.signin.open_login_session). Re-authentication runs the same first
+two steps and :func:`conclude`, so it is throttled and locked exactly as a login.
 """
 
 from __future__ import annotations
@@ -20,42 +19,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from sqlalchemy import bindparam, literal, select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.accounts import throttle
+from idp.accounts import sessions, throttle
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import InvalidEmail, LoginBlocked, LoginFailed
 from idp.accounts.passwords import passwords_for
+from idp.accounts.realms import Realm
+from idp.accounts.signin import PASSWORD, OpenedSession, open_login_session
 from idp.audit.events import record
-from idp.db.engine import Database, Prebuilt, read_row_awaited
-from idp.db.models import Account, LoginThrottle
+from idp.db import accounts, throttles
+from idp.db.engine import Database
 from idp.settings import Settings
-
-_ACCOUNTS = Account.__table__
-_EMAIL_COUNTER = LoginThrottle.__table__.alias("email_counter")
-_IP_COUNTER = LoginThrottle.__table__.alias("ip_counter")
-_ONE = select(literal(1).label("one")).subquery("one")
-# One statement: the account (if any) and both throttling counters (if any), a round
-# trip less than two queries on PostgreSQL.
-_FIND = Prebuilt(
-    select(
-        _ACCOUNTS.c.id,
-        _ACCOUNTS.c.password_hash,
-        _ACCOUNTS.c.disabled_at,
-        _EMAIL_COUNTER.c.key.label("email_key"),
-        _EMAIL_COUNTER.c.blocked_until.label("email_blocked_until"),
-        _IP_COUNTER.c.key.label("ip_key"),
-        _IP_COUNTER.c.blocked_until.label("ip_blocked_until"),
-    ).select_from(
-        _ONE.outerjoin(_ACCOUNTS, _ACCOUNTS.c.email == bindparam("email"))
-        .outerjoin(_EMAIL_COUNTER, _EMAIL_COUNTER.c.key == bindparam("email_key"))
-        .outerjoin(_IP_COUNTER, _IP_COUNTER.c.key == bindparam("ip_key"))
-    )
-)
-# A stale hash replaced after a success, as parameters.
-_REHASHED = Prebuilt(update(_ACCOUNTS).where(_ACCOUNTS.c.id == bindparam("account")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +42,84 @@ class Attempt:
     then runs against the dummy hash and fails.
     """
 
+    realm: Realm
     reservation: throttle.Reservation
     account_id: int | None
     password_hash: str | None
 
 
-async def begin(database: Database, settings: Settings, *, email: str, ip: str | None) -> Attempt:
-    """Find the account and reserve the attempt on its throttling counters; raise
-    LoginBlocked while it must wait (recorded in a unit of work of its own).
+async def password_login(
+    database: Database,
+    settings: Settings,
+    realm: Realm,
+    *,
+    email: str,
+    password: str,
+    ip: str | None,
+    user_agent: str | None,
+    replacing: str | None,
+) -> OpenedSession:
+    """Log in to ``realm`` with email and password; the new session. ``replacing`` is the
+    browser's session cookie token, if any: that session ends (session fixation).
+
+    Raises LoginFailed (wrong password, unknown email, disabled account) or LoginBlocked
+    (the attempt must wait, or the email is locked); either is recorded and committed.
+    """
+    attempt = await begin(database, settings, realm, email=email, ip=ip)
+    matched, new_hash = await check_password(settings, attempt, password)
+    return await database.run_sync(
+        partial(
+            finish,
+            database,
+            settings,
+            attempt,
+            matched=matched,
+            new_hash=new_hash,
+            ip=ip,
+            user_agent=user_agent,
+            replacing=replacing,
+        )
+    )
+
+
+def finish(
+    database: Database,
+    settings: Settings,
+    attempt: Attempt,
+    *,
+    matched: bool,
+    new_hash: str | None,
+    ip: str | None,
+    user_agent: str | None,
+    replacing: str | None,
+) -> OpenedSession:
+    """The last step of :func:`password_login`, after the password check: one unit of work
+    records the outcome (:func:`conclude`) and opens the session; raises as it does."""
+    realm = attempt.realm
+    with database.unit_of_work() as uow:
+        try:
+            account_id = conclude(uow, settings, attempt, matched=matched, new_hash=new_hash, ip=ip)
+        except (LoginFailed, LoginBlocked) as exc:
+            refused = exc  # raised once the failure is committed
+        else:
+            return open_login_session(
+                uow,
+                settings,
+                realm,
+                account_id,
+                PASSWORD,
+                ip=ip,
+                user_agent=user_agent,
+                replacing=sessions.load_session(uow, replacing, realm, settings),
+            )
+    raise refused
+
+
+async def begin(
+    database: Database, settings: Settings, realm: Realm, *, email: str, ip: str | None
+) -> Attempt:
+    """Find the account of ``realm`` and reserve the attempt on its throttling counters;
+    raise LoginBlocked while it must wait (recorded in a unit of work of its own).
 
     One read outside any transaction (awaited on PostgreSQL, at once on SQLite): a login
     that must wait is refused on what is committed now, writing nothing but its audit
@@ -84,15 +130,17 @@ async def begin(database: Database, settings: Settings, *, email: str, ip: str |
         login_id = normalise_email(email)
     except InvalidEmail:
         login_id = email.strip().lower()[:320]
-    email_key = throttle.email_key(login_id)
-    ip_key = throttle.ip_key(ip)
-    found = await read_row_awaited(
-        database, _FIND, {"email": login_id, "email_key": email_key, "ip_key": ip_key}
+    email_key = throttle.email_key(realm, login_id)
+    ip_key = throttle.ip_key(realm, ip)
+    found = await throttles.login_lookup(
+        database, email=login_id, kind=realm.kind, email_key=email_key, ip_key=ip_key
     )
-    assert found is not None  # the outer joins always give one row
-    account_id, password_hash, disabled_at, email_counter, email_until, ip_counter, ip_until = found
     wait = throttle.summarise(
-        [(email_counter, email_until), (ip_counter, ip_until)], clock.now(database)
+        [
+            (found.email_counter, found.email_blocked_until),
+            (found.ip_counter, found.ip_blocked_until),
+        ],
+        clock.now(database),
     )
     if not wait:
         try:
@@ -102,15 +150,21 @@ async def begin(database: Database, settings: Settings, *, email: str, ip: str |
         except throttle.Blocked as exc:
             wait = exc.seconds
     if wait:
-        await database.run_sync(partial(_record_blocked, database, account_id, ip, wait))
+        await database.run_sync(
+            partial(_record_blocked, database, realm, found.account_id, ip, wait)
+        )
         raise LoginBlocked("login.blocked", seconds=wait)
-    usable = account_id is not None and disabled_at is None
-    return Attempt(reservation, account_id, password_hash if usable else None)
+    usable = found.account_id is not None and found.disabled_at is None
+    return Attempt(realm, reservation, found.account_id, found.password_hash if usable else None)
 
 
-def _record_blocked(database: Database, account_id: int | None, ip: str | None, wait: int) -> None:
+def _record_blocked(
+    database: Database, realm: Realm, account_id: int | None, ip: str | None, wait: int
+) -> None:
     with database.unit_of_work() as session:
-        record(session, "login.blocked", account_id=account_id, ip=ip, data={"wait": wait})
+        record(
+            session, realm.event("login.blocked"), account_id=account_id, ip=ip, data={"wait": wait}
+        )
 
 
 def _locked_meanwhile(settings: Settings) -> LoginBlocked:
@@ -125,23 +179,24 @@ def conclude(
     matched: bool,
     new_hash: str | None = None,
     ip: str | None,
-    event: str = "login.success",
 ) -> int:
     """Record the outcome of the password check; the account's id, or raise LoginFailed or
     LoginBlocked (this attempt locked the email, or attempts that began after it did).
-    ``event`` names the audit event of a success (a re-authentication is not a login).
+    A success releases the attempt's reservations; what it leads to (a session, a
+    re-authentication) is the caller's to record.
 
     ``matched``: the password matched ``attempt.password_hash``; ``new_hash``: the same
     password hashed with the current parameters, where its stored hash is stale.
     Failures are recorded in ``session``: the caller commits even when this raises.
     """
+    realm = attempt.realm
     account_id = attempt.account_id
     reservation = attempt.reservation
     if not matched:
         # The attempt was counted when it was reserved: only the audit is left to write.
         record(
             session,
-            "login.failure",
+            realm.event("login.failure"),
             account_id=account_id,
             ip=ip,
             data={
@@ -152,7 +207,7 @@ def conclude(
         if reservation.locked:
             record(
                 session,
-                "login.lockout",
+                realm.event("login.lockout"),
                 account_id=account_id,
                 ip=ip,
                 data={
@@ -164,14 +219,17 @@ def conclude(
         raise LoginFailed("login.failed")
 
     assert account_id is not None  # a match needs the account's own hash
-    if not throttle.release_on_success(
-        throttle.in_session(session), reservation, settings, clock.now(session)
-    ):
-        record(session, "login.blocked", account_id=account_id, ip=ip, data={"locked": True})
+    if not throttle.release_on_success(session, reservation, settings):
+        record(
+            session,
+            realm.event("login.blocked"),
+            account_id=account_id,
+            ip=ip,
+            data={"locked": True},
+        )
         raise _locked_meanwhile(settings)
     if new_hash is not None:
-        _REHASHED.execute(session, {"account": account_id, "password_hash": new_hash})
-    record(session, event, account_id=account_id, ip=ip, data={"amr": ["pwd"]})
+        accounts.replace_password_hash(session, account_id, new_hash)
     return account_id
 
 

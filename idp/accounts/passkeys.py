@@ -22,8 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import webauthn
-from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from webauthn.helpers import bytes_to_base64url
 from webauthn.helpers.exceptions import WebAuthnException
@@ -38,6 +36,7 @@ from webauthn.helpers.structs import (
 from idp import clock
 from idp.accounts.factors import FactorError, note_success
 from idp.audit import events
+from idp.db import factors as store
 from idp.db import flows
 from idp.db.models import Account, Flow, SecondFactor
 
@@ -53,13 +52,7 @@ def relying_party(issuer: str) -> tuple[str, str]:
 
 
 def _passkeys(session: Session, account_id: int) -> list[SecondFactor]:
-    return list(
-        session.scalars(
-            select(SecondFactor).where(
-                SecondFactor.account_id == account_id, SecondFactor.kind == "passkey"
-            )
-        )
-    )
+    return store.of_account(session, account_id, "passkey")
 
 
 def _descriptor(factor: SecondFactor) -> PublicKeyCredentialDescriptor:
@@ -139,24 +132,20 @@ def finish_registration(
     # Insert-or-nothing on the unique credential id: checking first and then adding let
     # two ceremonies answered with one credential (two tabs, a faulty or hostile
     # authenticator) both pass the check, and the later failed with a 500.
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    factor_id = session.scalar(
-        dialect.insert(SecondFactor)
-        .values(
-            account_id=account.id,
-            kind="passkey",
-            label=(label.strip() or "Passkey")[:64],
-            binding=binding,
-            amr=PASSKEY_AMR,
-            created_at=clock.now(session),
-            failures=0,
-            credential_id=verified.credential_id,
-            public_key=verified.credential_public_key,
-            sign_count=verified.sign_count,
-            transports=_transports(credential),
-        )
-        .on_conflict_do_nothing(index_elements=["credential_id"])
-        .returning(SecondFactor.id)
+    factor_id = store.add_passkey(
+        session,
+        {
+            "account_id": account.id,
+            "label": (label.strip() or "Passkey")[:64],
+            "binding": binding,
+            "amr": PASSKEY_AMR,
+            "created_at": clock.now(session),
+            "failures": 0,
+            "credential_id": verified.credential_id,
+            "public_key": verified.credential_public_key,
+            "sign_count": verified.sign_count,
+            "transports": _transports(credential),
+        },
     )
     if factor_id is None:
         raise FactorError("this passkey is already registered")
@@ -200,15 +189,7 @@ def finish_authentication(
         raw_id = webauthn.base64url_to_bytes(json.loads(credential)["rawId"])
     except (ValueError, KeyError, TypeError):
         raise FactorError("the passkey answer is malformed") from None
-    factor = session.scalar(
-        select(SecondFactor)
-        .where(
-            SecondFactor.account_id == account.id,
-            SecondFactor.kind == "passkey",
-            SecondFactor.credential_id == raw_id,
-        )
-        .with_for_update()
-    )
+    factor = store.passkey_in_use(session, account.id, raw_id)
     if factor is None:
         raise FactorError("this passkey is not registered for your account")
     rp_id, origin = relying_party(issuer)

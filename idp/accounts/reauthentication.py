@@ -62,9 +62,17 @@ def confirm_factor(
     return factor
 
 
-def note_password(login: LoginSession) -> None:
-    """The password was confirmed (by idp.accounts.login, throttled as a login): note it."""
+def note_password(session: Session, login: LoginSession, *, ip: str | None) -> None:
+    """The password was confirmed (by idp.accounts.login, throttled as a login): note it in
+    the session, and audit the re-authentication."""
     sessions.add_method(login, "pwd")
+    events.record(
+        session,
+        "session.reauthenticated",
+        account_id=login.account_id,
+        ip=ip,
+        data={"amr": ["pwd"]},
+    )
 
 
 def notify(session: Session, settings: Settings, account: Account, change: str, kind: str) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.accounts import throttle
+from idp.accounts import realms, throttle
 from idp.accounts.emails import normalise_email
 from idp.accounts.errors import ResetInvalid, TooManyFlows
 from idp.accounts.passwords import check_password, passwords_for
@@ -112,7 +112,7 @@ def reset_password(
         .values(completed_at=now)
     )
     ended = end_all_sessions(session, account.id, "password_reset")
-    throttle.clear(session, throttle.email_key(account.email))
+    throttle.clear(session, throttle.email_key(realms.of_kind(account.kind), account.email))
     enqueue(
         session,
         settings,

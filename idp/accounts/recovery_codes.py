@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import secrets
 
-from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from idp import clock
 from idp.accounts import factors
 from idp.audit import events
-from idp.db.models import Account, RecoveryCode, SecondFactor
+from idp.db import factors as store
+from idp.db.models import Account, SecondFactor
 from idp.keys.secret import CodeDigests
 
 COUNT = 10
@@ -41,11 +41,7 @@ def normalise(code: str) -> str:
 
 def generate(session: Session, account: Account, binding: str, digests: CodeDigests) -> list[str]:
     """A new set of codes for ``account`` (the old set stops working); shown once."""
-    session.execute(
-        delete(SecondFactor).where(
-            SecondFactor.account_id == account.id, SecondFactor.kind == "recovery_codes"
-        )
-    )
+    store.drop_recovery_codes(session, account.id)
     factor = SecondFactor(
         account_id=account.id,
         kind="recovery_codes",
@@ -55,13 +51,9 @@ def generate(session: Session, account: Account, binding: str, digests: CodeDige
         created_at=clock.now(session),
         failures=0,
     )
-    session.add(factor)
-    session.flush()
-    codes = []
-    for _ in range(COUNT):
-        raw = "".join(secrets.choice(ALPHABET) for _ in range(LENGTH))
-        session.add(RecoveryCode(factor_id=factor.id, code_digest=_digest(digests, raw)))
-        codes.append(f"{raw[:5]}-{raw[5:]}")
+    raws = ["".join(secrets.choice(ALPHABET) for _ in range(LENGTH)) for _ in range(COUNT)]
+    store.add_recovery_codes(session, factor, [_digest(digests, raw) for raw in raws])
+    codes = [f"{raw[:5]}-{raw[5:]}" for raw in raws]
     events.record(
         session,
         "factor.enrolled",
@@ -75,23 +67,12 @@ def binding(session: Session, account_id: int) -> str | None:
     """How the account's set of codes is bound, if it has one with codes left."""
     if not remaining(session, account_id):
         return None
-    return session.scalar(
-        select(SecondFactor.binding).where(
-            SecondFactor.account_id == account_id, SecondFactor.kind == "recovery_codes"
-        )
-    )
+    return store.recovery_codes_binding(session, account_id)
 
 
 def remaining(session: Session, account_id: int) -> int:
     """How many unused codes the account has."""
-    return (
-        session.scalar(
-            select(func.count(RecoveryCode.id))
-            .join(SecondFactor, RecoveryCode.factor_id == SecondFactor.id)
-            .where(SecondFactor.account_id == account_id, RecoveryCode.used_at.is_(None))
-        )
-        or 0
-    )
+    return store.unused_codes(session, account_id)
 
 
 def use(session: Session, account: Account, code: str, digests: CodeDigests) -> SecondFactor | None:
@@ -103,17 +84,9 @@ def use(session: Session, account: Account, code: str, digests: CodeDigests) -> 
     if not sets:
         return None
     (factor,) = sets
-    spent = session.execute(
-        update(RecoveryCode)
-        .where(
-            RecoveryCode.factor_id == factor.id,
-            RecoveryCode.code_digest == _digest(digests, normalise(code)),
-            RecoveryCode.used_at.is_(None),
-        )
-        .values(used_at=clock.now(session))
-        .execution_options(synchronize_session=False)
-    )
-    if spent.rowcount != 1:
+    if not store.spend_code(
+        session, factor.id, _digest(digests, normalise(code)), clock.now(session)
+    ):
         factors.note_failure(session, factor)
         return None
     factors.note_success(session, factor)

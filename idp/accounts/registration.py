@@ -45,6 +45,9 @@ from idp.accounts.errors import (
     VerificationFailed,
 )
 from idp.accounts.passwords import check_password, passwords_for
+from idp.accounts.realms import CITIZEN
+from idp.accounts.sessions import load_session
+from idp.accounts.signin import PASSWORD, OpenedSession, open_login_session
 from idp.audit.events import record
 from idp.db import counters, flows, rate_limits
 from idp.db.models import Account, Flow
@@ -321,8 +324,11 @@ def open_flow(session: Session, flow_id: str | None) -> Flow:
 
 @dataclass(frozen=True)
 class Verified:
+    """A verified address: its account, the session it was signed in with (the browser
+    that registered verified it; else None) and where that browser was going."""
+
     account: Account
-    same_browser: bool  # verified in the browser that registered: it may be logged in
+    signed_in: OpenedSession | None
     return_to: str | None
 
 
@@ -336,10 +342,15 @@ def verify(
     code: str | None = None,
     browser: str | None = None,
     ip: str | None = None,
+    user_agent: str | None = None,
+    replacing: str | None = None,
 ) -> Verified:
     """Confirm the address with the link's token or the code; raise VerificationFailed.
 
-    A code try is counted before it is compared (the caller commits even when this raises).
+    Verified in the browser that registered (``browser``, its CSRF pre-session id), the
+    citizen is signed in with the password they chose there (idp.accounts.signin;
+    ``replacing``: that browser's session cookie token, if any). A code try is counted
+    before it is compared (the caller commits even when this raises).
     """
     flow = open_flow(session, flow_id)
     state = flow.state
@@ -368,7 +379,19 @@ def verify(
         account.proofing_level = "low"
     account.updated_at = now
     record(session, "account.email_verified", account_id=account.id, ip=ip)
-    return Verified(account, matches(browser, state.get("browser")), flow.return_to)
+    signed_in = None
+    if matches(browser, state.get("browser")):
+        signed_in = open_login_session(
+            session,
+            settings,
+            CITIZEN,
+            account.id,
+            PASSWORD,
+            ip=ip,
+            user_agent=user_agent,
+            replacing=load_session(session, replacing, CITIZEN, settings),
+        )
+    return Verified(account, signed_in, flow.return_to)
 
 
 def _reserve_try(session: Session, flow: Flow, settings: Settings) -> None:

@@ -124,7 +124,7 @@ class AuditHead(Base):
 
 
 class Account(Base):
-    """A citizen's account: login email, password hash, proofing level."""
+    """A citizen's or staff member's account: login email, password hash, proofing level."""
 
     __tablename__ = "accounts"
 
@@ -141,6 +141,8 @@ class Account(Base):
     updated_at: Mapped[datetime]
     last_login_at: Mapped[datetime | None]
     disabled_at: Mapped[datetime | None]
+    # The kind of principal (idp.accounts.realms): citizen | staff.
+    kind: Mapped[str] = mapped_column(String(16), server_default="citizen")
 
 
 class LoginSession(Base):
@@ -162,6 +164,8 @@ class LoginSession(Base):
     end_reason: Mapped[str | None] = mapped_column(String(32))
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(255))
+    # The realm it was opened in (idp.accounts.realms): only that realm's pages accept it.
+    kind: Mapped[str] = mapped_column(String(16), server_default="citizen")
 
     __table_args__ = (Index("ix_login_sessions_account_id", "account_id"),)
 

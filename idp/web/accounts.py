@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import secrets
 from datetime import datetime
-from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -31,10 +30,10 @@ from idp.accounts.errors import (
     TooManyFlows,
     VerificationFailed,
 )
+from idp.accounts.realms import CITIZEN
 from idp.accounts.recovery import open_reset, request_reset, reset_password
 from idp.accounts.registration import open_flow, register, resend, start_verification, verify
-from idp.accounts.sessions import end_session, open_session
-from idp.audit.events import record
+from idp.accounts.signin import close_login_session
 from idp.db.models import Account
 from idp.web import csrf, i18n
 from idp.web.errors import TooManyRequests
@@ -45,6 +44,7 @@ from idp.web.rendering import language, render
 from idp.web.session import (
     clear_session_cookie,
     current_session,
+    session_token,
     set_session_cookie,
 )
 
@@ -102,27 +102,6 @@ def _time(request: Request, value: datetime) -> str:
 def _login_url(return_to: str | None = None, login_hint: str | None = None) -> str:
     params = {k: v for k, v in (("return_to", return_to), ("login_hint", login_hint)) if v}
     return "/login" + (f"?{urlencode(params)}" if params else "")
-
-
-def _log_in(request: Request, uow: Any, account_id: int) -> str:
-    """A fresh session (never the old one: session fixation), the old one ended; its token.
-
-    The browser's CSRF pre-session id is rotated with it (idp.web.csrf.rotate).
-    """
-    services = _services(request)
-    csrf.rotate(request)
-    old = current_session(request, uow)
-    if old is not None:
-        end_session(uow, old, "replaced")
-    token, _ = open_session(
-        uow,
-        account_id,
-        ["pwd"],
-        services.settings,
-        ip=_ip(request),
-        user_agent=request.headers.get("user-agent"),
-    )
-    return token
 
 
 def _nudge_mail(request: Request, delay: float = 0) -> None:
@@ -254,7 +233,6 @@ def verify_submit(request: Request, form: Form) -> Response:
     flow_id = form.get("flow", "")[:64]
     token = form.get("token") or None
     code = None if token else form.get("code", "")
-    token_cookie: str | None = None
     with services.db.unit_of_work() as uow:
         try:
             result = verify(
@@ -266,19 +244,22 @@ def verify_submit(request: Request, form: Form) -> Response:
                 code=code,
                 browser=csrf.presession(request)[0],
                 ip=_ip(request),
+                user_agent=request.headers.get("user-agent"),
+                replacing=session_token(request),
             )
         except VerificationFailed as exc:
             error = exc
         else:
             error = None
             email = result.account.email
-            if result.same_browser:
-                token_cookie = _log_in(request, uow, result.account.id)
     if error is not None:
         if token is not None or error.key == "verify.invalid":
             return _verify_invalid(request)
         return _verify_page(request, flow_id, _errors(request, error), status=400)
     next_url = safe_return_to(result.return_to)
+    token_cookie = result.signed_in.token if result.signed_in is not None else None
+    if token_cookie:
+        csrf.rotate(request)  # a session was opened: the page's forms get the new token
     response = render(
         request,
         "verified.html",
@@ -349,48 +330,27 @@ def login_page(
 
 @post("/login", dependencies=FORM)
 async def login_submit(request: Request, form: Form) -> Response:
-    """Check email and password; on success a new session and off to ``return_to``.
-
-    Three steps (idp.accounts.login): find the account, check the password (awaited,
-    no transaction open while the hash runs), record the outcome and open the session.
-    """
+    """Check email and password; on success a new session and off to ``return_to``
+    (idp.accounts.login.password_login: no transaction open while the hash runs)."""
     services = _services(request)
     return_to = safe_return_to(form.get("return_to"))
     email = form.get("email", "")[:MAX_EMAIL]
     try:
-        found = await login.begin(services.db, services.settings, email=email, ip=_ip(request))
-        matched, new_hash = await login.check_password(
-            services.settings, found, form.get("password", "")
+        opened = await login.password_login(
+            services.db,
+            services.settings,
+            CITIZEN,
+            email=email,
+            password=form.get("password", ""),
+            ip=_ip(request),
+            user_agent=request.headers.get("user-agent"),
+            replacing=session_token(request),
         )
     except LoginBlocked as exc:
         return _login_page(request, return_to, email, {"": error_message(request, exc)}, 429)
-    return await services.db.run_sync(
-        partial(_conclude_login, request, found, matched, new_hash, return_to, email)
-    )
-
-
-def _conclude_login(
-    request: Request,
-    attempt: login.Attempt,
-    matched: bool,
-    new_hash: str | None,
-    return_to: str,
-    email: str,
-) -> Response:
-    services = _services(request)
-    with services.db.unit_of_work() as uow:
-        try:
-            account_id = login.conclude(
-                uow, services.settings, attempt, matched=matched, new_hash=new_hash, ip=_ip(request)
-            )
-        except LoginBlocked as exc:
-            return _login_page(request, return_to, email, {"": error_message(request, exc)}, 429)
-        except LoginFailed as exc:
-            return _login_page(
-                request, return_to, email, {"email": error_message(request, exc)}, 400
-            )
-        token = _log_in(request, uow, account_id)
-    return _logged_in(request, return_to, token)
+    except LoginFailed as exc:
+        return _login_page(request, return_to, email, {"email": error_message(request, exc)}, 400)
+    return _logged_in(request, return_to, opened.token)
 
 
 def _logged_in(request: Request, return_to: str, token: str) -> Response:
@@ -417,8 +377,7 @@ def logout_submit(request: Request, form: Form) -> Response:
     with services.db.unit_of_work() as uow:
         row = current_session(request, uow)
         if row is not None:
-            end_session(uow, row, "logout")
-            record(uow, "logout", account_id=row.account_id, ip=_ip(request))
+            close_login_session(uow, CITIZEN, row, ip=_ip(request))
     response = render(request, "logged_out.html")
     clear_session_cookie(response, services.settings)
     return response

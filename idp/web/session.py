@@ -1,9 +1,12 @@
-"""The SSO session cookie: the only place the web layer reads or writes it.
+"""The session cookies: the only place the web layer reads or writes them.
 
-``__Host-idp_session`` (Secure) when the issuer is https; ``idp_session``
-without Secure over plain http (development, tests), since browsers drop
-Secure cookies there. Always HttpOnly, SameSite=Lax, Path=/. The cookie holds
-the session token; the database only its digest (idp.accounts.sessions).
+Each realm (idp.accounts.realms) has its cookie, named and scoped by the realm:
+the citizen's is ``__Host-idp_session`` (Secure, Path=/) when the issuer is
+https, staff's ``__Secure-idp_clerk`` (Path=/clerk: a ``__Host-`` cookie must have
+Path=/); over plain http (development, tests) the bare names without Secure, since
+browsers drop Secure cookies there. Always HttpOnly, SameSite=Lax. The cookie
+holds the session token; the database only its digest (idp.accounts.sessions).
+Every function takes the realm, the citizen's unless told.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from litestar import Request, Response
 from sqlalchemy.orm import Session
 
+from idp.accounts.realms import CITIZEN, Realm
 from idp.accounts.sessions import load_session
 from idp.db.loads import ACCOUNT
 from idp.db.models import Account, LoginSession
@@ -21,24 +25,27 @@ from idp.web.cookies import set_cookie
 from idp.web.errors import SignInRequired
 
 
-def cookie_name(settings: Settings) -> str:
-    """The session cookie's name for this issuer."""
-    return "__Host-idp_session" if _secure(settings) else "idp_session"
+def cookie_name(settings: Settings, realm: Realm = CITIZEN) -> str:
+    """The session cookie's name of ``realm`` for this issuer."""
+    if not _secure(settings):
+        return realm.cookie
+    return ("__Host-" if realm.path == "/" else "__Secure-") + realm.cookie
 
 
 def _secure(settings: Settings) -> bool:
     return settings.issuer.startswith("https://")
 
 
-def session_token(request: Request) -> str | None:
-    """The raw token from the browser's session cookie, if any."""
-    return request.cookies.get(cookie_name(request.app.state.services.settings))
+def session_token(request: Request, realm: Realm = CITIZEN) -> str | None:
+    """The raw token from the browser's session cookie of ``realm``, if any."""
+    return request.cookies.get(cookie_name(request.app.state.services.settings, realm))
 
 
-def current_session(request: Request, uow: Session) -> LoginSession | None:
-    """The browser's live login session, or None (no cookie, unknown, ended, timed out)."""
+def current_session(request: Request, uow: Session, realm: Realm = CITIZEN) -> LoginSession | None:
+    """The browser's live login session of ``realm``, or None (no cookie, unknown, of another
+    realm, ended, timed out)."""
     settings = request.app.state.services.settings
-    return load_session(uow, session_token(request), settings)
+    return load_session(uow, session_token(request, realm), realm, settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,28 +65,31 @@ def signed_in(request: Request, uow: Session, return_to: str | None = None) -> S
     return SignedIn(account, login)
 
 
-def set_session_cookie(response: Response, token: str, settings: Settings) -> None:
-    """Give the browser its (new) session cookie; it lives as long as the browser session."""
+def set_session_cookie(
+    response: Response, token: str, settings: Settings, realm: Realm = CITIZEN
+) -> None:
+    """Give the browser its (new) session cookie of ``realm``; it lives as long as the
+    browser session."""
     set_cookie(
         response,
-        cookie_name(settings),
+        cookie_name(settings, realm),
         token,
-        path="/",
+        path=realm.path,
         secure=_secure(settings),
         httponly=True,
         samesite="lax",
     )
 
 
-def clear_session_cookie(response: Response, settings: Settings) -> None:
-    """Remove the session cookie from the browser."""
+def clear_session_cookie(response: Response, settings: Settings, realm: Realm = CITIZEN) -> None:
+    """Remove the session cookie of ``realm`` from the browser."""
     # Not delete_cookie(): a __Host- cookie is only replaced by one that is Secure too.
     response.set_cookie(
-        cookie_name(settings),
+        cookie_name(settings, realm),
         "",
         max_age=0,
         expires=0,
-        path="/",
+        path=realm.path,
         secure=_secure(settings),
         httponly=True,
         samesite="lax",

@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 
 from idp.accounts import login, throttle
 from idp.accounts.errors import LoginBlocked, LoginFailed
+from idp.accounts.realms import CITIZEN
 from idp.accounts.registration import create_account
 from idp.db.models import AuditEvent, LoginThrottle
 from tests.accounts.conftest import FAST_HASH, STRONG
@@ -116,7 +117,7 @@ def test_a_right_password_is_refused_when_the_email_was_locked_while_it_was_chec
     _account(db, keys_dir, "paula@example.de")
 
     async def right_password_while_others_lock() -> None:
-        attempt = await login.begin(db, settings, email="paula@example.de", ip="192.0.2.1")
+        attempt = await login.begin(db, settings, CITIZEN, email="paula@example.de", ip="192.0.2.1")
         matched, new_hash = await login.check_password(settings, attempt, STRONG)
         assert matched
         # Meanwhile, attempts that began after this one reached the lockout.
@@ -129,8 +130,17 @@ def test_a_right_password_is_refused_when_the_email_was_locked_while_it_was_chec
                     blocked_until=clock.now() + timedelta(minutes=15),
                 )
             )
-        with db.unit_of_work() as session, pytest.raises(LoginBlocked):
-            login.conclude(session, settings, attempt, matched=True, new_hash=new_hash, ip=None)
+        with pytest.raises(LoginBlocked):
+            login.finish(
+                db,
+                settings,
+                attempt,
+                matched=True,
+                new_hash=new_hash,
+                ip=None,
+                user_agent=None,
+                replacing=None,
+            )
 
     on_own_loop(right_password_while_others_lock())
     assert not _events(db, "login.success")
@@ -140,15 +150,15 @@ def test_a_long_run_of_failures_waits_at_most_the_lockout_time_and_never_fails(d
     settings = make_settings(db.url, keys_dir, login_lockout_attempts=1000, **FAST_HASH)
     # 200 failures counted: doubling from one second would overflow a timedelta.
     assert throttle.backoff(200, 5, timedelta(minutes=15)) == timedelta(minutes=15)
-    key = throttle.email_key("paula@example.de")
+    key = throttle.email_key(CITIZEN, "paula@example.de")
     with db.unit_of_work() as session:
         session.add(LoginThrottle(key=key, failures=200, last_failure_at=clock.now()))
 
     async def one_more() -> None:
-        attempt = await login.begin(db, settings, email="paula@example.de", ip=None)
+        attempt = await login.begin(db, settings, CITIZEN, email="paula@example.de", ip=None)
         assert attempt.reservation.email_position == 201
         with pytest.raises(LoginBlocked):
-            await login.begin(db, settings, email="paula@example.de", ip=None)
+            await login.begin(db, settings, CITIZEN, email="paula@example.de", ip=None)
 
     on_own_loop(one_more())
     with db.unit_of_work() as session:
@@ -169,7 +179,9 @@ def test_one_address_failing_many_logins_makes_another_citizen_wait_seconds_not_
         office = "198.51.100.7"
         for n in range(settings.login_ip_free_attempts + 12):
             try:
-                attempt = await login.begin(db, settings, email=f"someone{n}@example.de", ip=office)
+                attempt = await login.begin(
+                    db, settings, CITIZEN, email=f"someone{n}@example.de", ip=office
+                )
             except LoginBlocked:
                 clock.advance(timedelta(seconds=settings.login_ip_max_wait_seconds))
                 continue
@@ -177,12 +189,16 @@ def test_one_address_failing_many_logins_makes_another_citizen_wait_seconds_not_
                 login.conclude(session, settings, attempt, matched=False, ip=office)
         # Another citizen behind the same address: at most the short IP wait.
         clock.advance(timedelta(seconds=settings.login_ip_max_wait_seconds))
-        attempt = await login.begin(db, settings, email="paula@example.de", ip=office)
-        matched, new_hash = await login.check_password(settings, attempt, STRONG)
-        with db.unit_of_work() as session:
-            account_id = login.conclude(
-                session, settings, attempt, matched=matched, new_hash=new_hash, ip=office
-            )
-        assert account_id is not None
+        opened = await login.password_login(
+            db,
+            settings,
+            CITIZEN,
+            email="paula@example.de",
+            password=STRONG,
+            ip=office,
+            user_agent=None,
+            replacing=None,
+        )
+        assert opened.token is not None
 
     on_own_loop(many_then_one())

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from idp import clock
-from idp.accounts import proofing, sessions, totp
+from idp.accounts import proofing, signin, totp
+from idp.accounts.realms import CITIZEN
 from idp.db.engine import Database
 from idp.db.models import Account, LoginSession, VerifiedIdentity
 from idp.keys.secret import CodeDigests, derive_key, load_secret_key
@@ -39,8 +40,18 @@ def account(session: Session, proofing: str = "low", email: str | None = None) -
 def login(
     session: Session, owner: Account, settings: Settings, methods: tuple[str, ...] = ("pwd",)
 ) -> tuple[str, LoginSession]:
-    """A login session of ``owner``: (cookie token, row)."""
-    return sessions.start_session(session, owner, list(methods), settings)
+    """A login session of ``owner`` opened by the sign-in flow: (cookie token, row)."""
+    opened = signin.open_login_session(
+        session,
+        settings,
+        CITIZEN,
+        owner.id,
+        [signin.Proven(method) for method in methods],
+        ip=None,
+        user_agent=None,
+        replacing=None,
+    )
+    return opened.token, session.get_one(LoginSession, opened.id)
 
 
 def verified_identity(session: Session, method: str = "pipp", **values) -> VerifiedIdentity:

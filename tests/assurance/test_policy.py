@@ -355,8 +355,10 @@ def test_the_default_maximum_ages_come_from_settings():
 
 
 def test_a_step_up_recorded_in_a_login_session_lifts_its_level(db, settings, clock):
-    from idp.accounts.sessions import add_method, start_session
-    from idp.db.models import Account
+    from idp.accounts.realms import CITIZEN
+    from idp.accounts.sessions import add_method
+    from idp.accounts.signin import PASSWORD, open_login_session
+    from idp.db.models import Account, LoginSession
 
     with db.unit_of_work() as session:
         now = clock.now()
@@ -369,7 +371,17 @@ def test_a_step_up_recorded_in_a_login_session_lifts_its_level(db, settings, clo
         )
         session.add(account)
         session.flush()
-        _, row = start_session(session, account, ["pwd"], settings)
+        opened = open_login_session(
+            session,
+            settings,
+            CITIZEN,
+            account.id,
+            PASSWORD,
+            ip=None,
+            user_agent=None,
+            replacing=None,
+        )
+        row = session.get_one(LoginSession, opened.id)
         policy = load_policy(settings)
         before = session_facts(account.proofing_level, row.methods, ["proofing"], clock.now())
         add_method(row, "otp", binding="proofing")

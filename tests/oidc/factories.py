@@ -11,8 +11,10 @@ from urllib.parse import parse_qs, urljoin, urlsplit
 import httpx
 
 from idp import clock
-from idp.accounts import sessions
+from idp.accounts.realms import CITIZEN
 from idp.accounts.registration import create_account
+from idp.accounts.signin import PASSWORD as PASSWORD_ONLY
+from idp.accounts.signin import open_login_session
 from idp.db.engine import Database
 from idp.db.models import Account
 from idp.oidc.clients import add_client
@@ -85,10 +87,17 @@ def password_account(db: Database, settings: Settings, email: str | None = None)
 def login_token(db: Database, account_id: int, settings: Settings) -> str:
     """Open a password session for the account; returns the cookie token."""
     with db.unit_of_work() as session:
-        token, _ = sessions.start_session(
-            session, session.get(Account, account_id), ["pwd"], settings
+        opened = open_login_session(
+            session,
+            settings,
+            CITIZEN,
+            account_id,
+            PASSWORD_ONLY,
+            ip=None,
+            user_agent=None,
+            replacing=None,
         )
-        return token
+        return opened.token
 
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')

@@ -20,6 +20,7 @@ from idp.accounts import login, reauthentication
 from idp.accounts.authenticators import REGISTRY
 from idp.accounts.errors import LoginBlocked, LoginFailed
 from idp.accounts.factors import FactorError, TooManyAttempts
+from idp.accounts.realms import CITIZEN
 from idp.db.models import Account, LoginSession
 from idp.web.accounts import error_message
 from idp.web.citizen.step_up import answer_field, request_text
@@ -138,7 +139,7 @@ async def _confirm_password(request: Request, form: Form, target: str) -> Respon
         # An account with a factor confirms a factor: the password alone is not enough.
         return await services.db.run_sync(partial(_shown, request, target))
     try:
-        attempt = await login.begin(services.db, services.settings, email=email, ip=ip)
+        attempt = await login.begin(services.db, services.settings, CITIZEN, email=email, ip=ip)
     except LoginBlocked as exc:
         return await services.db.run_sync(partial(_refused, request, target, exc))
     matched, new_hash = await login.check_password(
@@ -198,18 +199,12 @@ def _concluded(
             raise SignInRequired(None)  # the session changed while the password was checked
         try:
             login.conclude(
-                uow,
-                services.settings,
-                attempt,
-                matched=matched,
-                new_hash=new_hash,
-                ip=ip,
-                event="session.reauthenticated",
+                uow, services.settings, attempt, matched=matched, new_hash=new_hash, ip=ip
             )
         except (LoginBlocked, LoginFailed) as exc:
             error: Any = exc
         else:
-            reauthentication.note_password(who.login)
+            reauthentication.note_password(uow, who.login, ip=ip)
             return Redirect(target, status_code=303)
     return _refused(request, target, error)
 
