@@ -30,22 +30,10 @@ from idp.oidc.clients import ClientRegistry
 from idp.oidc.discovery import EncodedDocument, provider_metadata
 from idp.oidc.server import Provider
 from idp.settings import Settings
-from idp.web import (
-    accounts,
-    authorize,
-    csrf,
-    demo,
-    errors,
-    ops,
-    pages,
-    security,
-)
-from idp.web.account import confirm as reauthentication
-from idp.web.account import security as account_security
-from idp.web.citizen import step_up
+from idp.web import account, citizen, csrf, demo, errors, ops, pages, security
 from idp.web.protocol import adapter as protocol_adapter
+from idp.web.protocol import authorize, wellknown
 from idp.web.protocol import endpoints as protocol
-from idp.web.protocol import wellknown
 from idp.web.protocol.direct import App
 from idp.web.rendering import STATIC, StaticFiles
 
@@ -207,10 +195,8 @@ def create_app(
             *wellknown.ROUTES,
             *ops.ROUTES,
             *pages.ROUTES,
-            *accounts.ROUTES,
-            *account_security.ROUTES,
-            *step_up.ROUTES,
-            *reauthentication.ROUTES,
+            *citizen.ROUTES,
+            *account.ROUTES,
             *protocol.ROUTES,
             *authorize.ROUTES,
             # The demo portal app exists only in development.

@@ -76,10 +76,9 @@ class _OneWriter:
     the connection goes back to the pool (after its commit or rollback), queues
     writers without sleeping. Worker processes of one node share the database too:
     the first hold in the process also takes ``flock`` on ``<database>.writer``, so
-    the kernel wakes the next process's writer as soon as the lock is let go. Two
-    processes committing short inserts as fast as they can: 4,600 -> 6,300 per
-    second, p99 3.5 -> 0.5 ms. The busy handler is left for writers that do not
-    queue here (``idp`` commands, migrations).
+    the kernel wakes the next process's writer as soon as the lock is let go. The
+    busy handler is left for writers that do not queue here (``idp`` commands,
+    migrations).
 
     It also begins the write transaction: ``BEGIN IMMEDIATE`` once the lock is held,
     before the first statement that is not a read (a ``SAVEPOINT`` too). Reads before it
@@ -594,8 +593,7 @@ class Database:
         answers at once, without a write.)
 
         SQLite's automatic checkpoint runs inside the commit that crosses the limit, with
-        two fsyncs: on the event loop that stalled every request for that long (the
-        refresh-token p99 on SQLite was 13 ms with them, 5 to 7 ms without). A passive
+        two fsyncs: on the event loop that would stall every request for that long. A passive
         checkpoint here runs beside the writers; with several worker processes, the one
         that finds another's checkpoint running skips this round.
         """

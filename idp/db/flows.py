@@ -22,8 +22,8 @@ from idp import clock
 from idp.db.engine import Prebuilt
 from idp.db.models import Flow
 
-# GET /authorize opens a flow for nearly every citizen: an ORM object added and flushed
-# for it cost more than the insert itself.
+# GET /authorize opens a flow for nearly every citizen: one prebuilt insert, not an ORM
+# object added and flushed.
 _START = Prebuilt(insert(Flow.__table__))
 
 

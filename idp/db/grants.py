@@ -17,8 +17,7 @@ from sqlalchemy.orm import Session
 from idp.db.engine import Prebuilt
 from idp.db.models import Grant, LoginSession, RefreshToken
 
-# Every code exchange records a grant: an ORM object added and flushed for it cost more
-# than the insert.
+# Every code exchange records a grant: one prebuilt insert, not an ORM object.
 _START = Prebuilt(insert(Grant.__table__))
 
 

@@ -28,8 +28,7 @@ FLUSH_AT = 64 * 1024
 SERVER_OPTIONS: dict[str, Any] = {
     "server_header": False,
     "access_log": False,
-    # Measured: +8-15% token requests/s, +35% client_credentials, a third off discovery's
-    # CPU per request, against uvicorn's own httptools protocol.
+    # One send per response (this module's docstring; figures in bench/README.md).
     "http": f"{__name__}:HttpProtocol",
 }
 

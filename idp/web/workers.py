@@ -4,10 +4,7 @@ uvicorn's supervisor binds one listening socket and hands it to every worker:
 they share one accept queue, and whichever worker's event loop is awake takes
 the connection. The busy worker is the one awake, so a few long-lived
 connections (a reverse proxy's keep-alive pool, a load generator's) all land on
-one worker while the others idle. Measured with four virtual users logging in
-against two workers: one worker took every connection in each of three runs,
-and logins/s were those of one worker (49-50/s); with this module 86/s when the
-connections split three to one, 56/s when the hash put all four on one worker.
+one worker while the others idle (figures in bench/README.md).
 
 Here every worker binds the address itself with ``SO_REUSEPORT``: each has its
 own accept queue, and the kernel spreads new connections over them by a hash of

@@ -11,7 +11,7 @@ import pytest
 from litestar import Request
 
 from idp.web import rendering
-from idp.web.accounts import _LOGIN_SLOTS
+from idp.web.citizen.login import _LOGIN_SLOTS
 
 HOSTILE = [
     "/",

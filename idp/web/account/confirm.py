@@ -22,8 +22,8 @@ from idp.accounts.errors import LoginBlocked, LoginFailed
 from idp.accounts.factors import FactorError, TooManyAttempts
 from idp.accounts.realms import CITIZEN
 from idp.db.models import Account, LoginSession
-from idp.web.accounts import error_message
 from idp.web.citizen.step_up import answer_field, request_text
+from idp.web.common import error_message
 from idp.web.errors import SignInRequired
 from idp.web.forms import FORM, Form
 from idp.web.handlers import get, post

@@ -38,7 +38,7 @@ from idp.oidc.requests import ProtocolRequest, ProtocolResponse
 FORM = "application/x-www-form-urlencoded"
 
 # Where the authorization endpoint sends a citizen who must do something first: the
-# routes of idp/web/accounts.py, idp/web/step_up.py and idp/web/authorize.py.
+# routes of idp/web/citizen/, idp/web/account/ and idp/web/protocol/authorize.py.
 PAGES = InteractionPages(
     login="/login",
     register="/register",

@@ -1,11 +1,10 @@
 """Direct routes: the hottest endpoints for programs, called without litestar's router.
 
 Discovery, JWKS, token, userinfo, introspection and revocation are raw ASGI
-handlers already (idp/web/protocol/wellknown.py, idp/web/protocol/endpoints.py). Reaching them
-through litestar still cost its router, the route's guard (a no-op for them:
-they take no form from a browser) and its exception middleware's wrapper, about
-a third of a JWKS request (measured: 38 -> 26 µs CPU per request, 26,000 ->
-38,000 requests/s on one worker; client_credentials 117 -> 104 µs).
+handlers already (idp/web/protocol/wellknown.py, idp/web/protocol/endpoints.py).
+Reaching them through litestar would add its router, the route's guard (a no-op
+for them: they take no form from a browser) and its exception middleware's
+wrapper, about a third of a JWKS request (figures in bench/README.md).
 
 :class:`App` is the litestar application with a table of exact paths in front
 of it: a request for one of them calls its handler at once, with what litestar

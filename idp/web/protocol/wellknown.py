@@ -1,8 +1,8 @@
 """Discovery and JWKS: cached bytes served straight from memory on the event loop.
 
 Raw ASGI handlers: the body, its ETag and the response headers are encoded once
-per document, so a request costs routing and two ``send`` calls (a litestar
-``Response`` built per request cost more than the rest of the request).
+per document, so a request costs routing and two ``send`` calls, not a litestar
+``Response`` built per request.
 The security headers are added by the app's ``before_send`` hook as for any
 response; CORS is open (public metadata).
 """
