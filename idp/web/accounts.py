@@ -3,7 +3,9 @@
 Handlers parse the form, call one function of ``idp.accounts`` in one unit of
 work and render; domain errors become messages next to their fields.
 Handlers that touch the database or hash passwords run in worker threads
-(argon2id releases the GIL).
+(argon2id releases the GIL), but for the login and the registration: they
+await their hash, then run their unit of work where the database's work costs
+least (``Database.run_sync``), so no transaction is open while a hash runs.
 """
 
 from __future__ import annotations
@@ -32,7 +34,15 @@ from idp.accounts.errors import (
     VerificationFailed,
 )
 from idp.accounts.recovery import open_reset, request_reset, reset_password
-from idp.accounts.registration import open_flow, register, resend, start_verification, verify
+from idp.accounts.registration import (
+    Applicant,
+    apply,
+    open_flow,
+    register,
+    resend,
+    start_verification,
+    verify,
+)
 from idp.accounts.sessions import end_session, open_session
 from idp.audit.events import record
 from idp.db.models import Account
@@ -166,36 +176,48 @@ def register_page(request: Request, return_to: FromQuery[str | None] = None) -> 
     return _register_page(request, safe_return_to(return_to), {})
 
 
-@post("/register", dependencies=FORM, sync_to_thread=True)
-def register_submit(request: Request, form: Form) -> Response:
-    """Register, then show where to enter the code from the mail."""
+@post("/register", dependencies=FORM)
+async def register_submit(request: Request, form: Form) -> Response:
+    """Register, then show where to enter the code from the mail.
+
+    Two steps (idp.accounts.registration): check the form and hash the password
+    (awaited, no transaction open meanwhile), then write the registration.
+    """
     services = _services(request)
     return_to = safe_return_to(form.get("return_to"))
     email = form.get("email", "")
     consent = form.get("privacy_consent") == "yes"
     if len(email) > MAX_EMAIL:
         return _register_page(request, return_to, _errors(request, _too_long("email")), "", consent)
+    try:
+        applicant = await apply(
+            services.settings, email=email, password=form.get("password", ""), consent=consent
+        )
+    except FormInvalid as exc:
+        return _register_page(request, return_to, _errors(request, exc), email, consent)
+    flow_id = await services.db.run_sync(partial(_registered, request, applicant, return_to))
+    _nudge_mail(request)
+    return Redirect(f"/verify-email?{urlencode({'flow': flow_id})}", status_code=303)
+
+
+def _registered(request: Request, applicant: Applicant, return_to: str) -> str:
+    """Write the registration in one unit of work; the verification flow's id."""
+    services = _services(request)
     with services.db.unit_of_work() as uow:
         try:
             flow = register(
                 uow,
                 services.settings,
                 services.code_digests,
-                email=email,
-                password=form.get("password", ""),
-                consent=consent,
+                applicant,
                 locale=language(request),
                 browser=csrf.presession(request)[0],
                 return_to=return_to,
                 ip=_ip(request),
             )
-        except FormInvalid as exc:
-            return _register_page(request, return_to, _errors(request, exc), email, consent)
         except TooManyFlows as exc:
             raise TooManyRequests(exc.key, exc.seconds) from None
-        flow_id = flow.id
-    _nudge_mail(request)
-    return Redirect(f"/verify-email?{urlencode({'flow': flow_id})}", status_code=303)
+        return flow.id
 
 
 def _too_long(field: str) -> AccountError:
