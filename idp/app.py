@@ -16,6 +16,7 @@ from litestar.static_files import create_static_files_router
 
 from idp import maintenance
 from idp.accounts.authenticators import Keys as AuthenticatorKeys
+from idp.accounts.passwords import common_passwords
 from idp.assurance import Policy, load_policy
 from idp.clock import SYSTEM, Clock
 from idp.db.engine import Database
@@ -155,6 +156,10 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # The password blocklist, loaded here rather than by the first registration, which
+        # checks passwords on the event loop (about half a second; kept out of the
+        # collector's passes with the rest of start-up).
+        common_passwords()
         _freeze_start_up()
         tasks = [
             asyncio.create_task(_poll(services)),

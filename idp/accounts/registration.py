@@ -7,6 +7,13 @@ already have an account" (known). The verification mail carries a link and a
 six-digit code; both are single use, valid ``IDP_EMAIL_VERIFICATION_HOURS``,
 stored as digests in the flow (the code keyed with the service secret).
 
+A registration is two steps: :func:`apply` checks the form and hashes the
+password (awaited, no transaction open), :func:`register` writes it in one
+short transaction, which the page runs where database work costs least
+(:meth:`idp.db.engine.Database.run_sync`: on SQLite the event loop, whose
+transaction no other thread's Python interleaves with while it holds the one
+writer).
+
 Guessing the code is bounded three ways: an account has one live verification
 flow (asking again mails that flow's new code, never opens another); a new mail,
 and so a new code, only after the mail cool-down (``IDP_EMAIL_RESEND_SECONDS``);
@@ -19,6 +26,7 @@ level from ``none`` to ``low``.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
@@ -174,32 +182,48 @@ def _live_flow(session: Session, account_id: int) -> Flow | None:
     )
 
 
+@dataclass(frozen=True)
+class Applicant:
+    """A registration form that passed its checks, with its password hashed: what
+    :func:`register` writes."""
+
+    email: str
+    password_hash: str
+
+
+async def apply(settings: Settings, *, email: str, password: str, consent: bool) -> Applicant:
+    """Check the form and hash its password (awaited, in the hasher's threads).
+
+    Raises FormInvalid with every problem (email, password, consent). Nothing is read or
+    written: the hash, the slow part of a registration, is done before :func:`register`
+    opens its transaction, so no writer waits on it (SQLite lets one write at a time).
+    """
+    if settings.hibp_enabled:  # the check asks a web service: not on the event loop
+        email, password, problems = await asyncio.to_thread(_checked, email, password, settings)
+    else:
+        email, password, problems = _checked(email, password, settings)
+    if not consent:
+        problems.append(ConsentMissing("register.consent_missing"))
+    if problems:
+        raise FormInvalid(problems)
+    # Hashed before the address is looked up: both answers cost the same time.
+    return Applicant(email, await passwords_for(settings).hash_awaited(password))
+
+
 def register(
     session: Session,
     settings: Settings,
     digests: CodeDigests,
+    applicant: Applicant,
     *,
-    email: str,
-    password: str,
-    consent: bool,
     locale: str,
     browser: str | None = None,
     return_to: str | None = None,
     ip: str | None = None,
 ) -> Flow:
-    """Register ``email`` (or, if taken, tell its owner by mail); return the verification flow.
-
-    Raises FormInvalid (every problem: email, password, consent) before anything is written,
-    TooManyFlows beyond the client address's flows a minute.
-    """
-    email, password, problems = _checked(email, password, settings)
-    if not consent:
-        problems.append(ConsentMissing("register.consent_missing"))
-    if problems:
-        raise FormInvalid(problems)
-    # Hash before looking the address up: both answers cost the same time.
-    password_hash = passwords_for(settings).hash(password)
-    # Counted after the hash: the count's write holds SQLite's one writer until the commit.
+    """Register the applicant's address (or, if taken, tell its owner by mail); return the
+    verification flow. Raises TooManyFlows beyond the client address's flows a minute."""
+    email = applicant.email
     admission = rate_limits.admit_flow(session, ip, settings.flows_per_ip_minute)
     if not admission.admitted:
         raise TooManyFlows(admission.retry_after)
@@ -209,7 +233,7 @@ def register(
         account = Account(
             subject=str(uuid.uuid4()),
             email=email,
-            password_hash=password_hash,
+            password_hash=applicant.password_hash,
             proofing_level="none",
             locale=locale,
             created_at=now,

@@ -4,49 +4,63 @@ A counter is a row of ``login_throttles`` (its ``key`` names what is counted, e.
 ``mail:...`` or ``verify-day:...``): ``failures`` counts the uses of the current window
 and ``blocked_until`` is when that window ends. A window opens at the first use after
 the previous one ended, so it is anchored at a use that was let through, never pushed
-on by refused ones. Taking a use is one conditional UPDATE whose row count says
-whether it was allowed, so concurrent requests (other workers, other nodes) can never
-take more than ``limit`` between them; SQLite's ignored ``FOR UPDATE`` plays no part.
+on by refused ones. Taking a use is one conditional upsert (``INSERT ... ON CONFLICT DO
+UPDATE ... WHERE``, prebuilt: it runs inside the write transactions of registrations and
+sign-ins) whose returned row says whether it was allowed, so concurrent requests (other
+workers, other nodes) can never take more than ``limit`` between them; SQLite's ignored
+``FOR UPDATE`` plays no part.
 """
 
 from __future__ import annotations
 
 import math
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import case, delete, literal, select, update
+from sqlalchemy import bindparam, case, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from idp import clock
+from idp.db.engine import Prebuilt
 from idp.db.models import LoginThrottle
+
+_COUNTERS = LoginThrottle.__table__
+_C = _COUNTERS.c
+
+
+def _taking(dialect: Any) -> Any:
+    """Count one use of ``key``: a new counter opens its window with this use; a counter
+    whose window is over opens a new one; else one more use, if fewer than ``limit`` were
+    counted. The key is returned if the use was counted, nothing if not."""
+    inserted = dialect.insert(_COUNTERS).values(
+        key=bindparam("key"),
+        failures=1,
+        last_failure_at=bindparam("now", type_=_C.last_failure_at.type),
+        blocked_until=bindparam("window_ends", type_=_C.blocked_until.type),
+    )
+    over = _C.blocked_until <= inserted.excluded.last_failure_at
+    return inserted.on_conflict_do_update(
+        index_elements=[_C.key],
+        set_={
+            "failures": case((over, 1), else_=_C.failures + 1),
+            "blocked_until": case((over, inserted.excluded.blocked_until), else_=_C.blocked_until),
+            "last_failure_at": inserted.excluded.last_failure_at,
+        },
+        where=or_(over, _C.failures < bindparam("limit")),
+    ).returning(_C.key)
+
+
+_TAKE = {"postgresql": Prebuilt(_taking(postgresql)), "sqlite": Prebuilt(_taking(sqlite))}
 
 
 def take(session: Session, key: str, *, limit: int, window: timedelta) -> bool:
     """Count one use of ``key`` if its window has had fewer than ``limit``; False if not."""
     now = clock.now(session)
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    # A new counter starts with its window already over, so the update below opens one.
-    session.execute(
-        dialect.insert(LoginThrottle)
-        .values(key=key, failures=0, last_failure_at=now, blocked_until=now)
-        .on_conflict_do_nothing(index_elements=["key"])
+    taken = _TAKE[session.get_bind().dialect.name].execute(
+        session, {"key": key, "now": now, "window_ends": now + window, "limit": limit}
     )
-    over = LoginThrottle.blocked_until <= now
-    taken = session.execute(
-        update(LoginThrottle)
-        .where(LoginThrottle.key == key, over | (LoginThrottle.failures < limit))
-        .values(
-            failures=case((over, 1), else_=LoginThrottle.failures + 1),
-            blocked_until=case(
-                (over, literal(now + window, LoginThrottle.blocked_until.type)),
-                else_=LoginThrottle.blocked_until,
-            ),
-            last_failure_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return taken.rowcount == 1
+    return bool(taken)
 
 
 def wait(session: Session, key: str) -> int:

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from urllib.parse import urlencode
 
+import httpx
 from sqlalchemy import select
 
+from idp.accounts.passwords import passwords_for
 from idp.accounts.registration import CODE_PURPOSE
 from idp.db.models import Account, AuditEvent, Flow, MailMessage
 from idp.keys.secret import CodeDigests, load_secret_key
 from tests.accounts.conftest import STRONG, code, csrf_token, link, login, register, submit
+from tests.oidc import factories
 
 
 def _account(db, address):
@@ -231,3 +237,74 @@ def test_the_login_after_verifying_the_address_rotates_the_csrf_cookie(app_clien
     assert app_client.cookies["idp_csrf"] != before
     # The page shown with the new session carries tokens of the new cookie.
     assert submit(app_client, "/logout", "/logout", {}).status_code in (200, 303)
+
+
+class HeldHasher:
+    """The process's real argon2id hasher, holding each new hash until ``release`` is set:
+    a registration can be stopped mid-hash (``hashing`` is set once one is)."""
+
+    def __init__(self, real) -> None:
+        self.real = real
+        self.hashing = threading.Event()
+        self.release = threading.Event()
+
+    def hash(self, password: str) -> str:
+        self.hashing.set()
+        self.release.wait(30)
+        return self.real.hash(password)
+
+    def __getattr__(self, name: str):
+        return getattr(self.real, name)
+
+
+def _refresh_token(server, db) -> tuple[factories.ClientInfo, str]:
+    """A refresh token of a code flow (a client, a logged-in account, offline access)."""
+    info = factories.client(db)
+    browser = factories.Browser(server.url)
+    browser.log_in(factories.login_token(db, factories.account(db), server.settings))
+    query = urlencode(
+        {
+            "response_type": "code",
+            "client_id": info.client_id,
+            "redirect_uri": info.redirect_uri,
+            "scope": "openid offline_access",
+            "state": "st",
+            "nonce": "n",
+        }
+    )
+    code_ = factories.callback_params(browser.open(f"{server.url}/authorize?{query}"))["code"]
+    tokens = httpx.post(
+        f"{server.url}/token",
+        data={"grant_type": "authorization_code", "code": code_, "redirect_uri": info.redirect_uri},
+        auth=(info.client_id, info.client_secret),
+    )
+    assert tokens.status_code == 200, tokens.text
+    return info, tokens.json()["refresh_token"]
+
+
+def test_a_refresh_token_rotates_while_a_registration_is_hashing(live_mail_server, db):
+    # The hash comes before the registration's transaction: on SQLite, which writes one
+    # transaction at a time, a rotation would otherwise wait for the hash (or give up).
+    info, refresh_token = _refresh_token(live_mail_server, db)
+    passwords = passwords_for(live_mail_server.settings)  # the server's, built once
+    held = HeldHasher(passwords.hasher)
+    passwords.hasher = held
+    try:
+        with ThreadPoolExecutor(1) as browser, httpx.Client(base_url=live_mail_server.url) as http:
+            registering = browser.submit(register, http, "mia@example.de")
+            assert held.hashing.wait(15), "the registration never began its hash"
+            rotated = httpx.post(
+                f"{live_mail_server.url}/token",
+                data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                auth=(info.client_id, info.client_secret),
+                timeout=30,
+            )
+            held.release.set()
+            registered = registering.result(timeout=30)
+    finally:
+        held.release.set()
+        passwords.hasher = held.real
+    assert rotated.status_code == 200, rotated.text
+    assert rotated.json()["refresh_token"] != refresh_token
+    assert registered.status_code == 303
+    assert _account(db, "mia@example.de") is not None

@@ -5,6 +5,7 @@ Handlers parse the form, call one function of ``idp.accounts`` and render.
 
 from __future__ import annotations
 
+from functools import partial
 from urllib.parse import urlencode
 
 from litestar import Request, Response
@@ -18,7 +19,7 @@ from idp.accounts.errors import (
     TooManyFlows,
     VerificationFailed,
 )
-from idp.accounts.registration import open_flow, register, resend, verify
+from idp.accounts.registration import Applicant, apply, open_flow, register, resend, verify
 from idp.web import csrf
 from idp.web.common import (
     MAX_EMAIL,
@@ -68,9 +69,14 @@ def register_page(request: Request, return_to: FromQuery[str | None] = None) -> 
     return _register_page(request, safe_return_to(return_to), {})
 
 
-@post("/register", dependencies=FORM, sync_to_thread=True)
-def register_submit(request: Request, form: Form) -> Response:
-    """Register, then show where to enter the code from the mail."""
+@post("/register", dependencies=FORM)
+async def register_submit(request: Request, form: Form) -> Response:
+    """Register, then show where to enter the code from the mail.
+
+    Two steps (idp.accounts.registration): check the form and hash the password
+    (awaited, no transaction open meanwhile), then write the registration where the
+    database's work costs least (``Database.run_sync``).
+    """
     services = services_of(request)
     return_to = safe_return_to(form.get("return_to"))
     email = form.get("email", "")
@@ -79,27 +85,35 @@ def register_submit(request: Request, form: Form) -> Response:
         return _register_page(
             request, return_to, field_errors(request, too_long("email")), "", consent
         )
+    try:
+        applicant = await apply(
+            services.settings, email=email, password=form.get("password", ""), consent=consent
+        )
+    except FormInvalid as exc:
+        return _register_page(request, return_to, field_errors(request, exc), email, consent)
+    flow_id = await services.db.run_sync(partial(_registered, request, applicant, return_to))
+    nudge_mail(request)
+    return Redirect(f"/verify-email?{urlencode({'flow': flow_id})}", status_code=303)
+
+
+def _registered(request: Request, applicant: Applicant, return_to: str) -> str:
+    """Write the registration in one unit of work; the verification flow's id."""
+    services = services_of(request)
     with services.db.unit_of_work() as uow:
         try:
             flow = register(
                 uow,
                 services.settings,
                 services.code_digests,
-                email=email,
-                password=form.get("password", ""),
-                consent=consent,
+                applicant,
                 locale=language(request),
                 browser=csrf.presession(request)[0],
                 return_to=return_to,
                 ip=client_ip(request),
             )
-        except FormInvalid as exc:
-            return _register_page(request, return_to, field_errors(request, exc), email, consent)
         except TooManyFlows as exc:
             raise TooManyRequests(exc.key, exc.seconds) from None
-        flow_id = flow.id
-    nudge_mail(request)
-    return Redirect(f"/verify-email?{urlencode({'flow': flow_id})}", status_code=303)
+        return flow.id
 
 
 # -- email verification -----------------------------------------------------------------
