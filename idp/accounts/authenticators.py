@@ -7,9 +7,11 @@ service elsewhere (the eID next, later a wallet). The step-up and re-authenticat
 pages offer what :meth:`Registry.offered` returns for the bindings the acr policy
 counts, and check an answer with :meth:`Registry.check`; neither names a method.
 
-A new way in registers an :class:`Authenticator` with :data:`REGISTRY` and adds
-its page part as ``templates/authenticators/<name>.html`` (a form, or a link to
-its ``start`` address).
+The login page offers every authenticator that ``signs_in``: its part is
+``templates/authenticators/<name>_sign_in.html``, or, for a redirect method without
+one, a button to its ``start`` address. A new way in registers an
+:class:`Authenticator` with :data:`REGISTRY` and adds its page parts as
+``templates/authenticators/<name>.html`` (a form, or a link to its ``start`` address).
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Authenticator:
     ``name`` is its form value and the name of its page part; ``factor_kind`` the kind
     of :class:`SecondFactor` row it answers with (None: not a stored factor);
     ``raises_level`` whether, as a second factor, it can lift a session's acr;
+    ``signs_in`` whether the login page offers it as a way in (``label``: the message key
+    of its button, for a redirect method);
     ``answer_field`` the page element its errors attach to; ``check`` returns the factor
     an answer proves (None: wrong); ``usable`` says whether the account can answer with
     it now, beyond having the factor (e.g. recovery codes left); ``prepare`` gives what
@@ -64,6 +68,8 @@ class Authenticator:
     interaction: str = FORM
     factor_kind: str | None = None
     raises_level: bool = False
+    signs_in: bool = False
+    label: str | None = None
     answer_field: str = "code"
     check: Check | None = None
     usable: Callable[[Session, int], bool] | None = None
@@ -89,6 +95,10 @@ class Registry:
 
     def __iter__(self) -> Iterator[Authenticator]:
         return iter(self._by_name.values())
+
+    def sign_in(self) -> tuple[Authenticator, ...]:
+        """The ways in the login page offers, in order."""
+        return tuple(method for method in self if method.signs_in)
 
     def offered(
         self, session: Session, account_id: int, bindings: frozenset[str] | None = None
@@ -167,7 +177,7 @@ def _codes_left(session: Session, account_id: int) -> bool:
 
 
 REGISTRY = Registry()
-PASSWORD = Authenticator("password", "pwd", answer_field="password")
+PASSWORD = Authenticator("password", "pwd", signs_in=True, answer_field="password")
 REGISTRY.register(PASSWORD)
 REGISTRY.register(Authenticator("totp", "otp", factor_kind="totp", raises_level=True, check=_totp))
 REGISTRY.register(

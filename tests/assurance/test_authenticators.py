@@ -73,3 +73,23 @@ def test_check_dispatches_by_name_and_refuses_unknown_or_wrong_answers(db, setti
             REGISTRY.check(session, owner, "recovery", {"code": "0000-0000"}, keys)
         factor = REGISTRY.check(session, owner, "recovery", {"code": codes[0]}, keys)
         assert factor.kind == "recovery_codes" and factor.amr == "otp"
+
+
+def test_the_login_page_offers_every_way_in_the_registry_names(client, monkeypatch):
+    page = client.get("/login", params={"return_to": "/account"})
+    assert 'action="/login"' in page.text
+    assert 'action="/wallet/start"' not in page.text
+    wallet = Authenticator(
+        "wallet",
+        "hwk",
+        interaction="redirect",
+        signs_in=True,
+        label="login.submit",
+        start="/wallet/start",
+    )
+    monkeypatch.setitem(REGISTRY._by_name, "wallet", wallet)
+    page = client.get("/login", params={"return_to": "/account"})
+    assert page.status_code == 200
+    assert 'action="/login"' in page.text  # the password form stays
+    form = page.text.split('action="/wallet/start"', 1)[1].split("</form>", 1)[0]
+    assert 'name="return_to" value="/account"' in form

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import pytest
 from litestar import Request
 
+from idp.accounts.authenticators import REGISTRY
 from idp.web import rendering
 from idp.web.citizen.login import _LOGIN_SLOTS
 
@@ -55,6 +56,7 @@ def _login_context(return_to: str) -> dict[str, object]:
         "email": "",
         "return_to": return_to,
         "register_url": "/register?" + urlencode({"return_to": return_to}),
+        "sign_in": REGISTRY.sign_in(),
     }
 
 

@@ -11,6 +11,7 @@ from litestar.params import FromQuery
 from litestar.response import Redirect
 
 from idp.accounts import login
+from idp.accounts.authenticators import REGISTRY
 from idp.accounts.errors import (
     LoginBlocked,
     LoginFailed,
@@ -46,6 +47,7 @@ def _login_page(
             "email": email,
             "return_to": return_to,
             "register_url": "/register?" + urlencode({"return_to": return_to}),
+            "sign_in": REGISTRY.sign_in(),
         },
         status=status,
         slots=None if email or errors else _LOGIN_SLOTS,
