@@ -157,8 +157,8 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # The password blocklist, loaded here rather than by the first registration, which
-        # checks passwords on the event loop (about half a second; kept out of the
-        # collector's passes with the rest of start-up).
+        # checks passwords on the event loop (and kept out of the collector's passes with
+        # the rest of start-up).
         common_passwords()
         _freeze_start_up()
         tasks = [

@@ -9,10 +9,7 @@ stored as digests in the flow (the code keyed with the service secret).
 
 A registration is two steps: :func:`apply` checks the form and hashes the
 password (awaited, no transaction open), :func:`register` writes it in one
-short transaction, which the page runs where database work costs least
-(:meth:`idp.db.engine.Database.run_sync`: on SQLite the event loop, whose
-transaction no other thread's Python interleaves with while it holds the one
-writer).
+short transaction (on SQLite it holds the one writer of every worker).
 
 Guessing the code is bounded three ways: an account has one live verification
 flow (asking again mails that flow's new code, never opens another); a new mail,

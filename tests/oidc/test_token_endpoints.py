@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from idp.app import create_app
 from idp.db.models import Grant, RefreshToken
+from idp.oidc.tokens import VERIFIED_CACHE_SIZE
 from tests.conftest import make_settings
 from tests.oidc import factories
 
@@ -211,6 +212,17 @@ def test_a_remembered_token_still_expires(client, db, settings, clock):
     assert _introspect(client, info, token)["active"] is True
     clock.advance(timedelta(seconds=settings.access_token_seconds + 1))
     assert _introspect(client, info, token) == {"active": False}
+
+
+def test_the_verified_tokens_remembered_stay_bounded(client, db, services):
+    # Each distinct token whose signature is checked is remembered: a worker answering new
+    # access tokens all day keeps its memory flat only through this bound.
+    info = service_client(db)
+    tokens = services.oidc.tokens
+    for _ in range(VERIFIED_CACHE_SIZE + 8):
+        token, _ = tokens.access_token(info.client_id, info.client_id, "profile")
+        assert _introspect(client, info, token)["active"] is True
+    assert 0 < len(tokens._verified) <= VERIFIED_CACHE_SIZE
 
 
 def test_tokens_of_a_removed_key_no_longer_verify(db, keys_dir, tmp_path, clock):
