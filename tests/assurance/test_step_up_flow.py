@@ -49,6 +49,7 @@ class RelyingParty:
     """A registered portal app, as authlib's client sees the server."""
 
     def __init__(self, live_server, db) -> None:
+        self.clock = db.clock  # the server's: tests move it, the ID tokens' times follow it
         self.info = oidc_factories.client(db)
         self.metadata = discover(live_server.url)
         self.oauth = OAuth2Client(
@@ -86,7 +87,9 @@ class RelyingParty:
             authorization_response=response.headers["location"],
             code_verifier=self.verifier,
         )
-        claims = verify_id_token(self.metadata, token["id_token"], self.info.client_id, self.nonce)
+        claims = verify_id_token(
+            self.metadata, token["id_token"], self.info.client_id, self.nonce, self.clock
+        )
         return claims, token
 
     def userinfo(self) -> dict:

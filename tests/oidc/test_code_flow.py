@@ -15,6 +15,7 @@ from authlib.integrations.httpx_client import OAuth2Client
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from idp.clock import Clock
 from tests.oidc import factories
 
 
@@ -22,13 +23,17 @@ def discover(server_url: str) -> dict:
     return httpx.get(f"{server_url}/.well-known/openid-configuration").json()
 
 
-def verify_id_token(metadata: dict, id_token: str, client_id: str, nonce: str | None) -> dict:
-    """Validate an ID token as a relying party must (OIDC Core 3.1.3.7)."""
+def verify_id_token(
+    metadata: dict, id_token: str, client_id: str, nonce: str | None, clock: Clock | None = None
+) -> dict:
+    """Validate an ID token as a relying party must (OIDC Core 3.1.3.7), at the time of
+    ``clock`` (the server's, when a test moves it; the machine's by default)."""
     keys = KeySet.import_key_set(httpx.get(metadata["jwks_uri"]).json())
     token = jwt.decode(id_token, keys, algorithms=metadata["id_token_signing_alg_values_supported"])
     assert token.header["alg"] != "none"
     assert "kid" in token.header
     registry = jwt.JWTClaimsRegistry(
+        now=(lambda: int(clock.now().timestamp())) if clock else None,
         iss={"essential": True, "value": metadata["issuer"]},
         aud={"essential": True, "value": client_id},
         sub={"essential": True},
@@ -85,7 +90,7 @@ def test_an_independent_client_completes_the_flow_and_uses_every_token(live_serv
         authorization_response=callback.headers["location"],
         code_verifier=verifier,
     )
-    claims = verify_id_token(metadata, token["id_token"], info.client_id, nonce)
+    claims = verify_id_token(metadata, token["id_token"], info.client_id, nonce, db.clock)
     for name in ("auth_time", "sid", "at_hash", "amr"):
         assert name in claims, name
 
